@@ -129,7 +129,7 @@ def test_search_one_hot_equals_fixed_slice(family, op, k):
             p.copy_(p.grad if p.grad is not None else torch.zeros_like(p))
     sliced_grads = dict(search_op.sliced(k).named_parameters())
     for name, p_f in fixed_op.named_parameters():
-        torch.testing.assert_close(sliced_grads[name].data, p_f.grad, rtol=1e-9, atol=1e-12, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(sliced_grads[name].data, p_f.grad, rtol=1e-9, atol=1e-12, msg=lambda m, name=name: f"{name}: {m}")
     assert probs.grad is not None  # the size distribution gets a gradient (straight-through)
 
 
