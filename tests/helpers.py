@@ -29,3 +29,44 @@ def tiny_inputs(name: str, batch: int = 2, length: int = 7, seed: int = 0) -> di
 
 def output_tensor(model, inputs) -> torch.Tensor:
     return model(**inputs).logits
+
+
+# ---- a toy task: learnable in a few steps, in every family's format --------------------------------
+WORDS = ("movie", "film", "plot", "actor", "scene", "story", "music", "ending", "cast", "script")
+
+
+def toy_task(kind: str = "classification"):
+    from suite.tasks.base import Task
+
+    if kind == "regression":
+        return Task("toy/score", "regression", ("sentence",), t5_prefix="toy", metrics=("pearson", "spearmanr"),
+                    batch_size=8, epochs=1)
+    return Task("toy/keyword", "classification", ("sentence",), labels=("negative", "positive"),
+                t5_prefix="toy", metrics=("accuracy",), batch_size=8, epochs=1)
+
+
+def toy_examples(n: int, seed: int = 0, kind: str = "classification") -> list[dict]:
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        label = i % 2
+        words = [rng.choice(WORDS) for _ in range(5)]
+        words.insert(rng.randrange(6), "great" if label else "awful")
+        ex = {"sentence": " ".join(words), "idx": i}
+        ex["label"] = (4.0 if label else 1.0) if kind == "regression" else label
+        out.append(ex)
+    return out
+
+
+def toy_splits(n_train: int = 64, n_eval: int = 16, kind: str = "classification"):
+    from suite.data import Splits
+
+    return Splits(toy_examples(n_train, 0, kind), toy_examples(n_eval, 1, kind), toy_examples(n_eval, 2, kind))
+
+
+def toy_experiment(backbone: str = "tiny-bert", seed: int = 0, kind: str = "classification", **config):
+    from suite.harness import Experiment, HarnessConfig
+
+    return Experiment(toy_task(kind), toy_splits(kind=kind), backbone, seed, HarnessConfig(**config))

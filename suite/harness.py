@@ -1,0 +1,276 @@
+"""The one training and evaluation loop: retrain a fixed architecture, and proxy-score candidates.
+
+Every method's architecture is scored here the same way, whatever found it: the harness never
+branches on a method's name. Paper settings (App. B; methods.md §7): AdamW with linear decay, lr
+3e-4, batch 32 (16 for SuperGLUE), max source length 128/256/512, evaluation on the validation split
+every ``eval_every`` steps, the best checkpoint by the task's selection metric scored once on the
+test split. bf16 autocast on a GPU.
+
+The same :class:`Experiment` hands one-shot methods their :class:`~methods.base.SearchContext`
+(search splits only) and, with a small :class:`HarnessConfig` (``max_train_samples``,
+``max_steps``), is the low-fidelity proxy scorer of black-box methods.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import resource
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from methods.base import SearchContext
+from spaces.architecture import Architecture
+from spaces.inject import inject_fixed, peft_parameters
+from spaces.sites import describe
+from suite.configs import check, option
+from suite.data import Splits, make_loader, search_halves, subsample, to_device
+from suite.modeling import SCORINGS, Collator, make_task_model
+from suite.tasks.base import Task
+
+
+@dataclass(frozen=True)
+class HarnessConfig:
+    """How the harness trains and evaluates (defaults: the paper's settings)."""
+
+    lr: float = option(3e-4, "AdamW learning rate of the PEFT weights (and a task head)")
+    weight_decay: float = option(0.0, "AdamW weight decay")
+    batch_size: int | None = option(None, "training batch size (None: the task's, 32 GLUE / 16 SuperGLUE)")
+    eval_batch_size: int = option(64, "evaluation batch size")
+    epochs: int | None = option(None, "training epochs (None: the task's paper epochs)")
+    max_steps: int | None = option(None, "a cap on training steps (overrides epochs when smaller)")
+    eval_every: int | None = option(None, "evaluate on validation every N steps (None: once per epoch)")
+    max_source_length: int | None = option(None, "max source tokens (None: the task's 128/256/512)")
+    grad_clip: float = option(1.0, "gradient-norm clipping (0: off)")
+    scoring: str = option("generate", "T5 scoring: 'generate' (greedy, the paper) or 'label_tokens'")
+    max_train_samples: int | None = option(None, "use at most N training examples (low fidelity)")
+    max_eval_samples: int | None = option(None, "use at most N validation/test examples")
+    device: str = option("auto", "'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
+    bf16: bool = option(True, "bf16 autocast on a GPU")
+
+    def __post_init__(self) -> None:
+        check(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        for name in ("batch_size", "epochs", "max_steps", "eval_every", "max_train_samples", "max_eval_samples"):
+            value = getattr(self, name)
+            check(value is None or (isinstance(value, int) and value > 0), f"{name} must be a positive int or None, got {value!r}")
+        check(self.scoring in SCORINGS, f"unknown scoring {self.scoring!r}; valid: {', '.join(SCORINGS)}")
+
+
+@dataclass
+class RetrainResult:
+    """What one retrain measured."""
+
+    validation: dict[str, float]
+    test: dict[str, float]
+    best_step: int
+    steps: int
+    train_time_s: float
+    eval_time_s: float
+    peak_memory_mb: float
+    peft_params: int
+    head_params: int
+    backbone_params: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ratio(self) -> float:
+        """Trainable PEFT parameters per backbone parameter."""
+        return self.peft_params / self.backbone_params
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "ratio": self.ratio}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    """Peak accelerator memory on a GPU; the process's peak resident set on the CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
+
+
+def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear decay to 0 over ``total_steps``, no warm-up (as BIPEFT and S3Delta)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / max(1, total_steps)))
+
+
+class Experiment:
+    """One task × backbone × seed: tokenizer, splits, loaders, task models, retrain and search context.
+
+    Args:
+        task: the task.
+        splits: its train / validation / test examples (the paper's protocol).
+        backbone: a backbone name (see :mod:`suite.backbones`).
+        seed: the run seed.
+        config: harness settings.
+    """
+
+    def __init__(self, task: Task, splits: Splits, backbone: str, seed: int, config: HarnessConfig | None = None):
+        from suite.backbones import load_config, load_tokenizer
+
+        self.task, self.backbone, self.seed = task, backbone, seed
+        self.config = config or HarnessConfig()
+        cfg = self.config
+        self.splits = Splits(
+            train=subsample(splits.train, cfg.max_train_samples, seed),
+            validation=subsample(splits.validation, cfg.max_eval_samples, seed),
+            test=subsample(splits.test, cfg.max_eval_samples, seed),
+        )
+        self.device = resolve_device(cfg.device)
+        from spaces.sites import family_of
+
+        self.family = family_of(load_config(backbone))
+        self.tokenizer = load_tokenizer(backbone)
+        self.collator = Collator(task, self.tokenizer, self.family, cfg.max_source_length)
+        self.batch_size = cfg.batch_size or task.batch_size
+        self.epochs = cfg.epochs or task.epochs
+        self._sites = None
+
+    # ---- building blocks ---------------------------------------------------------------------------
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type == "cuda" and self.config.bf16:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def new_model(self):
+        """A fresh task model: pretrained backbone (frozen by injection later) + seeded head."""
+        from suite.backbones import load_pretrained
+
+        torch.manual_seed(self.seed)
+        model = load_pretrained(self.backbone, num_labels=self.task.num_labels)
+        if self._sites is None:
+            self._sites = describe(model)
+        task_model = make_task_model(model, self.task, self.tokenizer, self.config.scoring,
+                                     head_prefixes=self._sites.head_prefixes)
+        return task_model.to(self.device)
+
+    @property
+    def sites(self):
+        if self._sites is None:
+            from suite.backbones import backbone_sites
+
+            self._sites = backbone_sites(self.backbone)
+        return self._sites
+
+    def loader(self, examples, train: bool, seed_offset: int = 0):
+        size = self.batch_size if train else self.config.eval_batch_size
+        return make_loader(examples, self.collator, size, shuffle=train, seed=self.seed + seed_offset)
+
+    @torch.no_grad()
+    def evaluate(self, task_model, examples) -> dict[str, float]:
+        """The task's metrics (×100) of ``task_model`` on ``examples``."""
+        was_training = task_model.training
+        task_model.eval()
+        predictions: list[Any] = [None] * len(examples)
+        for batch in self.loader(examples, train=False):
+            batch = to_device(batch, self.device)
+            with self.autocast():
+                preds = task_model.predict(batch)
+            for i, p in zip(batch["index"].tolist(), preds):
+                predictions[i] = p
+        task_model.train(was_training)
+        return self.task.score(predictions, examples)
+
+    # ---- one-shot search ---------------------------------------------------------------------------
+    def search_context(self, space, budget: int, report: Callable[[dict], None] | None = None,
+                       out_dir: Path | None = None, epochs: int | None = None,
+                       max_steps: int | None = None) -> SearchContext:
+        """The context of a one-shot search: train halves and validation, never the test split."""
+        weight_half, arch_half = search_halves(self.splits.train, self.seed)
+        return SearchContext(
+            space=space, budget=budget, seed=self.seed, make_model=self.new_model,
+            weight_train=self.loader(weight_half, train=True),
+            arch_train=self.loader(arch_half, train=True, seed_offset=1),
+            validation=self.loader(self.splits.validation, train=False),
+            evaluate=lambda tm: self.evaluate(tm, self.splits.validation),
+            device=self.device, epochs=epochs or self.epochs,
+            max_steps=max_steps if max_steps is not None else self.config.max_steps,
+            lr=self.config.lr, report=report or (lambda m: None), out_dir=out_dir,
+            autocast=self.autocast, selection_metric=self.task.selection_metric,
+        )
+
+    # ---- retrain -----------------------------------------------------------------------------------
+    def retrain(self, arch: Architecture, report: Callable[[dict], None] | None = None,
+                test: bool = True) -> RetrainResult:
+        """Train ``arch`` on train, select the best validation checkpoint, score it on test."""
+        cfg, report = self.config, report or (lambda m: None)
+        task_model = self.new_model()
+        torch.manual_seed(self.seed)  # op init depends on the seed only, not on what ran before
+        inject_fixed(task_model.model, arch, self._sites)
+        head = task_model.head_parameters()
+        for p in head:
+            p.requires_grad_(True)
+        peft_count = (self.sites.backbone_params if arch.full_finetune
+                      else sum(p.numel() for p in peft_parameters(task_model.model)))
+        trainable = [p for p in task_model.parameters() if p.requires_grad]
+        if not trainable:
+            raise ValueError("the architecture trains nothing: it has no placements and no task head")
+
+        train_loader = self.loader(self.splits.train, train=True)
+        per_epoch = len(train_loader)
+        total = self.epochs * per_epoch
+        total = min(total, cfg.max_steps) if cfg.max_steps else total
+        eval_every = min(cfg.eval_every or per_epoch, total)
+        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        schedule = linear_schedule(optimizer, total)
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+        selection = self.task.selection_metric
+        best_score, best_step, best_state, best_val = -math.inf, 0, None, {}
+        history: list[dict[str, Any]] = []
+        step, eval_time, losses = 0, 0.0, []
+        start = time.perf_counter()
+        task_model.train()
+        while step < total:
+            for batch in train_loader:
+                batch = to_device(batch, self.device)
+                with self.autocast():
+                    loss = task_model(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite training loss {loss.item()} at step {step}")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
+                optimizer.step()
+                schedule.step()
+                step += 1
+                losses.append(loss.item())
+                if step % eval_every == 0 or step == total:
+                    t0 = time.perf_counter()
+                    val = self.evaluate(task_model, self.splits.validation)
+                    eval_time += time.perf_counter() - t0
+                    row = {"step": step, "train_loss": sum(losses) / len(losses), **{f"val_{k}": v for k, v in val.items()}}
+                    history.append(row)
+                    report(row)
+                    losses = []
+                    if val[selection] > best_score:
+                        best_score, best_step, best_val = val[selection], step, val
+                        best_state = [p.detach().clone() for p in trainable]
+                if step >= total:
+                    break
+        train_time = time.perf_counter() - start
+        if best_state is not None:
+            with torch.no_grad():
+                for p, saved in zip(trainable, best_state):
+                    p.copy_(saved)
+        test_metrics = self.evaluate(task_model, self.splits.test) if test else {}
+        return RetrainResult(
+            validation=best_val, test=test_metrics, best_step=best_step, steps=step,
+            train_time_s=train_time, eval_time_s=eval_time, peak_memory_mb=peak_memory_mb(self.device),
+            peft_params=peft_count, head_params=sum(p.numel() for p in head),
+            backbone_params=self.sites.backbone_params, history=history,
+        )

@@ -1,0 +1,187 @@
+"""Run records: one self-describing JSON per (method, space, task, seed, budget).
+
+A record holds the architecture, search and retrain time, trainable parameters (PEFT and head
+apart), validation and test metrics, the harness and method settings, package versions and
+hardware, and a status (``ok`` or ``failed`` with the error). Records are written atomically
+(temporary file + rename), so an interrupted run never leaves half a record. Every table,
+leaderboard and plot is computed from them (:mod:`suite.report`); ``python -m suite validate``
+checks them against :data:`SCHEMA` (``results/README.md`` documents it).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+PACKAGES = ("torch", "transformers", "datasets", "ray", "botorch", "gpytorch", "optuna", "pandas", "numpy",
+            "autopeft-suite")
+
+_num = {"type": "number"}
+_int = {"type": "integer"}
+_metrics = {"type": "object", "additionalProperties": {"type": "number"}}
+_nullable = lambda schema: {"anyOf": [schema, {"type": "null"}]}  # noqa: E731
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "AutoPEFT suite run record",
+    "type": "object",
+    "required": ["schema", "run_id", "status", "method", "method_kind", "space", "task", "seed", "backbone",
+                 "budget", "architecture", "params", "metrics", "time", "environment", "created_at"],
+    "additionalProperties": False,
+    "properties": {
+        "schema": {"const": SCHEMA_VERSION},
+        "run_id": {"type": "string", "pattern": "^[A-Za-z0-9_.=+-]+$"},
+        "status": {"enum": ["ok", "failed"]},
+        "error": _nullable({"type": "string"}),
+        "method": {"type": "string"},
+        "method_kind": {"enum": ["manual", "one-shot", "black-box"]},
+        "method_config": {"type": "object"},
+        "space": {"type": "string"},
+        "task": {"type": "string", "pattern": "^[a-z0-9_]+/[a-z0-9_]+$"},
+        "seed": _int,
+        "backbone": {"type": "string"},
+        "backbone_params": _int,
+        "budget": {
+            "type": "object", "required": ["fraction", "params"], "additionalProperties": False,
+            "properties": {"fraction": _nullable(_num), "params": _nullable(_int)},
+        },
+        "architecture": _nullable({"type": "object"}),
+        "architecture_digest": _nullable({"type": "string"}),
+        "params": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"peft": _nullable(_int), "head": _nullable(_int), "ratio": _nullable(_num),
+                           "permyriad": _nullable(_num)},
+        },
+        "metrics": {
+            "type": "object", "required": ["selection", "validation", "test"], "additionalProperties": False,
+            "properties": {"selection": {"type": "string"}, "validation": _metrics, "test": _metrics},
+        },
+        "time": {
+            "type": "object", "additionalProperties": False,
+            "properties": {"search_s": _nullable(_num), "retrain_s": _nullable(_num), "eval_s": _nullable(_num)},
+        },
+        "search": {"type": "object"},
+        "retrain": {"type": "object"},
+        "harness": {"type": "object"},
+        "environment": {"type": "object", "required": ["packages", "python", "hardware"]},
+        "created_at": {"type": "string"},
+    },
+}
+
+
+def run_id(method: str, space: str, task: str, seed: int, budget_params: int | None) -> str:
+    """``<method>--<space>--<task with / as _>--seed<seed>--b<budget or none>``: a file-safe key."""
+    budget = "none" if budget_params is None else str(budget_params)
+    return f"{method}--{space}--{task.replace('/', '_')}--seed{seed}--b{budget}"
+
+
+def environment(device: str | None = None) -> dict[str, Any]:
+    """Package versions, Python, platform, hardware and the git commit of the suite."""
+    packages = {}
+    for name in PACKAGES:
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    hardware: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+                                "device": device}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            hardware["gpu"] = torch.cuda.get_device_name(0)
+            hardware["gpu_count"] = torch.cuda.device_count()
+    except Exception:  # noqa: BLE001 - hardware probing must never fail a run
+        pass
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
+                                cwd=Path(__file__).resolve().parent).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"packages": packages, "python": platform.python_version(), "platform": platform.platform(),
+            "hardware": hardware, "git_commit": commit}
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=_jsonable)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def records_dir(out: Path) -> Path:
+    return Path(out) / "records"
+
+
+def write_record(out: Path, record: dict[str, Any]) -> Path:
+    """Validate and atomically write ``record`` to ``<out>/records/<run_id>.json``."""
+    validate_record(record)
+    path = records_dir(out) / f"{record['run_id']}.json"
+    write_json_atomic(path, record)
+    return path
+
+
+def load_records(out: Path, status: str | None = None) -> list[dict[str, Any]]:
+    """Every record under ``<out>/records`` (optionally only those with ``status``), sorted by run id."""
+    folder = records_dir(out)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{out} holds no run: {folder} does not exist")
+    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+    return [r for r in records if status is None or r.get("status") == status]
+
+
+def validate_record(record: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first schema violation of ``record``."""
+    import jsonschema
+
+    try:
+        jsonschema.validate(record, SCHEMA)
+    except jsonschema.ValidationError as e:
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        raise ValueError(f"record {record.get('run_id', '?')}: {where}: {e.message}") from None
+
+
+def validate_dir(out: Path) -> list[str]:
+    """Schema problems of every record under ``<out>/records`` (empty list: all valid)."""
+    problems = []
+    folder = records_dir(out)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{out} holds no run: {folder} does not exist")
+    for path in sorted(folder.glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            validate_record(record)
+            if record["run_id"] != path.stem:
+                problems.append(f"{path.name}: run_id {record['run_id']!r} does not match the file name")
+        except (ValueError, json.JSONDecodeError) as e:
+            problems.append(f"{path.name}: {e}")
+    return problems

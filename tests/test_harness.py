@@ -1,0 +1,77 @@
+"""The retrain harness on tiny models of every family, and the search context it hands methods."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from helpers import toy_experiment
+
+from methods import get_method
+from spaces import build_space
+from spaces.space import count_params
+
+
+@pytest.mark.parametrize("backbone", ["tiny-bert", "tiny-t5", "tiny-llama"])
+def test_retrain_reports_everything(backbone):
+    exp = toy_experiment(backbone, max_steps=6, eval_every=3, scoring="generate")
+    arch = get_method("bitfit").architecture(exp.sites, backbone)
+    seen = []
+    result = exp.retrain(arch, report=seen.append)
+    assert result.steps == 6 and [h["step"] for h in result.history] == [3, 6] and len(seen) == 2
+    assert result.peft_params == count_params(exp.sites, arch)
+    assert result.head_params == (66 if backbone == "tiny-bert" else 0)
+    assert result.backbone_params == exp.sites.backbone_params
+    assert 0 < result.ratio < 1
+    assert set(result.test) == {"accuracy"} and set(result.validation) == {"accuracy"}
+    assert result.best_step in (3, 6) and result.train_time_s > 0 and result.peak_memory_mb > 0
+
+
+def test_retrain_learns_and_selects_best_checkpoint():
+    exp = toy_experiment("tiny-bert", epochs=6, eval_every=4, lr=3e-3)
+    arch = get_method("lora").architecture(exp.sites, "tiny-bert")
+    result = exp.retrain(arch)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+    best = max(h["val_accuracy"] for h in result.history)
+    assert result.validation["accuracy"] == best
+
+
+def test_retrain_is_deterministic_per_seed():
+    a = toy_experiment("tiny-bert", max_steps=4).retrain(get_method("lnfit").architecture(
+        toy_experiment("tiny-bert").sites, "tiny-bert"))
+    b = toy_experiment("tiny-bert", max_steps=4).retrain(get_method("lnfit").architecture(
+        toy_experiment("tiny-bert").sites, "tiny-bert"))
+    assert a.history == b.history and a.test == b.test
+
+
+def test_regression_task_on_encoder_and_decoder():
+    for backbone in ("tiny-bert", "tiny-llama"):
+        exp = toy_experiment(backbone, kind="regression", max_steps=3)
+        result = exp.retrain(get_method("bitfit").architecture(exp.sites, backbone))
+        assert set(result.test) == {"pearson", "spearmanr"}
+
+
+def test_search_context_never_holds_the_test_split():
+    exp = toy_experiment("tiny-bert")
+    space = build_space("s2", exp.sites)
+    ctx = exp.search_context(space, budget=1000)
+    seen = set()
+    for loader in (ctx.weight_train, ctx.arch_train, ctx.validation):
+        for batch in loader:
+            seen.update(batch["input_ids"].flatten().tolist())
+    weight_idx = {i for b in ctx.weight_train for i in b["index"].tolist()}
+    arch_idx = {i for b in ctx.arch_train for i in b["index"].tolist()}
+    assert len(weight_idx) + len(arch_idx) == len(exp.splits.train)
+    assert ctx.total_steps == len(ctx.weight_train) * exp.epochs
+    model = ctx.make_model()
+    assert set(ctx.evaluate(model)) == {"accuracy"}
+    assert isinstance(model(next(iter(ctx.weight_train))), torch.Tensor)
+
+
+def test_harness_config_rejects_bad_values():
+    from suite.harness import HarnessConfig
+
+    with pytest.raises(ValueError, match="scoring"):
+        HarnessConfig(scoring="beam")
+    with pytest.raises(ValueError, match="max_steps must be a positive int"):
+        HarnessConfig(max_steps=0)
