@@ -153,12 +153,26 @@ class OneShotMethod(Method):
         raise NotImplementedError
 
 
+# What a black-box trial reports (the stage's trainable) and the searcher reads.
+SCORE = "score"        # the validation selection metric of the proxy-trained candidate (×100; maximise)
+RATIO = "param_ratio"  # trainable PEFT parameters / backbone parameters (minimise)
+PARAMS = "params"      # trainable PEFT parameters
+
+
 class BlackBoxMethod(Method):
-    """A method whose candidates are separate trials proposed by a Ray Tune ``Searcher``."""
+    """A method whose candidates are separate trials proposed by a Ray Tune ``Searcher``.
+
+    The search stage runs ``num_candidates()`` trials. Each trial decodes its config with
+    :meth:`candidate`, proxy-trains the architecture with the harness at the fidelity of
+    :meth:`fidelity` (train split, no test), and reports ``{SCORE, RATIO, PARAMS}``; a failed or
+    NaN trial is completed with ``error=True`` / a NaN score. The stage then calls :meth:`select`.
+    With ``num_candidates() == 1`` no selection is needed and the stage takes the one suggestion
+    without proxy-training it.
+    """
 
     kind = "black-box"
 
-    def make_searcher(self, space: SearchSpace, budget: int, seed: int, metric: str,
+    def make_searcher(self, space: SearchSpace, budget: int, seed: int, metric: str = SCORE,
                       mode: str = "max") -> Searcher:
         raise NotImplementedError
 
@@ -166,6 +180,28 @@ class BlackBoxMethod(Method):
         """How many candidate trials the search stage runs."""
         raise NotImplementedError
 
+    def max_concurrent(self) -> int:
+        """Candidates evaluated in parallel (the stage wraps the searcher in a ConcurrencyLimiter)."""
+        return 1
+
+    def fidelity(self) -> dict[str, Any]:
+        """``HarnessConfig`` overrides for proxy trials (e.g. ``max_train_samples``, ``max_steps``)."""
+        return {}
+
     def candidate(self, space: SearchSpace, config: dict[str, Any]) -> Architecture:
         """The architecture of a trial config suggested by the searcher."""
         return space.from_tune(config)
+
+    def select(self, space: SearchSpace, budget: int, results: list[dict[str, Any]]) -> tuple[Architecture, dict]:
+        """The final architecture from the trials' results, and extra info to record (Pareto set, ...).
+
+        ``results`` holds one dict per finished trial: its ``config``, ``SCORE``, ``RATIO``,
+        ``PARAMS`` (failed trials have a NaN score). Default: the best score within the budget.
+        """
+        import math
+
+        ok = [r for r in results if r.get(SCORE) is not None and not math.isnan(r[SCORE]) and r[PARAMS] <= budget]
+        if not ok:
+            raise RuntimeError(f"no candidate of {len(results)} finished within the budget of {budget} parameters")
+        best = max(ok, key=lambda r: r[SCORE])
+        return self.candidate(space, best["config"]), {"candidates": len(results), "valid": len(ok)}
