@@ -138,16 +138,18 @@ def backbone_sites(name: str, vocab_size: int | None = None) -> BackboneSites:
 
 def load_pretrained(name: str, num_labels: int | None = None) -> nn.Module:
     """The task model with pretrained weights (tiny backbones are random, seeded by the caller)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # one bar per trial and per model is noise in a sweep's log
     config = load_config(name)
     if name in TINY:
         return build(config, num_labels)
     family = family_of(config)
-    kwargs = {}
     if family == "bert" and num_labels is not None:
-        kwargs = {"num_labels": num_labels,
-                  "problem_type": "regression" if num_labels == 1 else "single_label_classification"}
+        config.num_labels = num_labels
+        config.problem_type = "regression" if num_labels == 1 else "single_label_classification"
     try:
-        return model_class(family).from_pretrained(resolve(name), config=config, **kwargs)
+        return model_class(family).from_pretrained(resolve(name), config=config)
     except OSError as e:
         raise BackboneError(f"cannot load the weights of backbone {name!r}: {e}") from None
 

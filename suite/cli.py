@@ -76,6 +76,168 @@ def cmd_count(args: argparse.Namespace) -> int:
     return 0
 
 
+def _split(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    seeds = []
+    for item in _split(text):
+        try:
+            seeds.append(int(item))
+        except ValueError:
+            raise UsageError(f"--seeds takes comma-separated integers (e.g. 0,1,2), got {item!r}") from None
+    if not seeds:
+        raise UsageError("--seeds is empty")
+    return tuple(seeds)
+
+
+def parse_budgets(text: str) -> tuple[float, ...]:
+    out = []
+    for item in _split(text):
+        try:
+            value = float(item)
+        except ValueError:
+            raise UsageError(f"--budget takes comma-separated fractions (e.g. 1.39e-4), got {item!r}") from None
+        budget_params(value, None, 1)
+        out.append(value)
+    return tuple(out)
+
+
+def parse_method_options(items: list[str] | None) -> dict[str, dict]:
+    """``--method-option bipeft.code_compat=true`` -> ``{"bipeft": {"code_compat": True}}``."""
+    import json
+
+    options: dict[str, dict] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        method, dot, field = key.partition(".")
+        if not sep or not dot or not field:
+            raise UsageError(f"--method-option takes METHOD.KEY=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        options.setdefault(method, {})[field] = value
+    return options
+
+
+PLAN_ARGS = ("methods", "space", "tasks", "backbone", "budget", "budget_params", "seeds", "data_dir", "epochs",
+             "max_steps", "max_train_samples", "max_eval_samples", "scoring", "method_option")
+
+
+def make_plan(args: argparse.Namespace):
+    """Validate every input and build the run plan; nothing is written before this succeeds."""
+    from pathlib import Path
+
+    from methods import METHODS
+    from spaces import SPACES, build_space
+    from suite.backbones import backbone_sites
+    from suite.plan import OFFLINE_BACKBONE, OFFLINE_TASK, PAPER_BUDGET, RunPlan
+    from suite.tasks import expand_tasks
+
+    if not args.methods:
+        raise UsageError("run needs --methods, e.g. --methods lora,bitfit (see `python -m suite ls methods`)")
+    methods = _split(args.methods)
+    for m in methods:
+        METHODS.check(m)
+    space = args.space or "s2"
+    SPACES.check(space)
+    tasks = expand_tasks(args.tasks or OFFLINE_TASK)
+    backbone = args.backbone or OFFLINE_BACKBONE
+    seeds = parse_seeds(args.seeds or "0")
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is not a directory")
+    if args.epochs is not None and args.max_steps is not None:
+        raise UsageError("give either --epochs or --max-steps, not both")
+    for name in ("epochs", "max_steps", "max_train_samples", "max_eval_samples"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    options = parse_method_options(args.method_option)
+    for name, opts in options.items():
+        if name not in methods:
+            raise UsageError(f"--method-option names {name!r}, which is not among --methods {','.join(methods)}")
+        METHODS.get(name)(opts)  # strict config: unknown keys and bad values fail here
+    sites = backbone_sites(backbone)
+    total = sites.backbone_params
+    budgets = parse_budgets(args.budget) if args.budget else ()
+    if args.budget_params is not None:
+        budget_params(None, args.budget_params, total)
+        if budgets:
+            raise UsageError("give either --budget (fractions) or --budget-params (a count), not both")
+    elif not budgets:
+        budgets = (PAPER_BUDGET,)
+    searched = [m for m in methods if METHODS.get(m).kind != "manual"]
+    if searched:
+        full = build_space(space, sites).full_size()
+        for b in [args.budget_params] if args.budget_params is not None else [round(b * total) for b in budgets]:
+            if b > full:
+                raise UsageError(f"budget {b:,} parameters is larger than the whole {space} space "
+                                 f"({full:,} = {full / total:.3g} of the backbone); choose a smaller one")
+            if b < 1:
+                raise UsageError(f"budget {b} rounds to zero parameters on this backbone")
+    harness = {k: getattr(args, k) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples", "scoring")
+               if getattr(args, k) is not None}
+    return RunPlan(methods=tuple(methods), space=space, tasks=tuple(tasks), backbone=backbone, seeds=seeds,
+                   budgets=budgets, budget_params=args.budget_params, data_dir=args.data_dir, harness=harness,
+                   method_options=options, backbone_params=total)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import datetime
+    import os
+    from pathlib import Path
+
+    from suite.plan import RunPlan
+    from suite.stages import Cluster, Runner
+
+    if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
+        raise UsageError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
+    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
+        raise UsageError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
+    if args.resume:
+        if not args.out:
+            raise UsageError("--resume needs --out DIR, the folder of the run to continue")
+        given = [f"--{a.replace('_', '-')}" for a in PLAN_ARGS if getattr(args, a) not in (None, [])]
+        if given:
+            raise UsageError(f"--resume continues the saved run in {args.out}; drop {', '.join(given)}")
+        plan = RunPlan.load(Path(args.out))
+        out = Path(args.out)
+    else:
+        plan = make_plan(args)
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path(args.out or f"results/runs/{stamp}")
+        if (out / "run.json").exists():
+            raise UsageError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        plan.save(out)
+    offline_default = not args.resume and args.tasks is None and args.backbone is None
+    print(f"run: {','.join(plan.methods)} on {','.join(plan.tasks)} with {plan.backbone}, space {plan.space}, "
+          f"seeds {','.join(map(str, plan.seeds))} -> {out}")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=args.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    cluster = Cluster(address=args.address, cpus_per_trial=args.cpus_per_trial or 1.0,
+                      gpus_per_trial=args.gpus_per_trial or 0.0, max_failures=args.max_failures)
+    Runner(plan, out, cluster, resume=args.resume).run()
+    try:
+        from suite.report import write_reports
+    except ImportError:
+        write_reports = None
+    if write_reports is not None:
+        for path in write_reports(out):
+            print(f"wrote {path}")
+    print(f"records in {out / 'records'}; rebuild tables with `python -m suite table --out {out}`")
+    if offline_default:
+        print("This was the offline default (all-MiniLM-L6-v2 on demo/rotten_tomatoes). The paper's setting, "
+              "on a GPU cluster:\n  python -m suite run --methods " + ",".join(plan.methods) +
+              " --backbone t5-large --space s2 --tasks glue --budget 1.39e-4 --seeds 0,1,2 --gpus-per-trial 1")
+    return 0
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     if args.what == "methods":
         from methods import METHODS
@@ -114,6 +276,32 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--budget", type=float, help="a budget as a fraction of the backbone (1.39e-4 = 1.39‱)")
     count.add_argument("--budget-params", type=int, help="a budget as an absolute parameter count")
     count.set_defaults(func=cmd_count)
+
+    run = sub.add_parser("run", help="search and retrain methods on tasks (Ray Tune stages)",
+                         description="With no --tasks/--backbone: the offline default, all-MiniLM-L6-v2 on "
+                                     "demo/rotten_tomatoes.")
+    run.add_argument("--methods", help="comma-separated methods, e.g. bipeft,s3delta or lora,bitfit")
+    run.add_argument("--space", help="s1 or s2 (default s2)")
+    run.add_argument("--tasks", help="comma-separated tasks or a group: glue, superglue (default demo/rotten_tomatoes)")
+    run.add_argument("--backbone", help="hub id or local path (default all-MiniLM-L6-v2, offline)")
+    run.add_argument("--budget", help="comma-separated fractions of the backbone (default 1.39e-4 = 1.39‱)")
+    run.add_argument("--budget-params", type=int, help="an absolute budget in parameters")
+    run.add_argument("--seeds", help="comma-separated integer seeds (default 0)")
+    run.add_argument("--data-dir", help="local GLUE/SuperGLUE files in their original formats (see README)")
+    run.add_argument("--out", help="output folder (default results/runs/<timestamp>)")
+    run.add_argument("--epochs", type=int, help="epochs of search and retrain (default: the task's paper epochs)")
+    run.add_argument("--max-steps", type=int, help="a cap on training steps instead of epochs")
+    run.add_argument("--max-train-samples", type=int, help="use at most N training examples")
+    run.add_argument("--max-eval-samples", type=int, help="use at most N validation/test examples")
+    run.add_argument("--scoring", help="T5 scoring: generate (the paper) or label_tokens")
+    run.add_argument("--method-option", action="append", metavar="METHOD.KEY=VALUE",
+                     help="a method config option (repeatable), e.g. bipeft.code_compat=true")
+    run.add_argument("--address", help="a running Ray cluster (default: local Ray)")
+    run.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
+    run.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
+    run.add_argument("--max-failures", type=int, default=1, help="retries of a crashed trial (default 1)")
+    run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    run.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("ls", help="list methods, spaces, tasks or families")
     ls.add_argument("what", choices=("methods", "spaces", "tasks", "families"))
