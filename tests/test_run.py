@@ -1,0 +1,129 @@
+"""``python -m suite run`` end to end on Ray with a tiny model, resume, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from suite.cli import main
+from suite.records import load_records, validate_dir
+
+TINY = ["--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--max-train-samples", "48",
+        "--max-eval-samples", "24", "--epochs", "1"]
+
+
+@pytest.mark.ray
+def test_run_two_manual_baselines_writes_every_output(tmp_path, ray_session, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "lora,bitfit", *TINY, "--seeds", "0", "--out", str(out)]) == 0
+    records = load_records(out)
+    assert sorted(r["method"] for r in records) == ["bitfit", "lora"]
+    assert all(r["status"] == "ok" for r in records), [r.get("error") for r in records]
+    assert validate_dir(out) == []
+    for r in records:
+        assert r["params"]["peft"] > 0 and r["params"]["head"] == 66
+        assert set(r["metrics"]["test"]) == {"accuracy"} and r["time"]["retrain_s"] > 0
+        assert (out / "architectures" / f"{r['run_id']}.json").is_file()
+    for name in ("run.json", "leaderboard.csv", "summary.csv", "accuracy.md", "efficiency.md"):
+        assert (out / name).is_file(), name
+    assert not (out / "budget.png").exists()  # one budget only
+    printed = capsys.readouterr().out
+    assert "records in" in printed
+
+
+@pytest.mark.ray
+def test_resume_redoes_nothing_finished(tmp_path, ray_session):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "lnfit", *TINY, "--seeds", "0,1", "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
+    assert len(before) == 2
+    removed = sorted(before)[0]
+    (out / "records" / removed).unlink()  # as if the run had stopped before writing it
+    assert main(["run", "--resume", "--out", str(out)]) == 0
+    after = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
+    assert set(after) == set(before)
+    kept = sorted(before)[1]
+    assert after[kept] == before[kept]  # the finished job was not redone
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
+    """Interrupt a real run (SIGINT) after its first record, resume it, and compare."""
+    out = tmp_path / "run"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
+    argv = [sys.executable, "-m", "suite", "run", "--methods", "lnfit,bitfit,lora", *TINY, "--seeds", "0",
+            "--cpus-per-trial", "2", "--out", str(out)]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline and not list((out / "records").glob("*.json")):
+        time.sleep(0.5)
+    first = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=300)
+    assert first, "no record appeared before the deadline"
+    resumed = subprocess.run([sys.executable, "-m", "suite", "run", "--resume", "--out", str(out)], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    records = load_records(out)
+    assert sorted(r["method"] for r in records) == ["bitfit", "lnfit", "lora"]
+    assert all(r["status"] == "ok" for r in records)
+    for name, data in first.items():  # what was finished before the interruption is untouched
+        assert (out / "records" / name).read_bytes() == data
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", "lorra"], "unknown method 'lorra'. Did you mean: lora?"),
+    (["--methods", "lora", "--tasks", "glue/colaa"], "unknown task"),
+    (["--methods", "bipeft", "--space", "s3"], "unknown space 's3'"),
+    (["--methods", "lora", "--seeds", "0,one"], "--seeds takes comma-separated integers"),
+    (["--methods", "lora", "--budget", "0"], "--budget must be a fraction > 0"),
+    (["--methods", "lora", "--data-dir", "/nonexistent/dir"], "is not a directory"),
+    (["--methods", "lora", "--backbone", "./no/such/model"], "does not exist"),
+    (["--methods", "lora", "--epochs", "2", "--max-steps", "3"], "either --epochs or --max-steps"),
+    (["--methods", "lora", "--method-option", "lora.rank=4"], "takes no options"),
+])
+def test_run_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    assert main(["run", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing half-written
+
+
+def test_budget_larger_than_the_space_is_an_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "bipeft", "--backbone", "tiny-bert", "--budget", "0.5", "--out", str(out)]) == 2
+    assert "larger than the whole s2 space" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_resume_on_a_folder_without_a_run(tmp_path, capsys):
+    assert main(["run", "--resume", "--out", str(tmp_path)]) == 2
+    assert "holds no run" in capsys.readouterr().err
+    assert main(["run", "--resume", "--methods", "lora", "--out", str(tmp_path)]) == 2
+    assert "drop --methods" in capsys.readouterr().err
+
+
+def test_plan_round_trip(tmp_path):
+    from suite.plan import RunPlan
+
+    plan = RunPlan(methods=("lora", "bipeft"), space="s2", tasks=("glue/rte",), backbone="tiny-bert", seeds=(0, 1),
+                   budgets=(1e-3, 2e-3), backbone_params=1000, harness={"epochs": 1})
+    plan.save(tmp_path)
+    again = RunPlan.load(tmp_path)
+    assert again == plan
+    jobs = again.jobs()
+    assert len(jobs) == 1 * 2 + 1 * 2 * 2  # manual: no budget; bipeft: two budgets
+    assert len({j.run_id for j in jobs}) == len(jobs)
+    assert json.loads((tmp_path / "run.json").read_text())["methods"] == ["lora", "bipeft"]
+    assert Path(tmp_path / "run.json").is_file()
