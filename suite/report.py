@@ -281,12 +281,18 @@ def accuracy_markdown(lb: pd.DataFrame, sm: pd.DataFrame) -> str:
         "fewer ok runs, – a cell whose runs all failed, a blank one a task the row did not run. "
         "AVG: mean of a row's cells, only when it has every task of the block (– otherwise).",
         f"Ratio: trainable PEFT parameters / backbone parameters in ‱ (×1e4), mean over the row's tasks; "
-        f"task heads are not counted. Backbone: {backbones}. `≤b` is a searched method's budget.",
+        f"task heads are not counted. Backbone: {backbones}. `≤b` is a searched method's budget{_budgets(lb)}.",
         "",
         *_failed_lines(lb),
         "",
     ]
     return "\n".join(out)
+
+
+def _budgets(lb: pd.DataFrame) -> str:
+    """``: 1.39‱ = 3,157 parameters, …`` for the run's budgets (reports show both forms)."""
+    budgets = sorted({(k[4], k[5]) for k in row_keys(lb) if k[4] is not None and k[5] is not None})
+    return (": " + ", ".join(f"{f * 1e4:.2f}‱ = {n:,} parameters" for f, n in budgets)) if budgets else ""
 
 
 def efficiency_markdown(lb: pd.DataFrame, sm: pd.DataFrame) -> str:

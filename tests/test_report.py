@@ -97,6 +97,7 @@ def test_accuracy_cell_and_avg_by_hand(run):
                       "AutoPEFT (S1, ≤1.39‱)", "BIPEFT (S2, ≤1.39‱)", "S3Delta (S2, ≤1.39‱)",
                       "BIPEFT (S2, ≤5.56‱)", "S3Delta (S2, ≤5.56‱)"]
     assert "MRPC f1, STSB pearson" in accuracy and "over 3 seeds (0, 1, 2)" in accuracy
+    assert f"1.39‱ = {round(1.39e-4 * 22713216):,} parameters" in accuracy  # budgets in both forms
 
 
 def test_failed_run_is_listed_but_not_averaged(run):
@@ -109,7 +110,24 @@ def test_failed_run_is_listed_but_not_averaged(run):
     cell = table_row((run / "accuracy.md").read_text(), "BIPEFT (S2, ≤5.56‱)")[3]
     assert cell == f"{mean:.2f} ± {std:.2f} (n=2, 1 failed)"
     assert f"`{FAILED}`: FloatingPointError" in (run / "accuracy.md").read_text()
-    assert table_row((run / "efficiency.md").read_text(), "BIPEFT (≤5.56‱)")[-1] == "5 ok, 1 failed"
+    efficiency = table_row((run / "efficiency.md").read_text(), "BIPEFT (≤5.56‱)")
+    assert efficiency[-1] == "5 ok, 1 failed"
+    # its search time (it failed in the retrain) is left out too: 1.48 min, not 1.49 with it
+    search = [[load(f"bipeft--s2--{task}--seed{s}--b12629")["time"]["search_s"] / 60 for s in seeds]
+              for task, seeds in (("glue_mrpc", (0, 1, 2)), ("glue_stsb", (0, 1)))]
+    assert efficiency[2] == f"{(sum(search[0]) / 3 + sum(search[1]) / 2) / 2:.2f}" == "1.48"
+
+
+def test_failed_run_with_metrics_is_not_averaged(run):
+    """A run that failed after scoring (say, while writing) keeps its metrics out of every mean."""
+    write_reports(run)
+    before = {name: (run / name).read_text() for name in ("summary.csv", "accuracy.md")}
+    path = run / "records" / f"{FAILED}.json"
+    record = json.loads(path.read_text())
+    record["metrics"].update(validation={"pearson": 1.0, "spearmanr": 1.0}, test={"pearson": 0.0, "spearmanr": 0.0})
+    path.write_text(json.dumps(record))
+    write_reports(run)
+    assert {name: (run / name).read_text() for name in before} == before
 
 
 def test_avg_needs_every_task_of_the_run(run):
