@@ -264,6 +264,26 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_table(args: argparse.Namespace) -> int:
+    from suite.report import write_reports
+
+    for path in write_reports(args.out):
+        print(path)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from suite.records import record_files, validate_dir
+
+    problems = validate_dir(args.out)
+    for problem in problems:
+        print(problem)
+    if problems:
+        return 1
+    print(f"{len(record_files(args.out))} records valid")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -306,6 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list methods, spaces, tasks or families")
     ls.add_argument("what", choices=("methods", "spaces", "tasks", "families"))
     ls.set_defaults(func=cmd_ls)
+
+    table = sub.add_parser("table", help="rebuild the leaderboard, tables and plots of a run from its records")
+    table.add_argument("--out", required=True, help="the run's output folder (holding records/)")
+    table.set_defaults(func=cmd_table)
+
+    validate = sub.add_parser("validate", help="check every record of a run against the schema")
+    validate.add_argument("--out", required=True, help="the run's output folder (holding records/)")
+    validate.set_defaults(func=cmd_validate)
     return parser
 
 

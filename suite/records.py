@@ -11,7 +11,9 @@ checks them against :data:`SCHEMA` (``results/README.md`` documents it).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import json
+import math
 import os
 import platform
 import subprocess
@@ -26,6 +28,8 @@ PACKAGES = ("torch", "transformers", "datasets", "ray", "botorch", "gpytorch", "
 
 _num = {"type": "number"}
 _int = {"type": "integer"}
+_count = {"type": "integer", "minimum": 0}
+_nonneg = {"type": "number", "minimum": 0}
 _metrics = {"type": "object", "additionalProperties": {"type": "number"}}
 _nullable = lambda schema: {"anyOf": [schema, {"type": "null"}]}  # noqa: E731
 
@@ -48,17 +52,18 @@ SCHEMA: dict[str, Any] = {
         "task": {"type": "string", "pattern": "^[a-z0-9_]+/[a-z0-9_]+$"},
         "seed": _int,
         "backbone": {"type": "string"},
-        "backbone_params": _int,
+        "backbone_params": {"type": "integer", "minimum": 1},
         "budget": {
             "type": "object", "required": ["fraction", "params"], "additionalProperties": False,
-            "properties": {"fraction": _nullable(_num), "params": _nullable(_int)},
+            "properties": {"fraction": _nullable({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+                           "params": _nullable({"type": "integer", "minimum": 1})},
         },
         "architecture": _nullable({"type": "object"}),
         "architecture_digest": _nullable({"type": "string"}),
         "params": {
             "type": "object", "additionalProperties": False,
-            "properties": {"peft": _nullable(_int), "head": _nullable(_int), "ratio": _nullable(_num),
-                           "permyriad": _nullable(_num)},
+            "properties": {"peft": _nullable(_count), "head": _nullable(_count), "ratio": _nullable(_nonneg),
+                           "permyriad": _nullable(_nonneg)},
         },
         "metrics": {
             "type": "object", "required": ["selection", "validation", "test"], "additionalProperties": False,
@@ -66,14 +71,28 @@ SCHEMA: dict[str, Any] = {
         },
         "time": {
             "type": "object", "additionalProperties": False,
-            "properties": {"search_s": _nullable(_num), "retrain_s": _nullable(_num), "eval_s": _nullable(_num)},
+            "properties": {"search_s": _nullable(_nonneg), "retrain_s": _nullable(_nonneg),
+                           "eval_s": _nullable(_nonneg)},
         },
         "search": {"type": "object"},
         "retrain": {"type": "object"},
         "harness": {"type": "object"},
-        "environment": {"type": "object", "required": ["packages", "python", "hardware"]},
+        "environment": {"type": "object", "required": ["packages", "python", "platform", "hardware", "git_commit"]},
         "created_at": {"type": "string"},
     },
+    # What a status promises: an ok run has counts, times and test metrics; a failed run says why.
+    "allOf": [
+        {"if": {"properties": {"status": {"const": "ok"}}},
+         "then": {"required": ["backbone_params"], "properties": {
+             "error": {"type": "null"},
+             "params": {"required": ["peft", "head", "ratio", "permyriad"],
+                        "properties": {"peft": _int, "head": _int, "ratio": _num, "permyriad": _num}},
+             "metrics": {"properties": {"validation": {"minProperties": 1}, "test": {"minProperties": 1}}},
+             "time": {"required": ["search_s", "retrain_s"], "properties": {"search_s": _num, "retrain_s": _num}},
+         }}},
+        {"if": {"properties": {"status": {"const": "failed"}}},
+         "then": {"required": ["error"], "properties": {"error": {"type": "string", "minLength": 1}}}},
+    ],
 }
 
 
@@ -159,24 +178,69 @@ def load_records(out: Path, status: str | None = None) -> list[dict[str, Any]]:
     return [r for r in records if status is None or r.get("status") == status]
 
 
-def validate_record(record: dict[str, Any]) -> None:
-    """Raise ``ValueError`` naming the first schema violation of ``record``."""
+@functools.cache
+def _validator():
     import jsonschema
 
-    try:
-        jsonschema.validate(record, SCHEMA)
-    except jsonschema.ValidationError as e:
-        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
-        raise ValueError(f"record {record.get('run_id', '?')}: {where}: {e.message}") from None
+    cls = jsonschema.validators.validator_for(SCHEMA)
+    cls.check_schema(SCHEMA)
+    return cls(SCHEMA)
 
 
-def validate_dir(out: Path) -> list[str]:
-    """Schema problems of every record under ``<out>/records`` (empty list: all valid)."""
-    problems = []
+def _best_error(record: dict[str, Any]):
+    """The most relevant schema violation (as ``jsonschema.validate`` reports it), or None."""
+    from jsonschema.exceptions import best_match
+
+    return best_match(_validator().iter_errors(record))
+
+
+def validate_record(record: dict[str, Any]) -> None:
+    """Raise ``ValueError`` naming the first violation of :data:`SCHEMA` or of what it cannot say.
+
+    Beyond the schema: the run id is :func:`run_id` of the record's keys, an ok record's selection
+    metric is among its validation and test metrics, and ``ratio`` = ``peft / backbone_params``,
+    ``permyriad`` = ``ratio × 1e4`` (relative tolerance 1e-6).
+    """
+    if not isinstance(record, dict):
+        raise ValueError(f"a record is a JSON object, got {type(record).__name__}")
+    name = record.get("run_id", "?")
+    error = _best_error(record)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ValueError(f"record {name}: {where}: {error.message}")
+    expected = run_id(record["method"], record["space"], record["task"], record["seed"], record["budget"]["params"])
+    if name != expected:
+        raise ValueError(f"record {name}: run_id: expected {expected!r} from its method, space, task, seed and budget")
+    if record["status"] == "ok":
+        selection, metrics = record["metrics"]["selection"], record["metrics"]
+        for split in ("validation", "test"):
+            if selection not in metrics[split]:
+                raise ValueError(f"record {name}: metrics/{split}: lacks the selection metric {selection!r} "
+                                 f"(has {', '.join(metrics[split])})")
+    params, total = record["params"], record.get("backbone_params")
+    checks = [("ratio", params.get("ratio"), params.get("peft"), total),
+              ("permyriad", params.get("permyriad"), params.get("ratio"), 1e-4)]
+    for field_name, value, numerator, denominator in checks:
+        if None not in (value, numerator, denominator) and not math.isclose(value, numerator / denominator,
+                                                                             rel_tol=1e-6):
+            raise ValueError(f"record {name}: params/{field_name}: {value} != {numerator / denominator}")
+
+
+def record_files(out: Path) -> list[Path]:
+    """The record files of the run in ``out``, sorted; ``FileNotFoundError`` if it holds none."""
     folder = records_dir(out)
     if not folder.is_dir():
         raise FileNotFoundError(f"{out} holds no run: {folder} does not exist")
-    for path in sorted(folder.glob("*.json")):
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"{out} holds no run: {folder} has no records")
+    return files
+
+
+def validate_dir(out: Path) -> list[str]:
+    """Problems of every record under ``<out>/records``, each prefixed by its file name (empty: all valid)."""
+    problems = []
+    for path in record_files(out):
         try:
             record = json.loads(path.read_text())
             validate_record(record)

@@ -1,0 +1,72 @@
+"""The record schema: what an ok and a failed record must hold, and the checks beyond JSON Schema."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+
+from suite.records import load_records, validate_dir, validate_record, write_record
+
+RECORDS = Path(__file__).resolve().parent / "fixtures" / "records"
+OK = json.loads((RECORDS / "lora--manual--glue_mrpc--seed0--bnone.json").read_text())
+FAILED = json.loads((RECORDS / "bipeft--s2--glue_stsb--seed2--b12629.json").read_text())
+
+
+def broken(record: dict, change) -> dict:
+    record = copy.deepcopy(record)
+    change(record)
+    return record
+
+
+def test_fixture_records_are_valid():
+    validate_record(OK)
+    validate_record(FAILED)
+
+
+@pytest.mark.parametrize("record, message", [
+    (broken(OK, lambda r: r.update(status="done")), "status: 'done' is not one of"),
+    (broken(OK, lambda r: r.update(error="boom")), "error: 'boom' is not of type 'null'"),
+    (broken(OK, lambda r: r["metrics"].update(test={})), "metrics/test: {} should be non-empty"),
+    (broken(OK, lambda r: r["params"].update(peft=None)), "params/peft: None is not of type 'integer'"),
+    (broken(OK, lambda r: r["time"].pop("retrain_s")), "time: 'retrain_s' is a required property"),
+    (broken(OK, lambda r: r.pop("backbone_params")), "'backbone_params' is a required property"),
+    (broken(OK, lambda r: r["budget"].update(fraction=1.39)), "budget/fraction: 1.39 is greater than"),
+    (broken(OK, lambda r: r.update(seed=1)), "run_id: expected 'lora--manual--glue_mrpc--seed1--bnone'"),
+    (broken(OK, lambda r: r["metrics"]["validation"].pop("f1")), "metrics/validation: lacks the selection metric 'f1'"),
+    (broken(OK, lambda r: r["params"].update(ratio=0.5)), "params/ratio: 0.5 !="),
+    (broken(OK, lambda r: r["params"].update(permyriad=3.2)), "params/permyriad: 3.2 !="),
+    (broken(FAILED, lambda r: r.update(error=None)), "error: None is not of type 'string'"),
+    (broken(FAILED, lambda r: r.pop("error")), "'error' is a required property"),
+    (broken(OK, lambda r: r.update(extra=1)), "Additional properties are not allowed ('extra'"),
+])
+def test_invalid_records_name_the_problem(record, message):
+    with pytest.raises(ValueError, match="record ") as info:
+        validate_record(record)
+    assert message in str(info.value)
+
+
+def test_a_record_is_an_object():
+    with pytest.raises(ValueError, match="a record is a JSON object, got list"):
+        validate_record([OK])
+
+
+def test_write_load_and_validate_dir(tmp_path):
+    write_record(tmp_path, OK)
+    write_record(tmp_path, FAILED)
+    assert [r["run_id"] for r in load_records(tmp_path, status="ok")] == [OK["run_id"]]
+    assert validate_dir(tmp_path) == []
+    (tmp_path / "records" / "renamed.json").write_text(json.dumps(OK))
+    assert validate_dir(tmp_path) == [f"renamed.json: run_id {OK['run_id']!r} does not match the file name"]
+    with pytest.raises(ValueError, match="status"):
+        write_record(tmp_path, broken(OK, lambda r: r.update(status="done")))
+
+
+def test_no_run(tmp_path):
+    with pytest.raises(FileNotFoundError, match="holds no run"):
+        validate_dir(tmp_path)
+    (tmp_path / "records").mkdir()
+    with pytest.raises(FileNotFoundError, match="has no records"):
+        validate_dir(tmp_path)

@@ -1,0 +1,239 @@
+"""Reports are computed from run records: golden tables, hand-checked numbers, the CLI.
+
+The fixture run (tests/fixtures/records, made by tests/fixtures/make_records.py): all-MiniLM-L6-v2,
+GLUE MRPC and STS-B, seeds 0-2; manual full, lora, bitfit; bipeft and s3delta in S2 at 1.39‱ and
+5.56‱; autopeft in S1 at 1.39‱ on MRPC only; one failed run (bipeft S2 STS-B seed 2 at 5.56‱).
+The golden files in tests/fixtures/golden were written once by write_reports and checked by hand;
+the tests below recompute some of their numbers from the raw records without the report code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+
+from suite.cli import main
+from suite.records import validate_dir, validate_record
+from suite.report import task_blocks, write_reports
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+RECORDS = FIXTURES / "records"
+GOLDEN = FIXTURES / "golden"
+TABLES = ("leaderboard.csv", "summary.csv", "accuracy.md", "efficiency.md")
+FAILED = "bipeft--s2--glue_stsb--seed2--b12629"
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> Path:
+    """A copy of the fixture run: write_reports writes next to the records."""
+    out = tmp_path / "run"
+    shutil.copytree(RECORDS, out / "records")
+    return out
+
+
+def load(run_id: str) -> dict:
+    return json.loads((RECORDS / f"{run_id}.json").read_text())
+
+
+def table_row(markdown: str, label: str) -> list[str]:
+    """The cells of the Markdown table row whose Method (or second) column is ``label``."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 1 and cells[1] == label:
+            return cells
+    raise AssertionError(f"no row {label!r} in\n{markdown}")
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """By hand: mean and sample standard deviation."""
+    mean = sum(values) / len(values)
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+
+
+# ---- the fixtures ---------------------------------------------------------------------------------
+def test_fixture_records_are_valid_and_cover_the_cases():
+    records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
+    for r in records:
+        validate_record(r)
+    assert validate_dir(FIXTURES) == []  # file names match run ids
+    manual = [r for r in records if r["method_kind"] == "manual"]
+    assert {r["method"] for r in manual} == {"full", "lora", "bitfit"}
+    assert all(r["budget"] == {"fraction": None, "params": None} and r["time"]["search_s"] == 0 for r in manual)
+    assert {r["method_kind"] for r in records} == {"manual", "one-shot", "black-box"}
+    assert {r["task"] for r in records} == {"glue/mrpc", "glue/stsb"}
+    assert {r["seed"] for r in records} == {0, 1, 2}
+    assert {r["budget"]["params"] for r in records} == {None, 3157, 12629}
+    assert [r["run_id"] for r in records if r["status"] == "failed"] == [FAILED]
+
+
+# ---- golden files ---------------------------------------------------------------------------------
+def test_tables_equal_golden_files(run):
+    written = write_reports(run)
+    assert [p.name for p in written] == [*TABLES, "budget.png"]
+    for name in TABLES:
+        assert (run / name).read_text() == (GOLDEN / name).read_text(), f"{name} differs from its golden file"
+
+
+def test_accuracy_cell_and_avg_by_hand(run):
+    write_reports(run)
+    accuracy = (run / "accuracy.md").read_text()
+    header = table_row(accuracy, "Method")
+    assert header == ["Ratio", "Method", "MRPC", "STSB", "AVG"]
+    f1 = [load(f"lora--manual--glue_mrpc--seed{s}--bnone")["metrics"]["test"]["f1"] for s in (0, 1, 2)]
+    pearson = [load(f"lora--manual--glue_stsb--seed{s}--bnone")["metrics"]["test"]["pearson"] for s in (0, 1, 2)]
+    assert f1 == [87.1351, 88.3167, 88.5402]
+    mean, std = mean_std(f1)  # 263.992 / 3 = 87.9973; sqrt(1.14015 / 2) = 0.7550
+    lora = table_row(accuracy, "LoRA(r=8)")
+    assert lora[2] == f"{mean:.2f} ± {std:.2f}" == "88.00 ± 0.76"
+    assert lora[4] == f"{(mean + sum(pearson) / 3) / 2:.2f}"
+    assert lora[0] == f"{73728 / 22713216 * 1e4:.2f}‱" == "32.46‱"  # LoRA r=8 on q, v of 6 layers
+    # Table 1 order: manual baselines by decreasing ratio, then searched methods by space and budget.
+    labels = [line.split("|")[2].strip() for line in accuracy.splitlines() if line.startswith("| ")][2:]
+    assert labels == ["**Manual PEFT methods**", "Fine-tune", "LoRA(r=8)", "BitFit", "**Automated PEFT methods**",
+                      "AutoPEFT (S1, ≤1.39‱)", "BIPEFT (S2, ≤1.39‱)", "S3Delta (S2, ≤1.39‱)",
+                      "BIPEFT (S2, ≤5.56‱)", "S3Delta (S2, ≤5.56‱)"]
+    assert "MRPC f1, STSB pearson" in accuracy and "over 3 seeds (0, 1, 2)" in accuracy
+    assert f"1.39‱ = {round(1.39e-4 * 22713216):,} parameters" in accuracy  # budgets in both forms
+
+
+def test_failed_run_is_listed_but_not_averaged(run):
+    write_reports(run)
+    leaderboard = (run / "leaderboard.csv").read_text().splitlines()
+    failed = [line for line in leaderboard if line.startswith(FAILED)]
+    assert len(failed) == 1 and ",failed,FloatingPointError: non-finite training loss nan" in failed[0]
+    ok = [load(f"bipeft--s2--glue_stsb--seed{s}--b12629")["metrics"]["test"]["pearson"] for s in (0, 1)]
+    mean, std = mean_std(ok)  # the two ok seeds only
+    cell = table_row((run / "accuracy.md").read_text(), "BIPEFT (S2, ≤5.56‱)")[3]
+    assert cell == f"{mean:.2f} ± {std:.2f} (n=2, 1 failed)"
+    assert f"`{FAILED}`: FloatingPointError" in (run / "accuracy.md").read_text()
+    efficiency = table_row((run / "efficiency.md").read_text(), "BIPEFT (≤5.56‱)")
+    assert efficiency[-1] == "5 ok, 1 failed"
+    # its search time (it failed in the retrain) is left out too: 1.48 min, not 1.49 with it
+    search = [[load(f"bipeft--s2--{task}--seed{s}--b12629")["time"]["search_s"] / 60 for s in seeds]
+              for task, seeds in (("glue_mrpc", (0, 1, 2)), ("glue_stsb", (0, 1)))]
+    assert efficiency[2] == f"{(sum(search[0]) / 3 + sum(search[1]) / 2) / 2:.2f}" == "1.48"
+
+
+def test_failed_run_with_metrics_is_not_averaged(run):
+    """A run that failed after scoring (say, while writing) keeps its metrics out of every mean."""
+    write_reports(run)
+    before = {name: (run / name).read_text() for name in ("summary.csv", "accuracy.md")}
+    path = run / "records" / f"{FAILED}.json"
+    record = json.loads(path.read_text())
+    record["metrics"].update(validation={"pearson": 1.0, "spearmanr": 1.0}, test={"pearson": 0.0, "spearmanr": 0.0})
+    path.write_text(json.dumps(record))
+    write_reports(run)
+    assert {name: (run / name).read_text() for name in before} == before
+
+
+def test_avg_needs_every_task_of_the_run(run):
+    write_reports(run)
+    summary = (run / "summary.csv").read_text().splitlines()
+    autopeft_avg = [line for line in summary if line.startswith("all-MiniLM-L6-v2,autopeft,") and ",AVG," in line]
+    assert len(autopeft_avg) == 1 and autopeft_avg[0].endswith("no AVG: no ok run on glue/stsb")
+    row = table_row((run / "accuracy.md").read_text(), "AutoPEFT (S1, ≤1.39‱)")
+    assert row[3] == "" and row[4] == "–"  # STSB not run; no AVG
+
+
+def test_search_retrain_ratio_by_hand(run):
+    write_reports(run)
+    search, retrain = [], []
+    for task in ("glue_mrpc", "glue_stsb"):  # seeds averaged per task, then tasks
+        times = [load(f"bipeft--s2--{task}--seed{s}--b3157")["time"] for s in (0, 1, 2)]
+        search.append(sum(t["search_s"] for t in times) / 3 / 60)
+        retrain.append(sum(t["retrain_s"] for t in times) / 3 / 60)
+    search_min, retrain_min = sum(search) / 2, sum(retrain) / 2
+    row = table_row((run / "efficiency.md").read_text(), "BIPEFT (≤1.39‱)")
+    assert row[0] == "S2"
+    assert row[2:5] == [f"{search_min:.2f}", f"{retrain_min:.2f}", f"{search_min / retrain_min:.2f}"]
+    assert row[2:5] == ["1.43", "2.31", "0.62"]
+    assert "Manual baselines do not search" in (run / "efficiency.md").read_text()
+    assert "| Fine-tune |" not in (run / "efficiency.md").read_text()
+
+
+def test_tables_are_deterministic(run):
+    write_reports(run)
+    first = {name: (run / name).read_bytes() for name in TABLES}
+    write_reports(run)
+    assert {name: (run / name).read_bytes() for name in TABLES} == first
+
+
+# ---- budget plot ----------------------------------------------------------------------------------
+def test_budget_plot_only_with_several_budgets(run):
+    assert (run / "budget.png") in write_reports(run)
+    assert (run / "budget.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for path in (run / "records").glob("*--b12629.json"):  # leave one budget (and the manual runs)
+        path.unlink()
+    written = write_reports(run)
+    assert [p.name for p in written] == list(TABLES)
+    assert not (run / "budget.png").exists()  # the stale plot of the earlier call is gone
+
+
+# ---- benchmark blocks -----------------------------------------------------------------------------
+def test_task_blocks_follow_the_paper_order():
+    tasks = ["superglue/wic", "demo/rotten_tomatoes", "glue/qnli", "glue/rte", "superglue/boolq", "glue/cola",
+             "glue/sst2", "superglue/record", "superglue/cb"]
+    assert task_blocks(tasks) == [
+        ("GLUE", ["glue/cola", "glue/sst2", "glue/qnli", "glue/rte"]),
+        ("SuperGLUE", ["superglue/boolq", "superglue/cb", "superglue/record", "superglue/wic"]),
+        ("demo", ["demo/rotten_tomatoes"]),
+    ]
+
+
+def test_accuracy_has_one_block_per_benchmark(run):
+    for path in (run / "records").glob("*glue_stsb*.json"):  # make STS-B runs SuperGLUE RTE runs
+        record = json.loads(path.read_text())
+        record["task"] = "superglue/rte"
+        record["run_id"] = record["run_id"].replace("glue_stsb", "superglue_rte")
+        path.unlink()
+        (path.parent / f"{record['run_id']}.json").write_text(json.dumps(record))
+    write_reports(run)
+    accuracy = (run / "accuracy.md").read_text()
+    assert accuracy.index("## GLUE") < accuracy.index("## SuperGLUE")
+    glue, superglue = accuracy.split("## SuperGLUE")
+    assert table_row(glue, "Method") == ["Ratio", "Method", "MRPC", "AVG"]
+    assert table_row(superglue, "Method") == ["Ratio", "Method", "RTE", "AVG"]
+    assert "AutoPEFT" in glue and "AutoPEFT" not in superglue.split("Cells:")[0]  # it ran on MRPC only
+    lora = table_row(glue, "LoRA(r=8)")
+    assert lora[2] == "88.00 ± 0.76" and lora[3] == "88.00"  # AVG of a one-task block is that task
+
+
+# ---- CLI ------------------------------------------------------------------------------------------
+def test_cli_table_writes_the_reports(run, capsys):
+    assert main(["table", "--out", str(run)]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(run / n) for n in (*TABLES, "budget.png")]
+
+
+@pytest.mark.parametrize("command", ["table", "validate"])
+def test_cli_on_a_folder_without_a_run(tmp_path, capsys, command):
+    assert main([command, "--out", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"error: {tmp_path} holds no run") and captured.err.count("\n") == 1
+    (tmp_path / "records").mkdir()
+    assert main([command, "--out", str(tmp_path)]) == 2
+    assert "holds no run" in capsys.readouterr().err
+
+
+def test_cli_validate(run, capsys):
+    assert main(["validate", "--out", str(run)]) == 0
+    assert capsys.readouterr().out == "45 records valid\n"
+    bad = run / "records" / "lora--manual--glue_mrpc--seed0--bnone.json"
+    record = json.loads(bad.read_text())
+    del record["metrics"]["test"]["f1"]  # an ok record without its selection metric on test
+    bad.write_text(json.dumps(record))
+    (run / "records" / "truncated.json").write_text('{"run_id": ')
+    assert main(["validate", "--out", str(run)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("lora--manual--glue_mrpc--seed0--bnone.json: ")
+    assert "lacks the selection metric 'f1'" in lines[0]
+    assert lines[1].startswith("truncated.json: ")
+    # table refuses invalid records with one line naming the first bad file
+    assert main(["table", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "2 invalid record(s)" in err and "lora--manual--glue_mrpc--seed0" in err
+    assert not (run / "leaderboard.csv").exists()
