@@ -13,8 +13,9 @@ of the model; their designs are never proposed again. If fewer than two observat
 or the surrogate cannot be fitted (BoTorch's ``ModelFittingError``), the searcher falls back to a
 random design and counts it in :attr:`AutoPEFTSearcher.fallbacks`.
 
-BoTorch runs single-threaded inside ``suggest`` (``torch.set_num_threads(1)``): 4-6x faster than
-the default thread pool for these small models on a shared CPU.
+BoTorch runs single-threaded inside ``suggest`` (``torch.set_num_threads(1)``, restored afterwards):
+its many small linear-algebra calls run faster without torch's thread pool, and a searcher on the
+driver leaves the cores to the trials.
 """
 
 from __future__ import annotations

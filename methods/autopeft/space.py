@@ -64,9 +64,13 @@ class Encoding(ABC):
 
     def encode(self, designs: Sequence[Design]) -> torch.Tensor:
         """``len(designs) x len(self)`` doubles: each coordinate's value over its largest value."""
-        top = np.array([c[-1] for c in self.choices], dtype=float)
-        vals = np.array([self.values(v) for v in designs], dtype=float).reshape(len(designs), len(self))
-        return torch.from_numpy(vals / top)
+        if not hasattr(self, "_unit_values"):  # (coordinates, most choices): value / largest value
+            table = np.zeros((len(self), max(map(len, self.choices))))
+            for i, c in enumerate(self.choices):
+                table[i, :len(c)] = np.array(c, dtype=float) / c[-1]
+            self._unit_values = table
+        index = np.array(designs, dtype=np.int64).reshape(len(designs), len(self))
+        return torch.from_numpy(self._unit_values[np.arange(len(self)), index])
 
     def config(self, v: Design) -> dict[str, int]:
         """The Ray Tune config of ``v``: the full space's ``{Dim.key: choice}`` (keys without ``/``)."""
@@ -122,10 +126,13 @@ class PerLayerEncoding(Encoding):
         dims = space.dims()
         self.choices = [d.choices for d in dims]
         self.names = [d.key for d in dims]
-        self._costs = [np.array(space.choice_params(i), dtype=np.int64) for i in range(len(dims))]
+        self._costs = np.zeros((len(dims), max(map(len, self.choices))), dtype=np.int64)
+        for i in range(len(dims)):
+            self._costs[i, :len(self.choices[i])] = space.choice_params(i)
+        self._rows = np.arange(len(dims))
 
     def params(self, v: Design) -> int:
-        return int(sum(c[k] for c, k in zip(self._costs, v)))
+        return int(self._costs[self._rows, v].sum())
 
     def to_arch(self, v: Design) -> Architecture:
         return self.space.from_choices(self.values(v))

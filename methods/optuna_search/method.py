@@ -89,7 +89,8 @@ class OptunaBaseline(BlackBoxMethod):
         if c.init_within_budget:
             rng = np.random.default_rng(seed)
             n = c.population_size if c.sampler == "nsga2" else c.n_startup_trials
-            first = [dict(zip(constraint.costs, space.to_choices(space.sample(rng, budget)))) for _ in range(n)]
+            keys = [d.key for d in space.dims()]
+            first = [dict(zip(keys, space.to_choices(space.sample(rng, budget)))) for _ in range(n)]
         return BudgetedOptunaSearch(space=distributions, metric=[metric, RATIO], mode=[mode, "min"],
                                     sampler=sampler, points_to_evaluate=first)
 
