@@ -16,6 +16,9 @@ for _name, _target in {
     "bitfit": "methods.manual:BitFitBaseline",
     "lnfit": "methods.manual:LNFitBaseline",
     "full": "methods.manual:FullFineTuning",
+    "autopeft": "methods.autopeft.method:AutoPEFT",
+    "apet": "methods.apet.method:APET",
+    "optuna": "methods.optuna_search.method:OptunaBaseline",
 }.items():
     METHODS.register(_name, _target)
 

@@ -50,6 +50,8 @@ class HarnessConfig:
     grad_clip: float = option(1.0, "gradient-norm clipping (0: off)")
     scoring: str = option("generate", "T5 scoring: 'generate' (greedy, the paper) or 'label_tokens'")
     max_train_samples: int | None = option(None, "use at most N training examples (low fidelity)")
+    train_fraction: float | None = option(None, "use this fraction of the training examples (low fidelity; "
+                                                "combined with max_train_samples, the smaller wins)")
     max_eval_samples: int | None = option(None, "use at most N validation/test examples")
     device: str = option("auto", "'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
     bf16: bool = option(True, "bf16 autocast on a GPU")
@@ -59,6 +61,8 @@ class HarnessConfig:
         for name in ("batch_size", "epochs", "max_steps", "eval_every", "max_train_samples", "max_eval_samples"):
             value = getattr(self, name)
             check(value is None or (isinstance(value, int) and value > 0), f"{name} must be a positive int or None, got {value!r}")
+        check(self.train_fraction is None or 0 < self.train_fraction <= 1,
+              f"train_fraction must be in (0, 1] or None, got {self.train_fraction!r}")
         check(self.scoring in SCORINGS, f"unknown scoring {self.scoring!r}; valid: {', '.join(SCORINGS)}")
 
 
@@ -123,8 +127,12 @@ class Experiment:
         self.task, self.backbone, self.seed = task, backbone, seed
         self.config = config or HarnessConfig()
         cfg = self.config
+        n_train = cfg.max_train_samples
+        if cfg.train_fraction is not None:
+            by_fraction = max(1, round(cfg.train_fraction * len(splits.train)))
+            n_train = by_fraction if n_train is None else min(n_train, by_fraction)
         self.splits = Splits(
-            train=subsample(splits.train, cfg.max_train_samples, seed),
+            train=subsample(splits.train, n_train, seed),
             validation=subsample(splits.validation, cfg.max_eval_samples, seed),
             test=subsample(splits.test, cfg.max_eval_samples, seed),
         )

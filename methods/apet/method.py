@@ -1,0 +1,41 @@
+"""APET: random PEFT placements at a fixed parameter budget.
+
+Su et al., "Exploring the Impact of Model Scaling on Parameter-Efficient Tuning", EMNLP 2023; code
+``yushengsu-thu/PET_Scaling`` (methods.md §5). APET trains a random set of PEFT modules and
+backbone tensors whose size is the budget; the paper's point is that at scale *where* the
+parameters go matters little. One draw per seed (``candidates=1``, no proxy training); with
+``candidates=n`` it is random search, the best of n draws by proxy validation.
+
+The draw (:func:`~methods.apet.draw.apet_draw`) and its deviations from the authors' code (no
+overshoot, sizes per placement, the refill pass) are documented in :mod:`methods.apet.draw`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from methods.apet.config import APETConfig
+from methods.apet.searcher import APETSearcher
+from methods.base import SCORE, BlackBoxMethod
+from spaces.space import SearchSpace
+
+
+class APET(BlackBoxMethod):
+    """APET (Su et al., EMNLP 2023): a random architecture that fills the budget (see the module docstring)."""
+
+    name = "apet"
+    paper = "Su et al., Exploring the Impact of Model Scaling on Parameter-Efficient Tuning, EMNLP 2023"
+    Config = APETConfig
+
+    def make_searcher(self, space: SearchSpace, budget: int, seed: int, metric: str = SCORE,
+                      mode: str = "max") -> APETSearcher:
+        return APETSearcher(space, budget, seed, self.config, metric=metric, mode=mode)
+
+    def num_candidates(self) -> int:
+        return self.config.candidates
+
+    def max_concurrent(self) -> int:
+        return self.config.max_concurrent
+
+    def fidelity(self) -> dict[str, Any]:
+        return self.config.overrides()

@@ -1,0 +1,96 @@
+"""Pieces the black-box methods share: proxy-fidelity options and the within-budget selection.
+
+* :class:`ProxyFidelity` — config fields for the low-fidelity proxy training of each candidate,
+  turned into ``HarnessConfig`` overrides by :meth:`ProxyFidelity.overrides`.
+* :func:`select_with_pareto` — the best-validation candidate within the budget, plus the Pareto
+  set (validation score up, parameters down) of every finished candidate for the record.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from methods.base import PARAMS, RATIO, SCORE
+from suite.configs import check, option
+
+if TYPE_CHECKING:
+    from spaces.architecture import Architecture
+    from spaces.space import SearchSpace
+
+
+@dataclass(frozen=True)
+class ProxyFidelity:
+    """How each candidate is proxy-trained (``None``: the harness default for that setting)."""
+
+    train_fraction: float | None = option(None, "proxy-train on this fraction of the training examples")
+    max_train_samples: int | None = option(None, "proxy-train on at most N training examples")
+    max_steps: int | None = option(None, "a cap on the proxy-training steps of each candidate")
+    epochs: int | None = option(None, "proxy-training epochs (None: the task's)")
+
+    def __post_init__(self) -> None:
+        check(self.train_fraction is None or 0 < self.train_fraction <= 1,
+              f"train_fraction must be in (0, 1] or None, got {self.train_fraction!r}")
+        for name in ("max_train_samples", "max_steps", "epochs"):
+            value = getattr(self, name)
+            check(value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0),
+                  f"{name} must be a positive int or None, got {value!r}")
+
+    def overrides(self) -> dict[str, Any]:
+        """The ``HarnessConfig`` overrides of the proxy trials (unset fields are left out)."""
+        names = ("train_fraction", "max_train_samples", "max_steps", "epochs")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+def finite(value: Any) -> bool:
+    """True for a real, finite number (not None, not NaN or inf)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def pareto_indices(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the non-dominated ``(score, params)`` points: score maximised, params minimised."""
+    front = []
+    for i, (s, p) in enumerate(points):
+        dominated = any(
+            (s2 >= s and p2 <= p) and (s2 > s or p2 < p) for j, (s2, p2) in enumerate(points) if j != i
+        )
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: (points[i][1], -points[i][0]))
+
+
+def select_with_pareto(candidate, space: SearchSpace, budget: int,
+                       results: list[dict[str, Any]]) -> tuple[Architecture, dict[str, Any]]:
+    """The best-validation candidate within ``budget`` and the Pareto set of all finished candidates.
+
+    Args:
+        candidate: ``method.candidate``, which decodes a trial config into an architecture.
+        space: the search space.
+        budget: the parameter budget; a candidate over it is never returned.
+        results: one dict per trial (``config``, ``SCORE``, ``RATIO``, ``PARAMS``); failed trials
+            have a missing or NaN score and are counted but skipped.
+
+    Returns:
+        The architecture (ties on score go to fewer parameters) and an info dict: counts of
+        candidates, finished and within-budget ones, and the Pareto set (each point's score,
+        params, ratio, whether it fits the budget, and its architecture as a dict).
+    """
+    done = [r for r in results if finite(r.get(SCORE)) and finite(r.get(PARAMS))]
+    fits = [r for r in done if r[PARAMS] <= budget]
+    if not fits:
+        raise RuntimeError(
+            f"no candidate of {len(results)} finished within the budget of {budget} parameters "
+            f"({len(done)} finished, {len(done) - len(fits)} of them over the budget)"
+        )
+    best = max(fits, key=lambda r: (r[SCORE], -r[PARAMS]))
+    front = pareto_indices([(r[SCORE], r[PARAMS]) for r in done])
+    pareto = [
+        {"score": done[i][SCORE], "params": int(done[i][PARAMS]), "ratio": done[i].get(RATIO),
+         "within_budget": done[i][PARAMS] <= budget,
+         "architecture": candidate(space, done[i]["config"]).to_dict()}
+        for i in front
+    ]
+    info = {"candidates": len(results), "finished": len(done), "within_budget": len(fits),
+            "best_score": best[SCORE], "best_params": int(best[PARAMS]), "pareto": pareto}
+    return candidate(space, best["config"]), info

@@ -1,0 +1,34 @@
+"""Options of the optuna baseline."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from methods.blackbox import ProxyFidelity
+from suite.configs import check, option
+
+SAMPLERS = ("nsga2", "tpe")
+
+
+@dataclass(frozen=True)
+class OptunaConfig(ProxyFidelity):
+    """Options of :class:`~methods.optuna_search.method.OptunaBaseline` (plus the proxy fidelity)."""
+
+    sampler: str = option("nsga2", "'nsga2' (NSGAIISampler) or 'tpe' (multi-objective TPESampler)")
+    candidates: int = option(100, "candidates proxy-trained in all")
+    max_concurrent: int = option(4, "candidates trained in parallel")
+    population_size: int = option(50, "nsga2: individuals per generation (the first is random)")
+    n_startup_trials: int = option(10, "tpe: random trials before the TPE model is used")
+    init_within_budget: bool = option(True, "draw the random first generation (nsga2) / startup trials (tpe) "
+                                            "within the budget (space.sample); False: uniform over all choices, "
+                                            "which rarely fits a small budget")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("candidates", "max_concurrent", "n_startup_trials"):
+            value = getattr(self, name)
+            check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+                  f"{name} must be a positive int, got {value!r}")
+        check(isinstance(self.population_size, int) and self.population_size >= 2,
+              f"population_size must be an int >= 2, got {self.population_size!r}")
+        check(self.sampler in SAMPLERS, f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
