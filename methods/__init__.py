@@ -16,6 +16,8 @@ for _name, _target in {
     "bitfit": "methods.manual:BitFitBaseline",
     "lnfit": "methods.manual:LNFitBaseline",
     "full": "methods.manual:FullFineTuning",
+    "s3delta": "methods.s3delta:S3Delta",
+    "prunepeft": "methods.prunepeft:PrunePEFT",
 }.items():
     METHODS.register(_name, _target)
 
