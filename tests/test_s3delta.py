@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from conftest import SHARED_BACKBONES
 from helpers import toy_experiment
 
 from methods import METHODS, get_method
@@ -251,6 +252,15 @@ def test_module_size_option():
     assert 0.8 * 3000 <= space.param_count(arch) <= 3000
 
 
+@pytest.mark.skipif(not (SHARED_BACKBONES / "t5-large").is_dir(), reason="../shared/backbones is absent")
+def test_s3delta_m_space_on_t5_large_matches_the_paper():
+    from suite.backbones import backbone_sites
+
+    sites = backbone_sites(str(SHARED_BACKBONES / "t5-large"), vocab_size=32100)
+    space = fixed_size_space(build_space("s2", sites), 1)
+    assert len(space) == 916 and space.full_size() == 1_881_088  # methods.md §2.1: 25.5‱
+
+
 # ---- config --------------------------------------------------------------------------------------
 
 
@@ -279,3 +289,13 @@ def test_registered_and_config_round_trip():
 def test_bad_config_values_are_clear_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         S3DeltaConfig(**bad)
+
+
+def test_greedy_fill_skips_what_does_not_fit_and_goes_on():
+    from methods.supernet import greedy_fill
+
+    assert greedy_fill([3.0, 2.0, 1.0], [6, 6, 3], 9) == [True, False, True]
+    assert greedy_fill(torch.tensor([1.0, 1.0, 5.0]), [4, 4, 4], 8) == [True, False, True]  # ties by index
+    assert greedy_fill([1.0], [10], 5) == [False]
+    with pytest.raises(ValueError, match="same shape"):
+        greedy_fill([1.0, 2.0], [1], 5)
