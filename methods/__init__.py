@@ -19,6 +19,8 @@ for _name, _target in {
     "autopeft": "methods.autopeft.method:AutoPEFT",
     "apet": "methods.apet.method:APET",
     "optuna": "methods.optuna_search.method:OptunaBaseline",
+    "s3delta": "methods.s3delta:S3Delta",
+    "prunepeft": "methods.prunepeft:PrunePEFT",
 }.items():
     METHODS.register(_name, _target)
 
