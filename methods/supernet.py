@@ -4,7 +4,7 @@
   injected in search mode (a :class:`~spaces.inject.Supernet`), the task head trainable.
 * :class:`WeightTrainer`: the ΔW step of first-order DARTS on a weight-train batch: AdamW with
   linear decay (paper App. B), gradient clipping, autocast, a non-finite-loss guard.
-* :func:`arch_loss`: the loss of an arch-train batch under the current gates (for Θ/Φ/α steps).
+* :func:`batch_loss`: the loss of a batch under the current gates (for ΔW and Θ/Φ/α steps).
 """
 
 from __future__ import annotations
