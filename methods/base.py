@@ -177,16 +177,19 @@ class BlackBoxMethod(Method):
         raise NotImplementedError
 
     def num_candidates(self) -> int:
-        """How many candidate trials the search stage runs."""
-        raise NotImplementedError
+        """How many candidate trials the search stage runs (default: ``config.candidates``)."""
+        return self.config.candidates
 
     def max_concurrent(self) -> int:
-        """Candidates evaluated in parallel (the stage wraps the searcher in a ConcurrencyLimiter)."""
-        return 1
+        """Candidates evaluated in parallel (the stage wraps the searcher in a ConcurrencyLimiter);
+        default: ``config.max_concurrent``, else 1."""
+        return getattr(self.config, "max_concurrent", 1)
 
     def fidelity(self) -> dict[str, Any]:
-        """``HarnessConfig`` overrides for proxy trials (e.g. ``max_train_samples``, ``max_steps``)."""
-        return {}
+        """``HarnessConfig`` overrides for proxy trials (e.g. ``max_train_samples``, ``max_steps``);
+        default: ``config.overrides()`` (see ``methods.blackbox.ProxyFidelity``), else none."""
+        overrides = getattr(self.config, "overrides", None)
+        return overrides() if overrides else {}
 
     def candidate(self, space: SearchSpace, config: dict[str, Any]) -> Architecture:
         """The architecture of a trial config suggested by the searcher."""

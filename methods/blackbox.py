@@ -2,6 +2,7 @@
 
 * :class:`ProxyFidelity` — config fields for the low-fidelity proxy training of each candidate,
   turned into ``HarnessConfig`` overrides by :meth:`ProxyFidelity.overrides`.
+* :class:`PickledState` — ``save``/``restore`` of a searcher through its ``get_state``/``set_state``.
 * :func:`select_with_pareto` — the best-validation candidate within the budget, plus the Pareto
   set (validation score up, parameters down) of every finished candidate for the record.
 """
@@ -9,6 +10,7 @@
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,6 +43,18 @@ class ProxyFidelity:
         """The ``HarnessConfig`` overrides of the proxy trials (unset fields are left out)."""
         names = ("train_fraction", "max_train_samples", "max_steps", "epochs")
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+class PickledState:
+    """``Searcher.save``/``restore`` through the searcher's own ``get_state``/``set_state``."""
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "wb") as f:
+            pickle.dump(self.get_state(), f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "rb") as f:
+            self.set_state(pickle.load(f))
 
 
 def finite(value: Any) -> bool:

@@ -12,8 +12,6 @@ overshoot, sizes per placement, the refill pass) are documented in :mod:`methods
 
 from __future__ import annotations
 
-from typing import Any
-
 from methods.apet.config import APETConfig
 from methods.apet.searcher import APETSearcher
 from methods.base import SCORE, BlackBoxMethod
@@ -31,11 +29,3 @@ class APET(BlackBoxMethod):
                       mode: str = "max") -> APETSearcher:
         return APETSearcher(space, budget, seed, self.config, metric=metric, mode=mode)
 
-    def num_candidates(self) -> int:
-        return self.config.candidates
-
-    def max_concurrent(self) -> int:
-        return self.config.max_concurrent
-
-    def fidelity(self) -> dict[str, Any]:
-        return self.config.overrides()

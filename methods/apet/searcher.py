@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from typing import Any
 
 from ray.tune.search import Searcher
@@ -10,11 +9,12 @@ from ray.tune.search import Searcher
 from methods.apet.config import APETConfig
 from methods.apet.draw import apet_draw, draw_rng
 from methods.base import SCORE
+from methods.blackbox import PickledState
 from spaces.architecture import Architecture
 from spaces.space import SearchSpace
 
 
-class APETSearcher(Searcher):
+class APETSearcher(PickledState, Searcher):
     """Suggests the k-th APET draw for the k-th trial; deterministic per (seed, budget).
 
     Args:
@@ -59,10 +59,3 @@ class APETSearcher(Searcher):
                              f"this searcher's for seed {self.seed} and budget {self.budget}")
         self._drawn = state["drawn"]
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))

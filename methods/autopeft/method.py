@@ -64,14 +64,8 @@ class AutoPEFT(BlackBoxMethod):
                       mode: str = "max") -> AutoPEFTSearcher:
         return AutoPEFTSearcher(space, budget, seed, self.config, metric=metric, mode=mode)
 
-    def num_candidates(self) -> int:
-        return self.config.candidates
-
     def max_concurrent(self) -> int:
         return self.config.q
-
-    def fidelity(self) -> dict[str, Any]:
-        return self.config.overrides()
 
     def select(self, space: SearchSpace, budget: int, results: list[dict[str, Any]]) -> tuple[Architecture, dict]:
         """The best-validation candidate within the budget, and the Pareto set of all candidates."""

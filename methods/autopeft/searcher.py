@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,7 @@ from methods.autopeft import bo
 from methods.autopeft.config import AutoPEFTConfig
 from methods.autopeft.space import Design, make_encoding
 from methods.base import SCORE
-from methods.blackbox import finite
+from methods.blackbox import PickledState, finite
 from spaces.space import SearchSpace
 
 logger = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def single_thread():
         torch.set_num_threads(before)
 
 
-class AutoPEFTSearcher(Searcher):
+class AutoPEFTSearcher(PickledState, Searcher):
     """Multi-objective BO over PEFT architectures: validation score up, parameter ratio down.
 
     Args:
@@ -165,13 +164,6 @@ class AutoPEFTSearcher(Searcher):
         self._rng.bit_generator.state = state["rng"]
         self._model_cache = None
 
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.get_state(), f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.set_state(pickle.load(f))
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

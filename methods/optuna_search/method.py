@@ -94,15 +94,6 @@ class OptunaBaseline(BlackBoxMethod):
         return BudgetedOptunaSearch(space=distributions, metric=[metric, RATIO], mode=[mode, "min"],
                                     sampler=sampler, points_to_evaluate=first)
 
-    def num_candidates(self) -> int:
-        return self.config.candidates
-
-    def max_concurrent(self) -> int:
-        return self.config.max_concurrent
-
-    def fidelity(self) -> dict[str, Any]:
-        return self.config.overrides()
-
     def select(self, space: SearchSpace, budget: int, results: list[dict[str, Any]]) -> tuple[Architecture, dict]:
         """The best-validation candidate within the budget, and the Pareto set of all candidates."""
         return select_with_pareto(self.candidate, space, budget, results)
