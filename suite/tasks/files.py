@@ -57,11 +57,16 @@ class Layout:
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
     """(line number, text) of the non-empty lines; only ``\\n`` ends a line (fields may hold other breaks)."""
+    number = 0
     with open(path, encoding="utf-8-sig", newline="\n") as f:
-        for number, line in enumerate(f, start=1):
-            line = line.removesuffix("\n").removesuffix("\r")
-            if line:
-                yield number, line
+        try:
+            for number, line in enumerate(f, start=1):
+                line = line.removesuffix("\n").removesuffix("\r")
+                if line:
+                    yield number, line
+        except UnicodeDecodeError as e:
+            # decoding runs ahead in chunks: the bad byte is after the last line read, maybe not right after
+            raise TaskDataError(f"{path} is not UTF-8 text: a bad byte after line {number} ({e.reason})") from None
 
 
 def _malformed(path: Path, line: int, why: str) -> TaskDataError:
