@@ -45,7 +45,8 @@ class HarnessConfig:
     eval_batch_size: int = option(64, "evaluation batch size")
     epochs: int | None = option(None, "training epochs (None: the task's paper epochs)")
     max_steps: int | None = option(None, "a cap on training steps (overrides epochs when smaller)")
-    eval_every: int | None = option(None, "evaluate on validation every N steps (None: once per epoch)")
+    eval_every: int | None = option(None, "evaluate on validation every N steps (None: the task's S3Delta "
+                                          "interval, else once per epoch)")
     max_source_length: int | None = option(None, "max source tokens (None: the task's 128/256/512)")
     grad_clip: float = option(1.0, "gradient-norm clipping (0: off)")
     scoring: str = option("generate", "T5 scoring: 'generate' (greedy, the paper) or 'label_tokens'")
@@ -143,7 +144,8 @@ class Experiment:
         self.tokenizer = load_tokenizer(backbone)
         self.collator = Collator(task, self.tokenizer, self.family, cfg.max_source_length)
         self.batch_size = cfg.batch_size or task.batch_size
-        self.epochs = cfg.epochs or task.epochs
+        self.epochs = cfg.epochs or task.epochs  # search epochs
+        self.retrain_epochs = cfg.epochs or task.retrain_epochs or task.epochs  # BoolQ retrains longer
         self._sites = None
 
     # ---- building blocks ---------------------------------------------------------------------------
@@ -228,9 +230,9 @@ class Experiment:
 
         train_loader = self.loader(self.splits.train, train=True)
         per_epoch = len(train_loader)
-        total = self.epochs * per_epoch
+        total = self.retrain_epochs * per_epoch
         total = min(total, cfg.max_steps) if cfg.max_steps else total
-        eval_every = min(cfg.eval_every or per_epoch, total)
+        eval_every = min(cfg.eval_every or self.task.eval_every or per_epoch, total)
         optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
         schedule = linear_schedule(optimizer, total)
         if self.device.type == "cuda":
