@@ -47,7 +47,7 @@ def require_nuts() -> None:
     except ImportError:
         raise MissingNUTS(
             "surrogate='saas' fits the SAAS GP with NUTS, which BoTorch runs on NumPyro/JAX: "
-            "pip install numpyro jax (or use surrogate='saas_map', which needs neither)"
+            "pip install -c constraints.txt -e '.[saas]' (or use surrogate='saas_map', which needs neither)"
         ) from None
 
 
