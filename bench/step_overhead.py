@@ -77,7 +77,8 @@ def variant(name: str, backbone: str):
     if name == "peft-lora":
         from peft import LoraConfig, get_peft_model
 
-        targets = ["q", "v"] if model.config.model_type == "t5" else ["query", "value"]
+        # self-attention only (T5's cross-attention q/v would make peft's LoRA larger than ours)
+        targets = r".*SelfAttention\.(q|v)$" if model.config.model_type == "t5" else ["query", "value"]
         model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=targets,
                                                  modules_to_save=list(sites.head_prefixes) or None))
         params = [p for p in model.parameters() if p.requires_grad]
