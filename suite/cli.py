@@ -133,7 +133,7 @@ def make_plan(args: argparse.Namespace):
     from methods import METHODS
     from spaces import SPACES, build_space
     from suite.backbones import backbone_sites
-    from suite.plan import OFFLINE_BACKBONE, OFFLINE_TASK, PAPER_BUDGET, RunPlan
+    from suite.plan import OFFLINE_BACKBONE, OFFLINE_HARNESS, OFFLINE_TASK, PAPER_BUDGET, RunPlan
     from suite.tasks import expand_tasks
 
     if not args.methods:
@@ -179,6 +179,9 @@ def make_plan(args: argparse.Namespace):
                 raise UsageError(f"budget {b} rounds to zero parameters on this backbone")
     harness = {k: getattr(args, k) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples", "scoring")
                if getattr(args, k) is not None}
+    if args.tasks is None and args.backbone is None:  # the offline default: sized for a CPU (see plan.py)
+        harness = {**{k: v for k, v in OFFLINE_HARNESS.items()
+                      if not (k == "epochs" and "max_steps" in harness)}, **harness}
     return RunPlan(methods=tuple(methods), space=space, tasks=tuple(tasks), backbone=backbone, seeds=seeds,
                    budgets=budgets, budget_params=args.budget_params, data_dir=args.data_dir, harness=harness,
                    method_options=options, backbone_params=total)
@@ -213,8 +216,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
         plan.save(out)
     offline_default = not args.resume and args.tasks is None and args.backbone is None
+    settings = ", ".join(f"{k}={v}" for k, v in plan.harness.items())
     print(f"run: {','.join(plan.methods)} on {','.join(plan.tasks)} with {plan.backbone}, space {plan.space}, "
-          f"seeds {','.join(map(str, plan.seeds))} -> {out}")
+          f"seeds {','.join(map(str, plan.seeds))}{f' ({settings})' if settings else ''} -> {out}")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     import ray
 

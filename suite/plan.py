@@ -18,6 +18,9 @@ PLAN_FILE = "run.json"
 OFFLINE_BACKBONE = "all-MiniLM-L6-v2"
 OFFLINE_TASK = "demo/rotten_tomatoes"
 PAPER_BUDGET = 1.39e-4  # 1.39‱ of the backbone (BIPEFT Table 1)
+# The offline default is sized to finish `run --methods lora,bitfit` (or bipeft,s3delta) within 10
+# minutes on 2 CPU cores: a subsample of the demo task's train split, 2 epochs, 500 eval examples.
+OFFLINE_HARNESS = {"max_train_samples": 3000, "max_eval_samples": 500, "epochs": 2}
 
 
 @dataclass(frozen=True)
