@@ -78,12 +78,13 @@ def _threads(cpus: float) -> None:
     torch.set_num_threads(max(1, int(cpus)))
 
 
-def search_trial(config: dict[str, Any], plan: dict[str, Any], out: str, cpus: float) -> None:
+def search_trial(config: dict[str, Any], plan: dict[str, Any], out: str, cpus: float,
+                 items: dict[str, dict]) -> None:
     """A one-shot search: the method's ``search`` on the search splits; reports the architecture."""
     from ray import tune
 
     _threads(cpus)
-    run_plan, job = RunPlan.from_dict(plan), Job(**config["run"]["job"])
+    run_plan, job = RunPlan.from_dict(plan), Job(**items[config["run_id"]]["job"])
     exp = _experiment(run_plan, job)
     method = _method(run_plan, job.method)
     trace_dir = Path(out) / TRACE_DIR / job.run_id
@@ -97,15 +98,17 @@ def search_trial(config: dict[str, Any], plan: dict[str, Any], out: str, cpus: f
                  "search_info": json.dumps(info, default=str)})
 
 
-def retrain_trial(config: dict[str, Any], plan: dict[str, Any], out: str, cpus: float) -> None:
+def retrain_trial(config: dict[str, Any], plan: dict[str, Any], out: str, cpus: float,
+                  items: dict[str, dict]) -> None:
     """Retrain one architecture on train; best validation checkpoint scored on test."""
     from ray import tune
 
     from spaces.architecture import Architecture
 
     _threads(cpus)
-    run_plan, job = RunPlan.from_dict(plan), Job(**config["run"]["job"])
-    arch = Architecture.from_dict(config["run"]["architecture"])
+    item = items[config["run_id"]]
+    run_plan, job = RunPlan.from_dict(plan), Job(**item["job"])
+    arch = Architecture.from_dict(item["architecture"])
     result = _experiment(run_plan, job).retrain(arch, report=tune.report)
     tune.report({"done": 1, "retrain": json.dumps(result.to_dict())})
 
@@ -146,7 +149,7 @@ class _SearchWriter:
         return self.runner.load_architecture(job) is not None or job.run_id in self.runner.failed()
 
     def complete(self, trial) -> None:
-        job = Job(**trial.config["run"]["job"])
+        job = self.runner.job_of(trial.config["run_id"])
         result = trial.last_result or {}
         if "architecture" not in result:
             return self.error(trial)
@@ -154,7 +157,7 @@ class _SearchWriter:
                                       json.loads(result.get("search_info", "{}")))
 
     def error(self, trial) -> None:
-        self.runner.write_failed(Job(**trial.config["run"]["job"]), f"search failed: {_error_text(trial)}")
+        self.runner.write_failed(self.runner.job_of(trial.config["run_id"]), f"search failed: {_error_text(trial)}")
 
 
 class _RetrainWriter:
@@ -167,14 +170,14 @@ class _RetrainWriter:
         return job.run_id in self.runner.done()
 
     def complete(self, trial) -> None:
-        job = Job(**trial.config["run"]["job"])
+        job = self.runner.job_of(trial.config["run_id"])
         result = trial.last_result or {}
         if "retrain" not in result:
             return self.error(trial)
         self.runner.write_ok(job, json.loads(result["retrain"]))
 
     def error(self, trial) -> None:
-        self.runner.write_failed(Job(**trial.config["run"]["job"]), f"retrain failed: {_error_text(trial)}")
+        self.runner.write_failed(self.runner.job_of(trial.config["run_id"]), f"retrain failed: {_error_text(trial)}")
 
 
 def _callback(writer):
@@ -197,6 +200,7 @@ class Runner:
         self.plan, self.out, self.cluster, self.resume, self.log = plan, Path(out).resolve(), cluster, resume, log
         self.env = environment(device=None)
         self._sites = None
+        self._jobs: dict[str, Job] = {}
 
     # ---- files -------------------------------------------------------------------------------------
     def arch_path(self, job: Job) -> Path:
@@ -287,25 +291,29 @@ class Runner:
         return tune.Tuner(trainable, param_space=param_space, run_config=run_config,
                           tune_config=tune.TuneConfig(**tune_config))
 
-    def _stage_name(self, stage: str, jobs: list[Job]) -> str:
-        digest = hashlib.sha256(",".join(j.run_id for j in jobs).encode()).hexdigest()[:8]
+    def _stage_name(self, stage: str, run_ids: list[str]) -> str:
+        digest = hashlib.sha256(",".join(run_ids).encode()).hexdigest()[:8]
         return f"{stage}-{digest}"
 
     def _grid_stage(self, stage: str, trainable, configs: list[dict], writer) -> None:
-        """One trial per config; records/architectures are written as trials end, and once more
-        from the result grid for anything a restored experiment finished without our callback."""
+        """One trial per config (a grid over run ids, so the progress table stays readable); records
+        and architectures are written as trials end, and once more from the result grid for anything
+        a restored experiment finished without our callback."""
         from ray import tune
 
-        jobs = [Job(**c["job"]) for c in configs]
+        items = {Job(**c["job"]).run_id: c for c in configs}
+        self._jobs.update({run_id: Job(**c["job"]) for run_id, c in items.items()})
         fn = tune.with_parameters(trainable, plan=self.plan.to_dict(), out=str(self.out),
-                                  cpus=self.cluster.cpus_per_trial)
-        tuner = self._tuner(self._stage_name(stage, jobs), fn, {"run": tune.grid_search(configs)}, writer,
-                            trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
+                                  cpus=self.cluster.cpus_per_trial, items=items)
+        tuner = self._tuner(self._stage_name(stage, list(items)), fn, {"run_id": tune.grid_search(list(items))},
+                            writer, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
         for result in tuner.fit():
-            job = Job(**result.config["run"]["job"])
-            if not writer.written(job):
+            if not writer.written(self.job_of(result.config["run_id"])):
                 trial = _ResultTrial(result)
                 (writer.error if result.error else writer.complete)(trial)
+
+    def job_of(self, run_id: str) -> Job:
+        return self._jobs[run_id]
 
     def search_one_shot(self, jobs: list[Job]) -> None:
         if jobs:
@@ -395,7 +403,7 @@ class Runner:
 
 
 def _trial_name(trial) -> str:
-    return Job(**trial.config["run"]["job"]).run_id
+    return trial.config["run_id"]
 
 
 class _ResultTrial:
