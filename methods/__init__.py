@@ -16,6 +16,11 @@ for _name, _target in {
     "bitfit": "methods.manual:BitFitBaseline",
     "lnfit": "methods.manual:LNFitBaseline",
     "full": "methods.manual:FullFineTuning",
+    "bipeft": "methods.bipeft.method:BIPEFT",
+    "bipeft-entangled": "methods.bipeft.ablations:Entangled",
+    "bipeft-b2d": "methods.bipeft.ablations:BinaryThenDimension",
+    "bipeft-d2b": "methods.bipeft.ablations:DimensionThenBinary",
+    "bipeft-noselect": "methods.bipeft.ablations:NoSelect",
 }.items():
     METHODS.register(_name, _target)
 
