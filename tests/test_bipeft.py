@@ -193,18 +193,22 @@ def test_eq6_reduction_spreads_the_excess_over_the_triggers_left():
     assert reduction(500, 100, max_triggers=100, done=99) == pytest.approx(400.0)  # the last trigger takes the rest
 
 
-def test_module_selection_removes_the_least_sensitive_within_the_reduction():
+def test_module_selection_removes_the_least_sensitive_until_the_reduction_is_reached():
     scores = torch.tensor([0.1, 0.3, 0.2, 0.05], dtype=torch.float64)
     sizes = torch.tensor([30.0, 10, 50, 40], dtype=torch.float64)
     kept = torch.ones(4, dtype=torch.bool)
-    assert select_removals(scores, sizes, kept, 75) == [3, 0]  # 40 + 30 <= 75, + 50 is not
-    assert select_removals(scores, sizes, kept, 60) == [3]
+    # ascending sensitivity: 3 (40), 0 (30), 2 (50), 1 (10); removed before each: 0, 40, 70, 120
+    assert select_removals(scores, sizes, kept, 75) == [3, 0, 2]
+    assert select_removals(scores, sizes, kept, 60) == [3, 0]
+    assert select_removals(scores, sizes, kept, 40) == [3]
+    assert select_removals(scores, sizes, kept, 5) == [3]  # progress even when R_z is smaller than a module
+    assert select_removals(scores, sizes, kept, 0) == [] and select_removals(scores, sizes, kept, -10) == []
+    # the authors' greedy walk: 3 fits (40), 0 and 2 would exceed 60, 1 fits (50)
     assert select_removals(scores, sizes, kept, 60, skip_and_continue=True) == [3, 1]
-    assert select_removals(scores, sizes, kept, 5) == []
-    assert select_removals(scores, sizes, kept, 5, skip_and_continue=True) == [3]  # the code forces one
+    assert select_removals(scores, sizes, kept, 5, skip_and_continue=True) == [3]  # nothing fits: the code forces one
     assert select_removals(scores, sizes, kept, -10, skip_and_continue=True) == []
     kept[3] = False
-    assert select_removals(scores, sizes, kept, 75) == [0]
+    assert select_removals(scores, sizes, kept, 75) == [0, 2]
 
 
 def test_module_table_uses_the_exact_per_size_counts():
@@ -255,7 +259,7 @@ def snapshot(keep_prob, size_probs, size_index, phi) -> ArchSnapshot:
 def test_selector_trigger_removes_then_fixes():
     table = small_table()
     config = BIPEFTConfig(max_triggers=2, window=1, tau=0.9)
-    selector = EarlySelector(table, budget=100, config=config)
+    selector = EarlySelector(table, budget=110, config=config)
     selector.update_scores(torch.tensor([4.0, 1.0, 3.0, 0.5], dtype=torch.float64))
     probs = torch.tensor([[0.1, 0.1, 0.8], [1 / 3] * 3, [0.1, 0.8, 0.1], [0.8, 0.1, 0.1]], dtype=torch.float64)
     index = torch.tensor([2, 0, 1, 0])
@@ -269,29 +273,34 @@ def test_selector_trigger_removes_then_fixes():
     torch.testing.assert_close(obs.sizes, torch.tensor([69.0, 5.0, 82.0, 60.0], dtype=torch.float64))
     assert obs.expected == pytest.approx(0.5 * (69 + 5 + 82 + 60))
     event = selector.select(obs, snapshot(keep, probs, index, phi[1]))
-    # R = (108 - 100) / 2 = 4: nothing fits (the least sensitive, module 3, has 60)
-    assert event.reduction == pytest.approx(4.0) and event.removed == []
+    # R = (108 - 110) / 2 < 0: within the budget in expectation, nothing is removed
+    assert event.reduction == pytest.approx(-1.0) and event.removed == []
     # v_0 = v_1 = [8, 4, 1] -> cos = 1; Y = floor(3 * 1 / 2) = 1; the lowest lambda: module 0, whose
     # logits moved least (0.5 against 2 and 1)
     assert event.to_fix == 1 and event.fixed == [(0, 8)]
     assert selector.state.fixed[0] and selector.state.fixed_index[0] == 2 and selector.done == 1
     assert selector.counts[0] == 80  # |M_0| is now its fixed size
     obs = selector.observe(snapshot(keep, probs, index, phi[1]))
+    assert obs.fired and obs.expected == pytest.approx(0.5 * (80 + 5 + 82 + 60))
     event = selector.select(obs, snapshot(keep, probs, index, phi[1]))
-    # last trigger: R = E - B = 0.5 * (80 + 5 + 82 + 60) - 100 = 13.5 -> still nothing that small; Y = floor(2 * 1 / 1)
-    assert event.removed == [] and sorted(i for i, _ in event.fixed) == [2, 3] and selector.finished
+    # last trigger: R = E - B = 3.5: the least sensitive module (3) goes; v = [8, 4, 0] against [8, 4, 1]:
+    # cos = 80 / (9 * sqrt(80)); Y = floor(1 * cos / 1) = 0 (module 2 is the only unfixed one left)
+    assert event.reduction == pytest.approx(3.5) and event.removed == [3]
+    assert event.cosine == pytest.approx(math.sqrt(80) / 9) and event.to_fix == 0 and event.fixed == []
+    assert selector.finished and selector.state.kept.tolist() == [True, True, True, False]
+    assert selector.active_params() == 80 + 5 + 160  # module 2 still trains at its largest size
 
 
 def test_selector_removes_least_sensitive_when_far_over_budget():
     table = small_table()
-    selector = EarlySelector(table, budget=10, config=BIPEFTConfig(max_triggers=1, window=1, tau=0.0))
+    selector = EarlySelector(table, budget=50, config=BIPEFTConfig(max_triggers=1, window=1, tau=0.0))
     selector.update_scores(torch.tensor([4.0, 1.0, 3.0, 0.5], dtype=torch.float64))
     probs = torch.full((4, 3), 1 / 3, dtype=torch.float64)
     snap = snapshot(torch.ones(4, dtype=torch.float64), probs, torch.zeros(4, dtype=torch.long), torch.zeros(3, 3))
     selector.observe(snap)
     obs = selector.observe(snap)
     event = selector.select(obs, snap)
-    # E = 130/3 + 5 + 260/3 + 130 = 265, R = 255: remove 3 (130), 1 (5), 2 (86.7): 221.7; + module 0 (43.3) > 255
+    # E = 130/3 + 5 + 260/3 + 130 = 265, R = 215: remove 3 (130), 1 (5), 2 (86.7); 221.7 reaches 215
     assert event.removed == [3, 1, 2]
     assert selector.state.kept.tolist() == [True, False, False, False]
 
@@ -483,3 +492,22 @@ def test_d2b_fixes_every_size_at_the_stage_switch():
     get_method("bipeft-d2b").search(exp.search_context(space, 1500, report=rows.append))
     steps = [r for r in rows if r["phase"] == "search"]
     assert steps[5]["active_params"] == space.full_size() and steps[6]["active_params"] < space.full_size()
+
+
+def test_code_compat_selector_hard_keep_for_the_last_ten_triggers_and_fix_counts():
+    table = small_table()
+    selector = EarlySelector(table, budget=1000, config=BIPEFTConfig(max_triggers=11, window=1, code_compat=True))
+    probs = torch.full((4, 3), 1 / 3, dtype=torch.float64)
+    snap = snapshot(torch.full((4,), 0.5, dtype=torch.float64), probs, torch.zeros(4, dtype=torch.long),
+                    torch.zeros(3, 3))
+    total = 130 / 3 + 5 + 260 / 3 + 130
+    assert selector.observe(snap).expected == pytest.approx(0.5 * total)  # 11 triggers left: soft p_n
+    selector.done = 1
+    assert selector.observe(snap).expected == pytest.approx(total)  # 10 left: p_n = b_n
+    # the code's Eq. 10: NaN -> 1, divided by the triggers left after this one, everything at the last two
+    assert selector._fix_count(10, float("nan")) == math.floor(10 * 1.0 / 9)
+    selector.done = 9
+    assert selector._fix_count(10, 0.1) == 10
+    paper = EarlySelector(table, budget=1000, config=BIPEFTConfig(max_triggers=11, window=1))
+    paper.done = 9
+    assert paper._fix_count(10, 0.1) == 0  # floor(10 * 0.1 / 2)

@@ -43,9 +43,9 @@ class BIPEFT(OneShotMethod):
        off skipped), sizes = straight-through sample of Φ. Architecture optimiser: Adam, lr 0.01.
     4. Sensitivity (Eqs. 1-3) and its EMA (Eq. 4); ``C_n`` (Eq. 8), ``E_t`` (Eq. 7); the
        importance indicator ``I_t`` and stability ``β_t`` (Eq. 5); a trigger when ``β_t >= τ``.
-    5. At a trigger: ``R_z`` (Eq. 6) and removal of the least sensitive kept modules within it
-       (§3.3.2); dimension stability ``λ`` (Eq. 9), ``Y_z`` (Eq. 10) and fixing of the ``Y_z``
-       least-``λ`` unfixed modules at their argmax size (§3.4.2).
+    5. At a trigger: ``R_z`` (Eq. 6) and removal of the least sensitive kept modules until their
+       parameters reach it (§3.3.2); dimension stability ``λ`` (Eq. 9), ``Y_z`` (Eq. 10) and fixing
+       of the ``Y_z`` least-``λ`` unfixed modules at their argmax size (§3.4.2).
 
     The search stops after ``Z`` triggers (or at the step cap: ``ctx.total_steps``, or
     ``max_steps`` if smaller; ``last_search_info["stop_reason"]`` says which). The architecture is
@@ -62,6 +62,10 @@ class BIPEFT(OneShotMethod):
 
     **Where this departs from the paper's text** (ambiguities resolved, documented where coded):
 
+    * §3.3.2 removes "if their total parameter size is smaller than R_z" and Algorithm 1 "until the
+      reduction R_z is achieved": modules go in ascending sensitivity while the total removed is
+      below ``R_z`` (the one reaching it included). Stopping before the first module that would
+      exceed ``R_z`` instead stalls (``R_z`` starts at ``(E_t - B) / Z``, below most modules).
     * Eq. 2's ``|M_n|`` is the number of parameters the module trains now: its largest size, or
       its fixed size once fixed.
     * Eq. 3 with a zero gradient (a module gated off in one of the passes) gives ``α_n = 0``.

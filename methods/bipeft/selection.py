@@ -11,7 +11,7 @@ Notation: ``N`` modules, ``K`` candidate sizes (``space.sizes``). Every module h
 * Eq. 6: ``R_z = (E_t - B) / (Z - z)``. ``z`` counts the triggers before this one (0 at the
   first), so the denominator is the number of triggers left including this one, ``Z .. 1``, as in
   the code; with ``z`` counted from 1 the last trigger would divide by zero.
-* §3.3.2: remove the least sensitive kept modules while their total ``C_n`` stays ``<= R_z``.
+* §3.3.2: remove the least sensitive kept modules until their total ``C_n`` reaches ``R_z``.
 * Eq. 9: ``lambda_n = (1/K) sum_k sigma_{n,k} * KL(softmax Φ_j^n || softmax Φ_t^n)`` with
   ``sigma`` the standard deviation of each logit over the steps ``j..t`` since the last trigger.
 * Eq. 10: ``Y_z = floor(sum(1 - d) * cos(v_{z-1}, v_z) / (Z - z))``; ``v^n = Dim[argmax Φ^n]``,
@@ -85,18 +85,27 @@ def reduction(expected: float, budget: float, max_triggers: int, done: int) -> f
 
 def select_removals(scores: torch.Tensor, sizes: torch.Tensor, kept: torch.Tensor, target: float,
                     skip_and_continue: bool = False) -> list[int]:
-    """§3.3.2: the least sensitive kept modules whose total parameters stay within ``target`` (``R_z``).
+    """§3.3.2: remove the least sensitive kept modules until their parameters reach ``target`` (``R_z``).
 
-    ``skip_and_continue`` is the authors' variant: walk past modules that do not fit, and remove
-    the least sensitive one anyway when nothing fits and ``target > 0``.
+    The paper: "remove the modules with the lowest scores if their total parameter size is smaller
+    than R_z" and, in Algorithm 1, "perform early module selection until the reduction R_z is
+    achieved". Read together: walk up the sensitivity ranking and keep removing while the total
+    removed is still below ``R_z``, so the module that reaches ``R_z`` goes too. (Stopping *before*
+    the first module that would exceed ``R_z`` stalls whenever the least sensitive module is larger
+    than ``R_z``, which early on, with ``R_z = (E_t - B) / Z``, is most triggers; measured on
+    MiniLM/S2 it removed nothing at 64 of 100 triggers.) Sensitivity order is never skipped, and
+    ``R_z`` is recomputed from ``E_t`` at every trigger, so the overshoot corrects itself.
+
+    ``skip_and_continue`` is the authors' variant: walk past modules that would exceed ``R_z``,
+    remove those that fit, and remove the least sensitive one anyway when none fits.
     """
     if target <= 0:
         return []
     order = torch.argsort(torch.where(kept, scores, torch.full_like(scores, torch.inf)), stable=True)
     order = order[kept[order]]
     if not skip_and_continue:
-        fits = torch.cumsum(sizes[order], 0) <= target
-        return order[fits].tolist()
+        removed_before = torch.cumsum(sizes[order], 0) - sizes[order]
+        return order[removed_before < target].tolist()
     chosen, used = [], 0.0
     for i, size in zip(order.tolist(), sizes[order].tolist()):
         if used + size <= target:
