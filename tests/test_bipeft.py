@@ -279,7 +279,7 @@ def test_selector_trigger_removes_then_fixes():
     # logits moved least (0.5 against 2 and 1)
     assert event.to_fix == 1 and event.fixed == [(0, 8)]
     assert selector.state.fixed[0] and selector.state.fixed_index[0] == 2 and selector.done == 1
-    assert selector.counts[0] == 80  # |M_0| is now its fixed size
+    assert selector.counts[0] == 80 and selector.sensitivity_counts[0] == 80  # |M_0| is now its fixed size
     obs = selector.observe(snapshot(keep, probs, index, phi[1]))
     assert obs.fired and obs.expected == pytest.approx(0.5 * (80 + 5 + 82 + 60))
     event = selector.select(obs, snapshot(keep, probs, index, phi[1]))
@@ -409,6 +409,7 @@ def test_step_cap_is_reported_when_triggers_do_not_all_fire():
     arch, method, space, rows = run_search("tiny-t5", "s1", 1500, max_steps=4)
     info = method.last_search_info
     assert info["stop_reason"] == "step_cap" and info["steps"] == 4 and info["triggers"] < 100
+    assert rows[-1]["phase"] == "export" and rows[-1]["stop_reason"] == "step_cap"
 
 
 def test_code_compat_alternates_theta_and_phi_and_waits_for_the_warmup():
@@ -511,3 +512,28 @@ def test_code_compat_selector_hard_keep_for_the_last_ten_triggers_and_fix_counts
     paper = EarlySelector(table, budget=1000, config=BIPEFTConfig(max_triggers=11, window=1))
     paper.done = 9
     assert paper._fix_count(10, 0.1) == 0  # floor(10 * 0.1 / 2)
+    selector.counts[0] = 10.0  # as if module 0 were fixed at size 1: the code's |M_n| stays the largest size
+    assert selector.sensitivity_counts[0] == 80 and selector.active_params() == 10 + 5 + 160 + 240
+
+
+def test_a_float_zero_keep_skips_the_module_and_a_tensor_zero_keeps_its_gradient():
+    model = tiny_model("tiny-bert")
+    space = build_space("s2", describe(model))
+    net = Supernet(model, space)
+    lora = next(i for i, d in enumerate(space.dims()) if d.op == "lora")
+    op, calls = net.modules[lora], []
+    original = op.delta
+    op.delta = lambda *a, **k: calls.append(1) or original(*a, **k)
+    keep = [1.0] * len(net)
+    keep[lora] = 0.0
+    net.set_keep(keep)
+    model(**tiny_inputs("tiny-bert")).logits.sum().backward()
+    assert calls == [] and op.B.grad is None  # gated off by a float: no compute, no gradient
+    gate = torch.ones(len(net))
+    gate[lora] = 0.0
+    gate.requires_grad_()
+    net.set_keep(gate)
+    with torch.no_grad():
+        op.B.normal_()  # a non-zero delta, so its keep weight gets a non-zero gradient
+    model(**tiny_inputs("tiny-bert")).logits.sum().backward()
+    assert calls == [1] and gate.grad[lora] != 0  # gated off by a tensor: computed, straight-through

@@ -58,7 +58,7 @@ class _Ablation(OneShotMethod):
         choices, preferred, importance = self.argmax_choices(run)
         before = sum(run.space.count_at(i, c) for i, c in enumerate(choices))
         arch, fit = run.export(choices, preferred, importance)
-        run.trace.add({"step": run.total, "epoch": run.epoch(run.total - 1), "phase": "export",
+        run.trace.add({"step": run.total, "epoch": run.epoch(run.total - 1), "phase": "export", "stop_reason": "step_cap",
                        "removed": len(fit.dropped), "added": len(fit.added), "grown": len(fit.grown),
                        "active_modules": len(arch), "active_params": fit.params, "elapsed_s": run.elapsed()},
                       force_report=True)

@@ -63,7 +63,7 @@ class DisentangledWeights(nn.Module):
 
     def __init__(self, net: Supernet, num_sizes: int, init_std: float, generator: torch.Generator):
         super().__init__()
-        device = net.modules[0].parameters().__next__().device
+        device = next(net.modules[0].parameters()).device
         self.generator = generator
         self.sized_rows = list(net.sized)
         self.theta = nn.Parameter((init_std * torch.randn(len(net), 2, generator=generator)).to(device))
@@ -118,7 +118,7 @@ class EntangledWeights(nn.Module):
 
     def __init__(self, net: Supernet, num_sizes: int, init_std: float, generator: torch.Generator):
         super().__init__()
-        device = net.modules[0].parameters().__next__().device
+        device = next(net.modules[0].parameters()).device
         self.generator = generator
         self.sized_rows = list(net.sized)
         n, k = len(net), num_sizes

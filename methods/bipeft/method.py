@@ -104,9 +104,9 @@ class BIPEFT(OneShotMethod):
     6 (wo-BitFit gated by wi's weight), 7 (two optimiser steps per batch) and 11 (shared prefix
     parameters as modules); the B-side stop-gradient of item 8 (an op-level detail of the shared
     op library: a straight-through size gradient here sees all of a size's channels); the
-    split of Θ/Φ into several tensors (the regulariser takes one mean per tensor, Θ and Φ); Φ rows
-    of fixed modules still drift under Adam's momentum in the code, here ``k*`` is stored (rows
-    get no gradient). Hyper-parameters the code or scripts set differently (clip 2.0, weight decay
+    split of Θ/Φ into several tensors (the regulariser takes one mean per tensor, Θ and Φ); the
+    code reads a fixed module's size off ``argmax Φ``, which the regulariser and Adam's momentum can
+    still move, while here ``k*`` is stored when the size is fixed. Hyper-parameters the code or scripts set differently (clip 2.0, weight decay
     1e-4, temperature per epoch) are plain options.
 
     After :meth:`search`, ``last_search_info`` holds what the stage should record: ``stop_reason``
@@ -136,7 +136,7 @@ class BIPEFT(OneShotMethod):
         for step in range(run.total):
             temp = run.temperature(step)
             losses, tra, val = one_step(run, tape, step, temp)
-            selector.update_scores(tape.scores(tra, val, selector.counts, product_cosine=cfg.code_compat))
+            selector.update_scores(tape.scores(tra, val, selector.sensitivity_counts, product_cosine=cfg.code_compat))
             snap = run.arch.snapshot()
             obs = selector.observe(snap, record=step >= warmup_steps)
             event = selector.select(obs, snap) if obs.fired else None
@@ -218,7 +218,8 @@ class BIPEFT(OneShotMethod):
         before = sum(run.space.count_at(i, c) for i, c in enumerate(choices))
         arch, fit = run.export(choices, preferred, selector.scores.tolist())
         run.trace.add({
-            "step": steps, "epoch": run.epoch(steps - 1), "phase": "export", "triggers": selector.done,
+            "step": steps, "epoch": run.epoch(steps - 1), "phase": "export", "stop_reason": stop_reason,
+            "triggers": selector.done,
             "removed": len(fit.dropped), "added": len(fit.added), "grown": len(fit.grown),
             "active_modules": len(arch), "active_params": fit.params, "elapsed_s": run.elapsed(),
         }, force_report=True)

@@ -73,13 +73,17 @@ class EarlySelector:
         self.compat = config.code_compat
         self.state = SelectionState.initial(table)
         self.scores = torch.zeros(len(table), dtype=torch.float64)
-        # |M_n| of Eq. 2: what the module trains now (its fixed size once fixed; the code: always the max)
-        self.counts = table.q[:, -1].clone()
+        self.counts = table.q[:, -1].clone()  # parameters each module trains now (its size once fixed)
         self.trigger = StabilityTrigger(config.window, config.tau, "window" if self.compat else "consecutive")
         self.window = LogitWindow()
         self.previous_dims: torch.Tensor | None = None
         self.done = 0
         self.sized_rows = table.sized.nonzero().squeeze(1)
+
+    @property
+    def sensitivity_counts(self) -> torch.Tensor:
+        """``|M_n|`` of Eq. 2: the parameters the module trains now; the code: always its largest size."""
+        return self.table.q[:, -1] if self.compat else self.counts
 
     @property
     def finished(self) -> bool:
@@ -121,8 +125,7 @@ class EarlySelector:
         chosen = lowest(stability, unfixed, count)
         state.fixed[chosen] = True
         state.fixed_index[chosen] = snap.size_index[chosen]
-        if not self.compat:
-            self.counts[chosen] = self.table.q[chosen, snap.size_index[chosen]]
+        self.counts[chosen] = self.table.q[chosen, snap.size_index[chosen]]
         fixed = [(i, self.table.sizes[int(snap.size_index[i])]) for i in chosen]
 
         self.previous_dims = dims
