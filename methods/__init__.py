@@ -21,6 +21,11 @@ for _name, _target in {
     "optuna": "methods.optuna_search.method:OptunaBaseline",
     "s3delta": "methods.s3delta:S3Delta",
     "prunepeft": "methods.prunepeft:PrunePEFT",
+    "bipeft": "methods.bipeft.method:BIPEFT",
+    "bipeft-entangled": "methods.bipeft.ablations:Entangled",
+    "bipeft-b2d": "methods.bipeft.ablations:BinaryThenDimension",
+    "bipeft-d2b": "methods.bipeft.ablations:DimensionThenBinary",
+    "bipeft-noselect": "methods.bipeft.ablations:NoSelect",
 }.items():
     METHODS.register(_name, _target)
 

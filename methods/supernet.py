@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -49,11 +49,18 @@ class WeightTrainer:
         total = max(1, total_steps)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: max(0.0, 1.0 - s / total))
 
-    def step(self, task_model: TaskModel, batch: dict) -> float:
-        """One ΔW update on ``batch``; returns the loss."""
+    def step(self, task_model: TaskModel, batch: dict, on_grads: Callable[[], None] | None = None) -> float:
+        """One ΔW update on ``batch``; returns the loss.
+
+        ``on_grads``, if given, is called after the backward pass and before clipping and the
+        update: a method reads the raw weight gradients there (BIPEFT's sensitivities) without a
+        second backward pass.
+        """
         loss = batch_loss(task_model, batch, self.ctx)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if on_grads is not None:
+            on_grads()
         live = [p for p in self.params if p.grad is not None]
         if self.grad_clip and live:
             torch.nn.utils.clip_grad_norm_(live, self.grad_clip)

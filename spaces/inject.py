@@ -57,8 +57,10 @@ def _slot_hook(module: nn.Module, args, kwargs, output):
         x = args[0] if args else kwargs["hidden_states"]
     out = y
     for op in ops:
-        d = op.delta(x if op.role == "parallel" else out, module)
         keep = op.keep
+        if isinstance(keep, float) and keep == 0.0:
+            continue  # gated off for this pass (a float, not a tensor: no gradient wanted): no compute
+        d = op.delta(x if op.role == "parallel" else out, module)
         if not (isinstance(keep, float) and keep == 1.0):
             d = d * keep
         out = out + d.to(out.dtype)
@@ -152,7 +154,12 @@ class Supernet:
 
     # ---- the method's controls ---------------------------------------------------------------------
     def set_keep(self, keep: torch.Tensor | Sequence[float] | None) -> None:
-        """Keep weights per module (``[N]``; hard 0/1 with straight-through, or soft); None = all 1."""
+        """Keep weights per module (``[N]``; hard 0/1 with straight-through, or soft); None = all 1.
+
+        A tensor keeps every module in the graph (its keep weight gets a gradient, even at 0); a
+        Python float ``0.0`` skips the module for the coming passes (no compute, no gradient), which
+        is how a search runs a sampled sub-network when it needs no gradient for the keep weights.
+        """
         for i, op in enumerate(self.modules):
             op.keep = 1.0 if keep is None else keep[i]
 

@@ -1,0 +1,85 @@
+"""The contract of every registered one-shot method (``methods.METHODS``), on tiny models.
+
+A method joins these tests by being registered: a search on tiny BERT (S2) and tiny T5 (S1) returns
+a valid architecture of the space, within ``0.8 * B <= params <= B``, whose analytic count equals
+the parameters that ``apply_architecture`` materialises; the same seed gives the same architecture
+on the CPU; the config survives a JSON round trip and unknown keys are clear errors.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import torch
+from helpers import tiny_model, toy_experiment
+
+from methods import METHODS, get_method
+from spaces import build_space
+from spaces.architecture import apply_architecture, trainable_parameters
+
+ONE_SHOT = [name for name in METHODS.names() if METHODS.get(name).kind == "one-shot"]
+CASES = [("tiny-bert", "s2", 3000), ("tiny-t5", "s1", 2000)]
+MAX_STEPS = 6
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one thread; several threads on a busy machine spin for nothing."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@functools.cache
+def experiment(backbone: str, seed: int):
+    """One toy experiment per backbone and seed (loading the tokenizer is the slow part)."""
+    return toy_experiment(backbone, seed=seed, epochs=2)
+
+
+def search(name: str, backbone: str, space_name: str, budget: int, seed: int = 0):
+    exp = experiment(backbone, seed)
+    space = build_space(space_name, exp.sites, backbone_name=backbone)
+    ctx = exp.search_context(space, budget, max_steps=MAX_STEPS)
+    return get_method(name).search(ctx), space
+
+
+def test_there_are_one_shot_methods():
+    assert "bipeft" in ONE_SHOT
+
+
+@pytest.mark.parametrize("backbone, space_name, budget", CASES)
+@pytest.mark.parametrize("name", ONE_SHOT)
+def test_search_returns_a_valid_architecture_within_the_budget(name, backbone, space_name, budget):
+    arch, space = search(name, backbone, space_name, budget)
+    space.validate(arch)
+    assert arch.space == space.name and not arch.full_finetune
+    params = space.param_count(arch)
+    assert 0.8 * budget <= params <= budget, f"{name}: {params} parameters for a budget of {budget}"
+    model = tiny_model(backbone)
+    apply_architecture(model, arch)
+    assert trainable_parameters(model) == params
+
+
+@pytest.mark.parametrize("name", ONE_SHOT)
+def test_same_seed_same_architecture(name):
+    first, _ = search(name, "tiny-bert", "s2", 3000, seed=3)
+    second, _ = search(name, "tiny-bert", "s2", 3000, seed=3)
+    assert first.to_dict() == second.to_dict()
+
+
+@pytest.mark.parametrize("name", ONE_SHOT)
+def test_config_json_round_trip(name):
+    method = get_method(name)
+    data = json.loads(json.dumps(method.config_dict()))
+    again = METHODS.get(name)(data)
+    assert again.config == method.config
+    assert again.config_dict() == method.config_dict()
+
+
+@pytest.mark.parametrize("name", ONE_SHOT)
+def test_unknown_config_key_is_a_clear_error(name):
+    with pytest.raises(ValueError, match=r"unknown \w+ key 'no_such_option'.*valid keys|takes no options"):
+        METHODS.get(name)({"no_such_option": 1})
