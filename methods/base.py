@@ -152,6 +152,11 @@ class OneShotMethod(Method):
     def search(self, ctx: SearchContext) -> Architecture:
         raise NotImplementedError
 
+    def capacity(self, space: SearchSpace) -> int:
+        """The most parameters an architecture of this method can hold in ``space`` (default: the
+        whole space). A budget above it cannot be spent: the CLI refuses it."""
+        return space.full_size()
+
 
 # What a black-box trial reports (the stage's trainable) and the searcher reads.
 SCORE = "score"        # the validation selection metric of the proxy-trained candidate (×100; maximise)

@@ -170,13 +170,18 @@ def make_plan(args: argparse.Namespace):
         budgets = (PAPER_BUDGET,)
     searched = [m for m in methods if METHODS.get(m).kind != "manual"]
     if searched:
-        full = build_space(space, sites).full_size()
-        for b in [args.budget_params] if args.budget_params is not None else [round(b * total) for b in budgets]:
-            if b > full:
-                raise UsageError(f"budget {b:,} parameters is larger than the whole {space} space "
-                                 f"({full:,} = {full / total:.3g} of the backbone); choose a smaller one")
-            if b < 1:
-                raise UsageError(f"budget {b} rounds to zero parameters on this backbone")
+        space_obj = build_space(space, sites)
+        wanted = [args.budget_params] if args.budget_params is not None else [round(b * total) for b in budgets]
+        for m in searched:
+            method = METHODS.get(m)(options.get(m))
+            capacity = method.capacity(space_obj) if hasattr(method, "capacity") else space_obj.full_size()
+            for b in wanted:
+                if b < 1:
+                    raise UsageError(f"budget {b} rounds to zero parameters on this backbone")
+                if b > capacity:
+                    whole = "the whole" if capacity == space_obj.full_size() else f"what {m} can hold in the"
+                    raise UsageError(f"budget {b:,} parameters is larger than {whole} {space} space "
+                                     f"({capacity:,} = {capacity / total:.3g} of the backbone); choose a smaller one")
     harness = {k: getattr(args, k) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples", "scoring")
                if getattr(args, k) is not None}
     if args.tasks is None and args.backbone is None:  # the offline default: sized for a CPU (see plan.py)

@@ -40,10 +40,14 @@ def experiment(backbone: str, seed: int):
 
 
 def search(name: str, backbone: str, space_name: str, budget: int, seed: int = 0):
+    """The method's architecture, its space and the budget used (capped at the method's capacity:
+    S3Delta-M, for one, can spend no more than its size-1 space)."""
     exp = experiment(backbone, seed)
     space = build_space(space_name, exp.sites, backbone_name=backbone)
+    method = get_method(name)
+    budget = min(budget, method.capacity(space))
     ctx = exp.search_context(space, budget, max_steps=MAX_STEPS)
-    return get_method(name).search(ctx), space
+    return method.search(ctx), space, budget
 
 
 def test_there_are_one_shot_methods():
@@ -53,7 +57,7 @@ def test_there_are_one_shot_methods():
 @pytest.mark.parametrize("backbone, space_name, budget", CASES)
 @pytest.mark.parametrize("name", ONE_SHOT)
 def test_search_returns_a_valid_architecture_within_the_budget(name, backbone, space_name, budget):
-    arch, space = search(name, backbone, space_name, budget)
+    arch, space, budget = search(name, backbone, space_name, budget)
     space.validate(arch)
     assert arch.space == space.name and not arch.full_finetune
     params = space.param_count(arch)
@@ -65,8 +69,8 @@ def test_search_returns_a_valid_architecture_within_the_budget(name, backbone, s
 
 @pytest.mark.parametrize("name", ONE_SHOT)
 def test_same_seed_same_architecture(name):
-    first, _ = search(name, "tiny-bert", "s2", 3000, seed=3)
-    second, _ = search(name, "tiny-bert", "s2", 3000, seed=3)
+    first, _, _ = search(name, "tiny-bert", "s2", 3000, seed=3)
+    second, _, _ = search(name, "tiny-bert", "s2", 3000, seed=3)
     assert first.to_dict() == second.to_dict()
 
 

@@ -117,6 +117,10 @@ class S3Delta(OneShotMethod):
     paper = "Hu et al., Sparse Structure Search for Delta Tuning, NeurIPS 2022"
     Config = S3DeltaConfig
 
+    def capacity(self, space) -> int:
+        """S3Delta-M spends at most its fixed-size space: every module at ``module_size``."""
+        return fixed_size_space(space, self.config.module_size).full_size()
+
     def search(self, ctx: SearchContext) -> Architecture:
         """Search ``ctx.space`` (sized modules fixed at ``module_size``) under ``ctx.budget``.
 
