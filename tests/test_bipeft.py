@@ -45,15 +45,6 @@ from spaces import build_space
 from spaces.inject import Supernet
 from spaces.sites import describe
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; several threads on a busy machine spin for nothing."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 # ---- Eqs. 1-4: sensitivity --------------------------------------------------------------------------
 # Module 0 has two tensors, [1, -2] and [3]; module 1 has one, [2, 2].
 W = torch.tensor([1.0, -2.0, 3.0, 2.0, 2.0])

@@ -12,7 +12,6 @@ import functools
 import json
 
 import pytest
-import torch
 from helpers import tiny_model, toy_experiment
 
 from methods import METHODS, get_method
@@ -22,15 +21,6 @@ from spaces.architecture import apply_architecture, trainable_parameters
 ONE_SHOT = [name for name in METHODS.names() if METHODS.get(name).kind == "one-shot"]
 CASES = [("tiny-bert", "s2", 3000), ("tiny-t5", "s1", 2000)]
 MAX_STEPS = 6
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; several threads on a busy machine spin for nothing."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @functools.cache
