@@ -71,3 +71,58 @@ def test_apet_single_draw_needs_no_proxy_training(tmp_path, ray_session):
     assert record["status"] == "ok" and record["search"]["candidates"] == 1
     assert not (out / "ray" / f"blackbox-{record['run_id']}").exists()
     assert 0.8 * budget <= record["params"]["peft"] <= budget
+
+
+def test_a_failing_trial_is_recorded_and_the_sweep_goes_on(tmp_path, ray_session):
+    """S3Delta raises on a budget below its smallest module; the record says so, bitfit still runs."""
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "s3delta,bitfit", *TINY, "--budget-params", "3", "--max-failures", "0",
+                 "--out", str(out)]) == 0
+    records = {r["method"]: r for r in load_records(out)}
+    assert records["bitfit"]["status"] == "ok"
+    assert records["s3delta"]["status"] == "failed"
+    assert "search failed" in records["s3delta"]["error"] and "smallest module" in records["s3delta"]["error"]
+    assert validate_dir(out) == []
+    assert "1 failed" in (out / "accuracy.md").read_text()
+
+
+def test_interrupted_black_box_search_resumes_its_observations(tmp_path):
+    """SIGINT an AutoPEFT search after two finished candidates; --resume finishes it without redoing them."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    out = tmp_path / "run"
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
+    budget = budget_params("s1", 0.3)
+    argv = [sys.executable, "-m", "suite", "run", "--methods", "autopeft", "--space", "s1", *TINY,
+            "--budget-params", str(budget), "--cpus-per-trial", "2", "--out", str(out)]
+    for option in ("candidates=6", "n_init=2", "q=1", "random_pool=16", "max_evals=40", "n_restarts=2",
+                   "mc_samples=16", "max_steps=2"):
+        argv += ["--method-option", f"autopeft.{option}"]
+    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+    def finished_trials() -> list:
+        return [p for p in out.glob("ray/blackbox-*/*/result.json") if p.read_text().strip()]
+
+    deadline = time.time() + 600
+    while time.time() < deadline and len(finished_trials()) < 2:
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=300)
+    before = {p.parent.name: p.read_text() for p in finished_trials()}
+    assert len(before) >= 2, "the search did not get two candidates in before the deadline"
+    resumed = subprocess.run([sys.executable, "-m", "suite", "run", "--resume", "--out", str(out)], cwd=ROOT,
+                             env=env, capture_output=True, text=True, timeout=900)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (record,) = load_records(out)
+    assert record["status"] == "ok" and record["search"]["candidates"] == 6
+    after = {p.parent.name: p.read_text() for p in finished_trials()}
+    assert len(after) == 6  # six candidates in all: none redone, none lost
+    for name, text in before.items():
+        assert after[name] == text
