@@ -198,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from suite.plan import RunPlan
-    from suite.stages import Cluster, Runner
+    from suite.stages import Cluster, Interrupted, Runner
 
     if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise UsageError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
@@ -231,7 +231,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     cluster = Cluster(address=args.address, cpus_per_trial=args.cpus_per_trial or 1.0,
                       gpus_per_trial=args.gpus_per_trial or 0.0, max_failures=args.max_failures)
-    Runner(plan, out, cluster, resume=args.resume).run()
+    try:
+        Runner(plan, out, cluster, resume=args.resume).run()
+    except (Interrupted, KeyboardInterrupt) as e:
+        print(f"interrupted ({e or 'Ctrl+C'}); every finished record is kept in {out / 'records'}. Continue with:\n"
+              f"  python -m suite run --resume --out {out}", file=sys.stderr)
+        return 130
     try:
         from suite.report import write_reports
     except ImportError:

@@ -20,6 +20,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import signal
+import threading
 import time
 import traceback
 from dataclasses import asdict, dataclass
@@ -131,10 +134,49 @@ def proxy_trial(config: dict[str, Any], plan: dict[str, Any], job: dict[str, Any
 
 
 # ---- driver side ----------------------------------------------------------------------------------
-def _error_text(trial) -> str:
+class Interrupted(RuntimeError):
+    """A stage stopped before all its trials ended (Ctrl+C): nothing after it may run on partial results."""
+
+
+def _fit(tuner):
+    """``tuner.fit()``, raising :class:`Interrupted` when Tune stopped early on a SIGINT.
+
+    Tune catches the signal itself, stops the running trials (marking them TERMINATED), saves the
+    experiment and returns the partial grid as if it had finished. Its handler, once triggered, puts
+    back the handler it found, so a sentinel installed before ``fit`` tells whether that happened."""
+    watch = threading.current_thread() is threading.main_thread() and not int(
+        os.environ.get("TUNE_DISABLE_SIGINT_HANDLER", "0"))
+    if not watch:
+        return tuner.fit()
+
+    def sentinel(signum, frame):  # a second Ctrl+C, after Tune handed the signal back
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, sentinel)
     try:
-        err = trial.get_error()
-        return f"{type(err).__name__}: {err}"[:4000] if err else "trial failed"
+        grid = tuner.fit()
+        tune_was_interrupted = signal.getsignal(signal.SIGINT) is sentinel
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if tune_was_interrupted:
+        raise Interrupted("Ray Tune stopped a stage on Ctrl+C and saved its state")
+    return grid
+
+
+def _summarise_error(trace: str) -> str:
+    """The exception line first (the last unindented line of a traceback), then the trace's tail."""
+    lines = [line for line in trace.strip().splitlines() if line.strip()]
+    last = next((line for line in reversed(lines) if not line.startswith((" ", "\t"))), "trial failed")
+    return f"{last}\n{trace.strip()[-3000:]}"
+
+
+def _error_text(trial) -> str:
+    """Ray writes the error file into the trial's local folder before ``on_trial_error`` fires, but
+    ``Trial.get_error`` reads the storage copy, which is only synced later: read the local one."""
+    try:
+        path = trial.error_file
+        trace = Path(path).read_text() if path and Path(path).exists() else trial.get_error()
+        return _summarise_error(str(trace)) if trace else "trial failed (see the Ray trial logs)"
     except Exception:  # noqa: BLE001 - the error text is best effort; the failure itself is recorded
         return "trial failed (see the Ray trial logs)"
 
@@ -307,7 +349,7 @@ class Runner:
                                   cpus=self.cluster.cpus_per_trial, items=items)
         tuner = self._tuner(self._stage_name(stage, list(items)), fn, {"run_id": tune.grid_search(list(items))},
                             writer, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
-        for result in tuner.fit():
+        for result in _fit(tuner):
             if not writer.written(self.job_of(result.config["run_id"])):
                 trial = _ResultTrial(result)
                 (writer.error if result.error else writer.complete)(trial)
@@ -340,7 +382,7 @@ class Runner:
                                   cpus=self.cluster.cpus_per_trial)
         tuner = self._tuner(f"blackbox-{job.run_id}", fn, None, None, search_alg=searcher, num_samples=n,
                             metric=SCORE, mode="max")
-        grid = tuner.fit()
+        grid = _fit(tuner)
         results = []
         for r in grid:
             metrics = r.metrics or {}
@@ -396,6 +438,8 @@ class Runner:
             if job.kind == "black-box":
                 try:
                     self.search_black_box(job)
+                except Interrupted:
+                    raise
                 except Exception as e:  # noqa: BLE001 - one failed job must not stop the sweep
                     self.write_failed(job, f"search failed: {type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
         done = self.done()
@@ -411,6 +455,8 @@ class _ResultTrial:
 
     def __init__(self, result):
         self.config, self.last_result, self._error = result.config, result.metrics, result.error
+
+    error_file = None
 
     def get_error(self):
         return self._error

@@ -114,9 +114,10 @@ def test_interrupted_black_box_search_resumes_its_observations(tmp_path):
     while time.time() < deadline and len(finished_trials()) < 2:
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=300)
+    assert proc.wait(timeout=300) == 130, "an interrupted run must stop, not go on to retrain a partial search"
     before = {p.parent.name: p.read_text() for p in finished_trials()}
     assert len(before) >= 2, "the search did not get two candidates in before the deadline"
+    assert not list((out / "records").glob("*.json"))
     resumed = subprocess.run([sys.executable, "-m", "suite", "run", "--resume", "--out", str(out)], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=900)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
