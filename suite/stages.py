@@ -84,7 +84,10 @@ def _threads(cpus: float) -> None:
 def search_trial(config: dict[str, Any], plan: dict[str, Any], out: str, cpus: float,
                  items: dict[str, dict]) -> None:
     """A one-shot search: the method's ``search`` on the search splits; reports the architecture."""
+    import torch
     from ray import tune
+
+    from suite.harness import peak_memory_mb
 
     _threads(cpus)
     run_plan, job = RunPlan.from_dict(plan), Job(**items[config["run_id"]]["job"])
@@ -93,10 +96,13 @@ def search_trial(config: dict[str, Any], plan: dict[str, Any], out: str, cpus: f
     trace_dir = Path(out) / TRACE_DIR / job.run_id
     trace_dir.mkdir(parents=True, exist_ok=True)
     ctx = exp.search_context(_space(run_plan, exp.sites), job.budget_params, report=tune.report, out_dir=trace_dir)
+    if exp.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(exp.device)
     start = time.perf_counter()
     arch = method.search(ctx)
     seconds = time.perf_counter() - start
-    info = getattr(method, "last_search_info", {}) or {}
+    # the same measure as the retrain's: the efficiency table compares the two
+    info = {**(getattr(method, "last_search_info", {}) or {}), "peak_memory_mb": peak_memory_mb(exp.device)}
     tune.report({"done": 1, "search_s": seconds, "architecture": arch.to_json(indent=None),
                  "search_info": json.dumps(info, default=str)})
 
@@ -130,7 +136,7 @@ def proxy_trial(config: dict[str, Any], plan: dict[str, Any], job: dict[str, Any
         return
     result = exp.retrain(arch, test=False)
     tune.report({SCORE: result.validation[exp.task.selection_metric], RATIO: result.ratio,
-                 PARAMS: result.peft_params})
+                 PARAMS: result.peft_params, "peak_memory_mb": result.peak_memory_mb})
 
 
 # ---- driver side ----------------------------------------------------------------------------------
@@ -392,14 +398,16 @@ class Runner:
                 SCORE: float("nan") if r.error or score is None else float(score),
                 RATIO: metrics.get(RATIO, math.nan), PARAMS: metrics.get(PARAMS, math.inf),
                 "error": None if r.error is None else str(r.error)[:500],
-                "seconds": metrics.get("time_total_s"),
+                "seconds": metrics.get("time_total_s"), "peak_memory_mb": metrics.get("peak_memory_mb"),
             })
         try:
             arch, info = method.select(space, job.budget_params, results)
         except Exception as e:  # noqa: BLE001 - a search that finds nothing is a failed record, not a crash
             self.write_failed(job, f"search failed: {type(e).__name__}: {e}")
             return
-        info = {**info, "trial_seconds_total": sum(r["seconds"] or 0 for r in results)}
+        peaks = [r["peak_memory_mb"] for r in results if r["peak_memory_mb"] is not None]
+        info = {**info, "trial_seconds_total": sum(r["seconds"] or 0 for r in results),
+                "peak_memory_mb": max(peaks) if peaks else None}  # the largest candidate trial's
         self.save_architecture(job, arch.to_dict(), time.perf_counter() - start, info)
 
     def manual(self, job: Job) -> None:

@@ -33,6 +33,7 @@ def test_one_shot_methods_search_then_retrain(tmp_path, ray_session):
         assert r["time"]["search_s"] > 0 and r["method_kind"] == "one-shot"
         assert 0 < r["params"]["peft"] <= budget and r["budget"]["params"] == budget
         assert r["architecture"]["space"] == "s2"
+        assert r["search"]["peak_memory_mb"] > 0  # the efficiency table's search peak
     assert records["bipeft"]["search"]["stop_reason"] in ("triggers", "step_cap")
     assert list((out / "traces").glob("bipeft--*/*.csv")), "BIPEFT's trace CSV is missing"
     assert validate_dir(out) == []
@@ -56,6 +57,7 @@ def test_black_box_methods_run_their_searcher_as_trials(tmp_path, ray_session, n
     n = int(options[0].split("=")[1])
     assert record["search"]["candidates"] == n
     assert 0 < record["params"]["peft"] <= budget
+    assert record["search"]["peak_memory_mb"] > 0
     trials = list((out / "ray").glob(f"blackbox-{record['run_id']}/*/result.json"))
     assert len(trials) == n  # one Ray trial per candidate
     for result in trials:
