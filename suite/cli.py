@@ -275,7 +275,26 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
         for name in TASKS:
             print(name)
+    elif args.what == "options":
+        print_options(args.method)
     return 0
+
+
+def print_options(name: str | None) -> None:
+    """Each ``--method-option METHOD.KEY=VALUE`` key of a method: default and help."""
+    import dataclasses
+
+    from methods import METHODS
+
+    if name is None:
+        raise UsageError("ls options needs a method, e.g. `python -m suite ls options bipeft`")
+    config = METHODS.get(name).Config
+    if config is None:
+        print(f"{name} takes no options")
+        return
+    for field in dataclasses.fields(config):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        print(f"{name}.{field.name}={default!r}\n    {field.metadata.get('help', '')}")
 
 
 def cmd_table(args: argparse.Namespace) -> int:
@@ -337,8 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     run.set_defaults(func=cmd_run)
 
-    ls = sub.add_parser("ls", help="list methods, spaces, tasks or families")
-    ls.add_argument("what", choices=("methods", "spaces", "tasks", "families"))
+    ls = sub.add_parser("ls", help="list methods, spaces, tasks, families, or a method's options")
+    ls.add_argument("what", choices=("methods", "spaces", "tasks", "families", "options"))
+    ls.add_argument("method", nargs="?", help="with `options`: the method whose --method-option keys to list")
     ls.set_defaults(func=cmd_ls)
 
     table = sub.add_parser("table", help="rebuild the leaderboard, tables and plots of a run from its records")

@@ -127,3 +127,14 @@ def test_plan_round_trip(tmp_path):
     assert len({j.run_id for j in jobs}) == len(jobs)
     assert json.loads((tmp_path / "run.json").read_text())["methods"] == ["lora", "bipeft"]
     assert Path(tmp_path / "run.json").is_file()
+
+
+def test_ls_options_lists_every_method_option_with_its_default(capsys):
+    from methods import get_method
+
+    assert main(["ls", "options", "bipeft"]) == 0
+    out = capsys.readouterr().out
+    config = get_method("bipeft").config
+    assert f"bipeft.max_triggers={config.max_triggers!r}" in out and f"bipeft.tau={config.tau!r}" in out
+    assert main(["ls", "options", "lorra"]) == 2
+    assert "Did you mean: lora?" in capsys.readouterr().err
