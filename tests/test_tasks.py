@@ -205,23 +205,21 @@ def test_parse_inverts_target_on_every_task(name):
 
 # ---- local original files -----------------------------------------------------------------------------------
 EXPECTED = {  # task: (train rows, validation rows, first validation example's fields)
-    "glue/cola": (4, 4, {"sentence": "The sailors rode the breeze clear of the rocks.", "label": 1}),
-    "glue/sst2": (4, 3, {"sentence": "it 's a charming and often affecting journey . ", "label": 1}),
-    "glue/mrpc": (4, 4, {"sentence1": "He said the foodservice pie business doesn 't fit the company 's "
-                                      "long-term growth strategy .", "label": 1}),
-    "glue/qqp": (3, 3, {"question1": "How can I be a good geologist?", "label": 1}),
-    "glue/stsb": (4, 4, {"sentence2": "A man wearing a hard hat is dancing.", "label": 5.0}),
-    "glue/mnli": (4, 3, {"premise": "The new rights are nice enough", "label": 1}),
-    "glue/qnli": (3, 2, {"question": "What came into force after the new constitution was herald?", "label": 0}),
-    "glue/rte": (4, 5, {"sentence2": "Christopher Reeve had an accident.", "label": 1}),
-    "superglue/boolq": (3, 4, {"question": "does ethanol take more energy make that produces", "label": 0}),
-    "superglue/cb": (3, 4, {"hypothesis": "Valence was helping", "label": 1}),
+    "glue/cola": (4, 4, {"sentence": "Made-up CoLA dev text 0.3 for the loader test.", "label": 1}),
+    "glue/sst2": (4, 3, {"sentence": "Made-up SST-2 dev text 0.0 for the loader test.", "label": 1}),
+    "glue/mrpc": (4, 4, {"sentence1": "Made-up MRPC dev text 0.3 for the loader test.", "label": 1}),
+    "glue/qqp": (3, 3, {"question1": "Made-up QQP dev text 0.3 for the loader test.", "label": 1}),
+    "glue/stsb": (4, 4, {"sentence2": "Made-up STS-B dev text 0.8 for the loader test.", "label": 5.0}),
+    "glue/mnli": (4, 3, {"premise": "Made-up MNLI dev_matched text 0.8 for the loader test.", "label": 1}),
+    "glue/qnli": (3, 2, {"question": "Made-up QNLI dev text 0.1 for the loader test.", "label": 0}),
+    "glue/rte": (4, 5, {"sentence2": "Made-up RTE dev text 0.2 for the loader test.", "label": 1}),
+    "superglue/boolq": (3, 4, {"question": "Made-up BoolQ val text 0.question for the loader test.", "label": 0}),
+    "superglue/cb": (3, 4, {"hypothesis": "Made-up CB val text 0.hypothesis for the loader test.", "label": 1}),
     "superglue/multirc": (3, 6, {"question": "What colour was the sky?", "answer": "Blue", "label": 1,
                                  "group": "0-0"}),
     "superglue/record": (3, 2, {"query": "@placeholder and Germany agreed.", "label": ["France"],
                                 "entities": ["Paris", "France", "Germany"], "group": "0-0"}),
-    "superglue/rte": (2, 3, {"premise": "Dana Reeve, the widow of the actor Christopher Reeve, has died of lung "
-                                        "cancer at age 44.", "label": 1}),
+    "superglue/rte": (2, 3, {"premise": "Made-up RTE val text 0.premise for the loader test.", "label": 1}),
     "superglue/wic": (3, 2, {"word": "place", "start1": 31, "end2": 32, "label": 0}),
 }
 
@@ -249,15 +247,15 @@ def test_file_details_labels_and_odd_rows():
     stsb = read_original(get_task("glue/stsb"), FIXTURES)["validation"]
     assert [ex["label"] for ex in stsb] == [5.0, 4.75, 0.35, 2.4]  # the last row has an extra column
     mrpc = read_original(get_task("glue/mrpc"), FIXTURES)["train"]
-    assert mrpc[0]["sentence1"].startswith('Amrozi accused his brother , whom he called " the witness "')
+    assert mrpc[0]["sentence1"] == "Made-up MRPC train text 0.3 for the loader test."  # after the BOM header
     multirc = read_original(get_task("superglue/multirc"), FIXTURES)
     train = multirc["train"]
     assert [(ex["group"], ex["label"]) for ex in train] == [("0-0", 0), ("0-0", 1), ("0-1", 1)]
     assert [ex["group"] for ex in multirc["validation"]] == ["0-0", "0-0", "0-1", "0-1", "1-0", "1-0"]
     assert [ex["label"] for ex in multirc["validation"]] == [1, 0, 1, 0, 1, 0]  # isAnswer and label both read
     record = read_original(get_task("superglue/record"), FIXTURES)["train"]
-    assert record[0]["label"] == ["Morgan", "Tracy Morgan"]  # unique, sorted
-    assert record[0]["entities"] == ["Tracy Morgan", "Morgan", "New Jersey", "Walmart"]  # order of appearance
+    assert record[0]["label"] == ["Dana Lark", "Lark"]  # unique, sorted
+    assert record[0]["entities"] == ["Dana Lark", "Lark", "Eastfield", "Acme"]  # order of appearance
 
 
 def test_missing_file_names_the_file_and_the_layout(tmp_path):
