@@ -108,3 +108,11 @@ def select_with_pareto(candidate, space: SearchSpace, budget: int,
     info = {"candidates": len(results), "finished": len(done), "within_budget": len(fits),
             "best_score": best[SCORE], "best_params": int(best[PARAMS]), "pareto": pareto}
     return candidate(space, best["config"]), info
+
+
+class ParetoSelect:
+    """A ``BlackBoxMethod`` mix-in whose ``select`` is :func:`select_with_pareto`."""
+
+    def select(self, space: SearchSpace, budget: int, results: list[dict[str, Any]]) -> tuple[Architecture, dict]:
+        """The best-validation candidate within the budget, and the Pareto set of all candidates."""
+        return select_with_pareto(self.candidate, space, budget, results)

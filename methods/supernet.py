@@ -17,6 +17,7 @@ from torch import nn
 from methods.base import SearchContext, TaskModel
 from spaces.inject import Supernet
 from suite.data import to_device
+from suite.harness import linear_schedule
 
 
 def build_supernet(ctx: SearchContext, op_kwargs: dict[str, dict] | None = None) -> tuple[TaskModel, Supernet]:
@@ -46,8 +47,7 @@ class WeightTrainer:
         self.params = [p for p in params if p.requires_grad]
         self.ctx, self.grad_clip = ctx, grad_clip
         self.optimizer = torch.optim.AdamW(self.params, lr=ctx.lr, weight_decay=weight_decay)
-        total = max(1, total_steps)
-        self.schedule = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambda s: max(0.0, 1.0 - s / total))
+        self.schedule = linear_schedule(self.optimizer, total_steps)
 
     def step(self, task_model: TaskModel, batch: dict, on_grads: Callable[[], None] | None = None) -> float:
         """One ΔW update on ``batch``; returns the loss.
@@ -57,6 +57,7 @@ class WeightTrainer:
         second backward pass.
         """
         loss = batch_loss(task_model, batch, self.ctx)
+        value = loss.item()  # batch_loss has synced already: reading it now does not wait for the update
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if on_grads is not None:
@@ -66,7 +67,7 @@ class WeightTrainer:
             torch.nn.utils.clip_grad_norm_(live, self.grad_clip)
         self.optimizer.step()
         self.schedule.step()
-        return loss.item()
+        return value
 
 
 def batch_loss(task_model: TaskModel, batch: dict, ctx: SearchContext) -> torch.Tensor:

@@ -171,7 +171,7 @@ def make_plan(args: argparse.Namespace):
     searched = [m for m in methods if METHODS.get(m).kind != "manual"]
     if searched:
         space_obj = build_space(space, sites)
-        wanted = [args.budget_params] if args.budget_params is not None else [round(b * total) for b in budgets]
+        wanted = [args.budget_params] if args.budget_params is not None else [budget_params(b, None, total) for b in budgets]
         for m in searched:
             method = METHODS.get(m)(options.get(m))
             capacity = method.capacity(space_obj) if hasattr(method, "capacity") else space_obj.full_size()
@@ -197,7 +197,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from suite.plan import RunPlan
+    from suite.plan import PLAN_FILE, RunPlan
     from suite.stages import Cluster, Interrupted, Runner
 
     if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
@@ -216,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         plan = make_plan(args)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path(args.out or f"results/runs/{stamp}")
-        if (out / "run.json").exists():
+        if (out / PLAN_FILE).exists():
             raise UsageError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
         out.mkdir(parents=True, exist_ok=True)
         plan.save(out)
@@ -229,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if not ray.is_initialized():
         ray.init(address=args.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    cluster = Cluster(address=args.address, cpus_per_trial=args.cpus_per_trial or 1.0,
+    cluster = Cluster(cpus_per_trial=args.cpus_per_trial or 1.0,
                       gpus_per_trial=args.gpus_per_trial or 0.0, max_failures=args.max_failures)
     try:
         Runner(plan, out, cluster, resume=args.resume).run()

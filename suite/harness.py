@@ -249,8 +249,9 @@ class Experiment:
                 batch = to_device(batch, self.device)
                 with self.autocast():
                     loss = task_model(batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite training loss {loss.item()} at step {step}")
+                value = loss.item()  # one sync, before the backward pass rather than after the update
+                if not math.isfinite(value):
+                    raise FloatingPointError(f"non-finite training loss {value} at step {step}")
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip:
@@ -258,7 +259,7 @@ class Experiment:
                 optimizer.step()
                 schedule.step()
                 step += 1
-                losses.append(loss.item())
+                losses.append(value)
                 if step % eval_every == 0 or step == total:
                     t0 = time.perf_counter()
                     val = self.evaluate(task_model, self.splits.validation)

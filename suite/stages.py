@@ -43,7 +43,6 @@ RAY_DIR = "ray"
 class Cluster:
     """Where and with how much each trial runs."""
 
-    address: str | None = None
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_failures: int = 1
@@ -193,8 +192,9 @@ class _SearchWriter:
     def __init__(self, runner: Runner):
         self.runner = runner
 
-    def written(self, job: Job) -> bool:
-        return self.runner.load_architecture(job) is not None or job.run_id in self.runner.failed()
+    def written(self, run_ids: list[str]) -> set[str]:
+        failed = self.runner.failed()
+        return {r for r in run_ids if r in failed or self.runner.has_architecture(self.runner.job_of(r))}
 
     def complete(self, trial) -> None:
         job = self.runner.job_of(trial.config["run_id"])
@@ -214,8 +214,8 @@ class _RetrainWriter:
     def __init__(self, runner: Runner):
         self.runner = runner
 
-    def written(self, job: Job) -> bool:
-        return job.run_id in self.runner.done()
+    def written(self, run_ids: list[str]) -> set[str]:
+        return set(run_ids) & self.runner.done()
 
     def complete(self, trial) -> None:
         job = self.runner.job_of(trial.config["run_id"])
@@ -259,10 +259,13 @@ class Runner:
         write_json_atomic(self.out / SEARCH_DIR / f"{job.run_id}.json", {"search_s": search_s, "search": info})
         write_json_atomic(self.arch_path(job), arch)
 
+    def has_architecture(self, job: Job) -> bool:
+        return self.arch_path(job).is_file()
+
     def load_architecture(self, job: Job) -> dict | None:
         """``{"architecture", "search_s", "search"}`` of a finished search, or None."""
         path = self.arch_path(job)
-        if not path.is_file():
+        if not self.has_architecture(job):
             return None
         facts = self.out / SEARCH_DIR / f"{job.run_id}.json"
         return {"architecture": json.loads(path.read_text()),
@@ -349,14 +352,17 @@ class Runner:
         a restored experiment finished without our callback."""
         from ray import tune
 
-        items = {Job(**c["job"]).run_id: c for c in configs}
-        self._jobs.update({run_id: Job(**c["job"]) for run_id, c in items.items()})
+        jobs = [Job(**c["job"]) for c in configs]
+        items = {job.run_id: c for job, c in zip(jobs, configs)}
+        self._jobs.update({job.run_id: job for job in jobs})
         fn = tune.with_parameters(trainable, plan=self.plan.to_dict(), out=str(self.out),
                                   cpus=self.cluster.cpus_per_trial, items=items)
         tuner = self._tuner(self._stage_name(stage, list(items)), fn, {"run_id": tune.grid_search(list(items))},
                             writer, trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
-        for result in _fit(tuner):
-            if not writer.written(self.job_of(result.config["run_id"])):
+        grid = _fit(tuner)
+        written = writer.written([result.config["run_id"] for result in grid])  # read the records once
+        for result in grid:
+            if result.config["run_id"] not in written:
                 trial = _ResultTrial(result)
                 (writer.error if result.error else writer.complete)(trial)
 
@@ -376,14 +382,13 @@ class Runner:
         space = _space(self.plan, self.sites)
         n = method.num_candidates()
         start = time.perf_counter()
+        searcher = method.make_searcher(space, job.budget_params, job.seed, metric=SCORE, mode="max")
         if n == 1:  # nothing to choose between: take the suggestion without proxy training
-            searcher = method.make_searcher(space, job.budget_params, job.seed, metric=SCORE, mode="max")
             arch = method.candidate(space, searcher.suggest("only"))
             self.save_architecture(job, arch.to_dict(), time.perf_counter() - start, {"candidates": 1})
             return
         self.log(f"search stage: {job.method} proposes {n} candidates for {job.run_id}")
-        searcher = ConcurrencyLimiter(method.make_searcher(space, job.budget_params, job.seed, metric=SCORE, mode="max"),
-                                      max_concurrent=method.max_concurrent())
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=method.max_concurrent())
         fn = tune.with_parameters(proxy_trial, plan=self.plan.to_dict(), job=asdict(job),
                                   cpus=self.cluster.cpus_per_trial)
         tuner = self._tuner(f"blackbox-{job.run_id}", fn, None, None, search_alg=searcher, num_samples=n,
@@ -394,7 +399,7 @@ class Runner:
             metrics = r.metrics or {}
             score = metrics.get(SCORE)
             results.append({
-                "config": {k: v for k, v in (r.config or {}).items()},
+                "config": dict(r.config or {}),
                 SCORE: float("nan") if r.error or score is None else float(score),
                 RATIO: metrics.get(RATIO, math.nan), PARAMS: metrics.get(PARAMS, math.inf),
                 "error": None if r.error is None else str(r.error)[:500],
@@ -437,7 +442,7 @@ class Runner:
         done = self.done()
         todo = [j for j in jobs if j.run_id not in done]
         self.log(f"{len(jobs)} job(s): {len(done & {j.run_id for j in jobs})} already recorded, {len(todo)} to run")
-        need_search = [j for j in todo if self.load_architecture(j) is None]
+        need_search = [j for j in todo if not self.has_architecture(j)]
         for job in need_search:
             if job.kind == "manual":
                 self.manual(job)
@@ -451,7 +456,7 @@ class Runner:
                 except Exception as e:  # noqa: BLE001 - one failed job must not stop the sweep
                     self.write_failed(job, f"search failed: {type(e).__name__}: {e}\n{traceback.format_exc(limit=3)}")
         done = self.done()
-        self.retrain([j for j in todo if j.run_id not in done and self.load_architecture(j) is not None])
+        self.retrain([j for j in todo if j.run_id not in done])  # those with an architecture
 
 
 def _trial_name(trial) -> str:

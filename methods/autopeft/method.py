@@ -43,17 +43,14 @@ Deviations from the paper and the authors' code (each behind an option where bot
 
 from __future__ import annotations
 
-from typing import Any
-
 from methods.autopeft.config import AutoPEFTConfig
 from methods.autopeft.searcher import AutoPEFTSearcher
 from methods.base import SCORE, BlackBoxMethod
-from methods.blackbox import select_with_pareto
-from spaces.architecture import Architecture
+from methods.blackbox import ParetoSelect
 from spaces.space import SearchSpace
 
 
-class AutoPEFT(BlackBoxMethod):
+class AutoPEFT(ParetoSelect, BlackBoxMethod):
     """AutoPEFT (Zhou et al., TACL 2024): multi-objective BO over architectures (see the module docstring)."""
 
     name = "autopeft"
@@ -66,7 +63,3 @@ class AutoPEFT(BlackBoxMethod):
 
     def max_concurrent(self) -> int:
         return self.config.q
-
-    def select(self, space: SearchSpace, budget: int, results: list[dict[str, Any]]) -> tuple[Architecture, dict]:
-        """The best-validation candidate within the budget, and the Pareto set of all candidates."""
-        return select_with_pareto(self.candidate, space, budget, results)

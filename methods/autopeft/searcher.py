@@ -256,8 +256,9 @@ class AutoPEFTSearcher(PickledState, Searcher):
                 X_pending=self.encoding.encode(pending) if pending else None,
                 cfg=self.config, seed=self.seed + self._suggested,
             )
+            front = [o.design for o, keep in zip(ok, bo.pareto_mask(Y).tolist()) if keep]  # as pareto()
             return bo.local_search(bo.batched_scorer(acqf, self.encoding), self.encoding,
-                                   [o.design for o in self.pareto()], self._seen(), self._rng,
+                                   front, self._seen(), self._rng,
                                    self._budget(), self.config)
 
 

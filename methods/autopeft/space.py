@@ -41,7 +41,6 @@ class Encoding(ABC):
     form: str
     space: SearchSpace
     choices: list[tuple[int, ...]]
-    names: list[str]
 
     def __len__(self) -> int:
         return len(self.choices)
@@ -112,9 +111,6 @@ class Encoding(ABC):
             return self.repair(new, rng, budget, keep=i)
         return new if self.params(new) > 0 else None
 
-    def describe(self, v: Design) -> dict[str, int]:
-        return dict(zip(self.names, self.values(v)))
-
 
 class PerLayerEncoding(Encoding):
     """One coordinate per module of the space: the space's own ``dims()`` and ``encode()``."""
@@ -125,7 +121,6 @@ class PerLayerEncoding(Encoding):
         self.space = space
         dims = space.dims()
         self.choices = [d.choices for d in dims]
-        self.names = [d.key for d in dims]
         self._costs = np.zeros((len(dims), max(map(len, self.choices))), dtype=np.int64)
         for i in range(len(dims)):
             self._costs[i, :len(self.choices[i])] = space.choice_params(i)
@@ -173,7 +168,6 @@ class SharedSizeEncoding(Encoding):
                 raise ValueError(f"op {d.op} has different sizes at {d.site} and {first[d.op].site}; "
                                  "a shared size needs the same candidates everywhere")
         self.choices = [*self.op_choices, *([(0, 1)] * len(self.units))]
-        self.names = [f"size:{op}" for op in self.ops] + [f"layer:{s}.{layer}" for s, layer in self.units]
         # cost[u][o][k]: parameters that op o at choice k adds to layer u (0 where it has no site).
         self._cost = np.zeros((len(self.units), len(self.ops), max(map(len, self.op_choices))), dtype=np.int64)
         self._members: list[list[tuple[int, int]]] = [[] for _ in self.units]  # (dim index, op index)

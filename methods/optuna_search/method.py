@@ -33,9 +33,8 @@ import numpy as np
 from ray.tune.search.optuna import OptunaSearch
 
 from methods.base import RATIO, SCORE, BlackBoxMethod
-from methods.blackbox import finite, select_with_pareto
+from methods.blackbox import ParetoSelect, finite
 from methods.optuna_search.config import OptunaConfig
-from spaces.architecture import Architecture
 from spaces.space import SearchSpace
 
 
@@ -67,7 +66,7 @@ class BudgetedOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, None if failed else result, error=failed)
 
 
-class OptunaBaseline(BlackBoxMethod):
+class OptunaBaseline(ParetoSelect, BlackBoxMethod):
     """optuna NSGA-II / TPE over the space with the budget as a constraint (see the module docstring)."""
 
     name = "optuna"
@@ -93,7 +92,3 @@ class OptunaBaseline(BlackBoxMethod):
             first = [dict(zip(keys, space.to_choices(space.sample(rng, budget)))) for _ in range(n)]
         return BudgetedOptunaSearch(space=distributions, metric=[metric, RATIO], mode=[mode, "min"],
                                     sampler=sampler, points_to_evaluate=first)
-
-    def select(self, space: SearchSpace, budget: int, results: list[dict[str, Any]]) -> tuple[Architecture, dict]:
-        """The best-validation candidate within the budget, and the Pareto set of all candidates."""
-        return select_with_pareto(self.candidate, space, budget, results)

@@ -103,22 +103,14 @@ class PrunePEFT(OneShotMethod):
 
         task_model, net = build_supernet(ctx)
         trainer = WeightTrainer(net.weights() + list(task_model.head_parameters()), ctx, ctx.total_steps,
-                                weight_decay=cfg.weight_decay, grad_clip=0.0)
-        importance = TaylorImportance(net.weights(), cfg.accumulate)
-
-        def before_update(optimizer, args, kwargs):  # raw gradients, weights not yet stepped
-            importance.update()
-            if cfg.grad_clip:
-                live = [p for p in trainer.params if p.grad is not None]
-                torch.nn.utils.clip_grad_norm_(live, cfg.grad_clip)
-
-        trainer.optimizer.register_step_pre_hook(before_update)
+                                weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
+        importance = TaylorImportance(net.weights(), cfg.accumulate)  # updated on the raw gradients
         rounds = (budget_schedule(ctx.total_steps, full, budget, cfg.rounds) if cfg.schedule == "iterative"
                   else [(ctx.total_steps, budget)])
         batches = cycle(ctx.weight_train)
         sizes: list[int] = []
         for step in range(1, ctx.total_steps + 1):
-            loss = trainer.step(task_model, next(batches))
+            loss = trainer.step(task_model, next(batches), on_grads=importance.update)
             while rounds and rounds[0][0] <= step:
                 _, round_budget = rounds.pop(0)
                 groups = self._groups(net, importance)

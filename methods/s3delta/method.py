@@ -64,6 +64,7 @@ from methods.s3delta.gates import concrete_gates, keep_probs, l0_penalty, solve_
 from methods.s3delta.unrolled import unrolled_arch_grad
 from methods.supernet import WeightTrainer, batch_loss, build_supernet, greedy_fill
 from spaces.architecture import Architecture
+from suite.harness import linear_schedule
 
 
 def fixed_size_space(space, size: int):
@@ -153,7 +154,7 @@ class S3Delta(OneShotMethod):
         trainer = WeightTrainer(weights, ctx, total, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
         alpha = nn.Parameter(torch.zeros(len(space), dtype=torch.float64, device=ctx.device))
         arch_opt = torch.optim.AdamW([alpha], lr=cfg.arch_lr, weight_decay=0.0)
-        arch_schedule = torch.optim.lr_scheduler.LambdaLR(arch_opt, lambda s: max(0.0, 1.0 - s / max(1, total)))
+        arch_schedule = linear_schedule(arch_opt, total)
         gates = _Gates(cfg, costs, ctx.budget, ctx.seed, ctx.device)
 
         def set_gates(z: torch.Tensor) -> None:
