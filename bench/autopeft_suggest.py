@@ -14,20 +14,18 @@ samples). Prints a table, with each time also as a ratio to the default GP's.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import torch
+
+from methods import get_method
+from methods.base import PARAMS, RATIO, SCORE
+from spaces import build_space
+from suite.backbones import backbone_sites
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from methods import get_method  # noqa: E402
-from methods.base import PARAMS, RATIO, SCORE  # noqa: E402
-from spaces import build_space  # noqa: E402
-from suite.backbones import backbone_sites  # noqa: E402
 
 BACKBONES = {"all-MiniLM-L6-v2": "all-MiniLM-L6-v2", "t5-base": str(ROOT.parent / "shared" / "backbones" / "t5-base")}
 

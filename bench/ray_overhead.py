@@ -4,7 +4,7 @@ Runs, in one process and one after the other, the same jobs (default: the manual
 ``lora,bitfit`` on the offline default, all-MiniLM-L6-v2 on demo/rotten_tomatoes):
 
 * ``plain``: a Python loop calling the harness (``Experiment.retrain``) job after job;
-* ``stages``: the Ray Tune stages of ``python -m suite run`` (``suite.stages.Runner``), local Ray
+* ``stages``: the Ray Tune stages of ``python -m suite run`` (``suite.driver.Runner``), local Ray
   started inside the measurement, one trial at a time with every core;
 * ``cli``: the whole ``python -m suite run`` command in a subprocess (imports, Ray start, stages,
   reports), as a user sees it.
@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -39,9 +39,11 @@ def main() -> None:
 
     import torch
 
-    from suite.cli import build_parser, make_plan
+    from methods import get_method
+    from suite.cli import build_parser
+    from suite.driver import Cluster, Runner
     from suite.harness import Experiment, HarnessConfig
-    from suite.stages import Cluster, Runner, _method
+    from suite.plan import make_plan
     from suite.tasks import get_task, load_splits
 
     argv = ["run", "--methods", args.methods, *args.extra.split()]
@@ -56,7 +58,7 @@ def main() -> None:
         task = get_task(job.task)
         exp = Experiment(task, load_splits(task, job.seed, plan.data_dir), plan.backbone, job.seed,
                          HarnessConfig(**plan.harness))
-        exp.retrain(_method(plan, job.method).architecture(exp.sites, plan.backbone))
+        exp.retrain(get_method(job.method).architecture(exp.sites, plan.backbone))
     plain = time.perf_counter() - start
 
     import ray

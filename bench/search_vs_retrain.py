@@ -21,12 +21,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -36,9 +35,10 @@ SPACE_OF = {"autopeft": "s1"}
 
 def run_black_box(method, space, budget: int, seed: int, proxy) -> tuple:
     """Drive a black-box method's Searcher in a plain loop; each candidate proxy-trained."""
-    from methods.base import PARAMS, RATIO, SCORE
+    from methods.base import PARAMS, RATIO, SCORE, SearchProblem
 
-    searcher = method.make_searcher(space, budget, seed, metric=SCORE, mode="max")
+    problem = SearchProblem(space, budget, seed)
+    searcher = method.make_searcher(problem, metric=SCORE, mode="max")
     results = []
     for i in range(method.num_candidates()):
         trial_id = f"c{i}"
@@ -51,8 +51,9 @@ def run_black_box(method, space, budget: int, seed: int, proxy) -> tuple:
         searcher.on_trial_complete(trial_id, metrics)
         results.append({"config": config, **metrics, "seconds": time.perf_counter() - start})
         print(f"    candidate {i}: {metrics[PARAMS]:,} params, val {metrics[SCORE]:.2f}", flush=True)
-    arch, info = method.select(space, budget, results)
-    return arch, {"candidates": len(results), **{k: v for k, v in info.items() if k != "pareto"}}
+    selected = method.select(problem, results)
+    return selected.architecture, {"candidates": len(results),
+                                   **{k: v for k, v in selected.info.items() if k != "pareto"}}
 
 
 def main() -> None:
@@ -102,9 +103,9 @@ def main() -> None:
             arch, info = run_black_box(method, space, budget, args.seed, proxy)
         else:
             method = get_method(name)
-            arch = method.search(exp.search_context(space, budget))
-            info = {k: v for k, v in (getattr(method, "last_search_info", {}) or {}).items()
-                    if k in ("stop_reason", "steps", "planned_steps", "triggers")}
+            result = method.search(exp.search_context(space, budget))
+            arch = result.architecture
+            info = {k: v for k, v in result.info.items() if k in ("stop_reason", "steps", "planned_steps", "triggers")}
         search_s = time.perf_counter() - start
         result = exp.retrain(arch)
         retrain_s = result.train_time_s

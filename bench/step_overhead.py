@@ -19,21 +19,19 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from methods import get_method  # noqa: E402
-from spaces import build_space  # noqa: E402
-from spaces.inject import Supernet, inject_fixed  # noqa: E402
-from spaces.sites import describe  # noqa: E402
-from suite.backbones import build, load_config, load_pretrained  # noqa: E402
+from methods import get_method
+from spaces import build_space
+from spaces.inject import Supernet, inject_fixed
+from spaces.sites import describe
+from suite.backbones import build, load_config, load_pretrained
 
 T5_BASE = Path(__file__).resolve().parents[2] / "shared" / "backbones" / "t5-base"
 

@@ -1,15 +1,17 @@
 """Search methods and manual baselines, one package (or module) each.
 
 :data:`METHODS` maps a method name to its class, imported only when used (BoTorch costs nothing
-until ``autopeft`` runs). Register an out-of-tree method with
-``METHODS.register("mine", "my_pkg.module:MyMethod")``.
+until ``autopeft`` runs). The registry checks that each class subclasses ``methods.base.Method``
+and that its ``name`` is its key. Another package adds a method through the entry-point group
+``autopeft_suite.methods``, or with ``METHODS.register("mine", "my_pkg.module:Mine")`` in a plugin
+module that a run imports everywhere (``python -m suite run --plugin my_pkg.module``).
 """
 
 from __future__ import annotations
 
-from suite.registry import Registry
+from core.registry import Registry
 
-METHODS: Registry = Registry("method")
+METHODS: Registry = Registry("method", base="methods.base:Method", entry_point_group="autopeft_suite.methods")
 for _name, _target in {
     "lora": "methods.manual:LoRABaseline",
     "adapter": "methods.manual:AdapterBaseline",
@@ -18,7 +20,7 @@ for _name, _target in {
     "full": "methods.manual:FullFineTuning",
     "autopeft": "methods.autopeft.method:AutoPEFT",
     "apet": "methods.apet.method:APET",
-    "optuna": "methods.optuna_search.method:OptunaBaseline",
+    "optuna": "methods.optuna_baseline.method:OptunaBaseline",
     "s3delta": "methods.s3delta:S3Delta",
     "prunepeft": "methods.prunepeft:PrunePEFT",
     "bipeft": "methods.bipeft.method:BIPEFT",

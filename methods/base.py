@@ -1,22 +1,27 @@
-"""How a method plugs in: ``Method`` kinds, the ``SearchContext`` a search receives, the registry.
+"""How a method plugs in: the ``Method`` kinds, what a search receives and what it returns.
 
 Every method ends in the same thing, a fixed :class:`~spaces.architecture.Architecture`; the
-retrain harness that scores it knows nothing about methods. Three kinds:
+retrain harness that scores it knows nothing about methods. Three kinds, each an abstract class:
 
-* :class:`ManualMethod` — a fixed architecture for a backbone (LoRA, Adapter, BitFit, LNFit, full).
-* :class:`OneShotMethod` — ``search(ctx) -> Architecture`` in one trial (BIPEFT, S3Delta,
+* :class:`ManualMethod` — ``architecture(sites)``: a fixed architecture for a backbone (LoRA,
+  Adapter, BitFit, LNFit, full fine-tuning).
+* :class:`OneShotMethod` — ``search(ctx) -> SearchResult`` in one trial (BIPEFT, S3Delta,
   PrunePEFT). It sees only the search splits of ``ctx``: never the test split.
-* :class:`BlackBoxMethod` — ``make_searcher(...)`` returns a Ray Tune ``Searcher``; each candidate
-  architecture is its own trial, scored by the harness at low fidelity (AutoPEFT, APET, optuna).
+* :class:`BlackBoxMethod` — ``make_searcher(problem)`` returns a Ray Tune ``Searcher``; each
+  candidate architecture is its own trial, proxy-trained by the harness; ``select(problem,
+  results) -> SearchResult`` picks the final one (AutoPEFT, APET, optuna).
 
-Methods are registered by name in :data:`METHODS` (lazy ``"module:attr"`` entries, did-you-mean
-on unknown names); see ``methods/__init__.py``.
+A method is registered by name in :data:`methods.METHODS` (one line in ``methods/__init__.py``, or
+an entry point of another package); the registry checks that the class subclasses :class:`Method`
+and that its ``name`` equals its key. ``label`` is how the tables print it.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -24,8 +29,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 import torch
 from torch import nn
 
+from core.configs import config_to_dict, load_config
 from spaces.architecture import Architecture
-from suite.configs import config_to_dict, load_config
 
 if TYPE_CHECKING:
     from ray.tune.search import Searcher
@@ -60,11 +65,12 @@ class SearchContext:
         make_model: a fresh task model (frozen pretrained backbone + head) on ``device``.
         weight_train: batches of the weight-train half of train (one pass = one epoch).
         arch_train: batches of the arch-train half of train (DARTS split, paper App. B).
+        train: batches of the whole train split (a method that is not bi-level, e.g. PrunePEFT).
         validation: batches of the validation split (never the test split).
         evaluate: validation metrics of a task model, selection metric first, ×100.
+        total_steps: the planned search steps (the harness's epochs over ``weight_train``, capped
+            by its ``max_steps``; the one owner of both is ``HarnessConfig``).
         device: where to train.
-        epochs: search epochs over ``weight_train`` (used when ``max_steps`` is None).
-        max_steps: a cap on search steps, if set.
         lr: the PEFT weight learning rate.
         report: a callback for per-step metrics (Ray's ``tune.report`` inside a trial).
         out_dir: a folder for traces and other files the method wants to keep.
@@ -80,9 +86,9 @@ class SearchContext:
     arch_train: Iterable[dict[str, torch.Tensor]]
     validation: Iterable[dict[str, torch.Tensor]]
     evaluate: Callable[[TaskModel], dict[str, float]]
+    total_steps: int
+    train: Iterable[dict[str, torch.Tensor]] | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
-    epochs: int = 1
-    max_steps: int | None = None
     lr: float = 3e-4
     report: Callable[[dict[str, Any]], None] = lambda metrics: None
     out_dir: Path | None = None
@@ -90,25 +96,30 @@ class SearchContext:
     selection_metric: str = "accuracy"
 
     @property
-    def total_steps(self) -> int:
-        """Search steps: ``max_steps`` if set, else ``epochs`` passes over ``weight_train``."""
-        per_epoch = len(self.weight_train)  # type: ignore[arg-type]
-        steps = self.epochs * per_epoch
-        return min(steps, self.max_steps) if self.max_steps else steps
+    def steps_per_epoch(self) -> int:
+        """Batches in one pass over ``weight_train``."""
+        return len(self.weight_train)  # type: ignore[arg-type]
 
 
-def cycle(batches: Iterable[dict[str, torch.Tensor]]) -> Iterator[dict[str, torch.Tensor]]:
-    """Endless batches: pass after pass over a re-iterable loader (reshuffled per pass if it does)."""
-    while True:
-        empty = True
-        for batch in batches:
-            empty = False
-            yield batch
-        if empty:
-            raise ValueError("cannot cycle over an empty split")
+@dataclass(frozen=True)
+class SearchProblem:
+    """What a black-box search is asked: a space, a parameter budget, a seed."""
+
+    space: SearchSpace
+    budget: int
+    seed: int
 
 
-class Method:
+@dataclass
+class SearchResult:
+    """What a search returns: the fixed architecture and what the record should keep about how it
+    was found (stop reason, candidates, Pareto set, ...; JSON-serialisable)."""
+
+    architecture: Architecture
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class Method(ABC):
     """A search method (or a manual baseline). Subclasses set the class attributes.
 
     Args:
@@ -117,6 +128,7 @@ class Method:
 
     name: ClassVar[str]
     kind: ClassVar[str]
+    label: ClassVar[str] = ""  # how tables print it (default: the name)
     paper: ClassVar[str] = ""
     Config: ClassVar[type | None] = None
 
@@ -131,26 +143,12 @@ class Method:
             self.config = load_config(self.Config, config if isinstance(config, dict) else
                                       (config_to_dict(config) if config is not None else None), **overrides)
 
+    @classmethod
+    def display_name(cls) -> str:
+        return cls.label or cls.name
+
     def config_dict(self) -> dict[str, Any]:
         return config_to_dict(self.config) if self.config is not None else {}
-
-
-class ManualMethod(Method):
-    """A manually designed PEFT method: the same fixed architecture whatever the task."""
-
-    kind = "manual"
-
-    def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
-        raise NotImplementedError
-
-
-class OneShotMethod(Method):
-    """A method that searches inside one trial and returns a fixed architecture."""
-
-    kind = "one-shot"
-
-    def search(self, ctx: SearchContext) -> Architecture:
-        raise NotImplementedError
 
     def capacity(self, space: SearchSpace) -> int:
         """The most parameters an architecture of this method can hold in ``space`` (default: the
@@ -158,10 +156,35 @@ class OneShotMethod(Method):
         return space.full_size()
 
 
+class ManualMethod(Method):
+    """A manually designed PEFT method: the same fixed architecture whatever the task."""
+
+    kind = "manual"
+
+    @abstractmethod
+    def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
+        """The fixed architecture on a backbone with these sites."""
+
+
+class OneShotMethod(Method):
+    """A method that searches inside one trial and returns a fixed architecture."""
+
+    kind = "one-shot"
+
+    @abstractmethod
+    def search(self, ctx: SearchContext) -> SearchResult:
+        """Search ``ctx.space`` under ``ctx.budget`` on the search splits of ``ctx``."""
+
+
 # What a black-box trial reports (the stage's trainable) and the searcher reads.
 SCORE = "score"        # the validation selection metric of the proxy-trained candidate (×100; maximise)
 RATIO = "param_ratio"  # trainable PEFT parameters / backbone parameters (minimise)
 PARAMS = "params"      # trainable PEFT parameters
+
+
+def finite(value: Any) -> bool:
+    """True for a real, finite number (not None, not NaN or inf, not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class BlackBoxMethod(Method):
@@ -177,9 +200,9 @@ class BlackBoxMethod(Method):
 
     kind = "black-box"
 
-    def make_searcher(self, space: SearchSpace, budget: int, seed: int, metric: str = SCORE,
-                      mode: str = "max") -> Searcher:
-        raise NotImplementedError
+    @abstractmethod
+    def make_searcher(self, problem: SearchProblem, metric: str = SCORE, mode: str = "max") -> Searcher:
+        """The Ray Tune searcher that proposes this method's candidates for ``problem``."""
 
     def num_candidates(self) -> int:
         """How many candidate trials the search stage runs (default: ``config.candidates``)."""
@@ -200,16 +223,15 @@ class BlackBoxMethod(Method):
         """The architecture of a trial config suggested by the searcher."""
         return space.from_tune(config)
 
-    def select(self, space: SearchSpace, budget: int, results: list[dict[str, Any]]) -> tuple[Architecture, dict]:
+    def select(self, problem: SearchProblem, results: list[dict[str, Any]]) -> SearchResult:
         """The final architecture from the trials' results, and extra info to record (Pareto set, ...).
 
         ``results`` holds one dict per finished trial: its ``config``, ``SCORE``, ``RATIO``,
         ``PARAMS`` (failed trials have a NaN score). Default: the best score within the budget.
         """
-        import math
-
-        ok = [r for r in results if r.get(SCORE) is not None and not math.isnan(r[SCORE]) and r[PARAMS] <= budget]
+        ok = [r for r in results if finite(r.get(SCORE)) and r[PARAMS] <= problem.budget]
         if not ok:
-            raise RuntimeError(f"no candidate of {len(results)} finished within the budget of {budget} parameters")
+            raise RuntimeError(f"no candidate of {len(results)} finished within the budget of "
+                               f"{problem.budget} parameters")
         best = max(ok, key=lambda r: r[SCORE])
-        return self.candidate(space, best["config"]), {"candidates": len(results), "valid": len(ok)}
+        return SearchResult(self.candidate(problem.space, best["config"]), {"candidates": len(results), "valid": len(ok)})

@@ -9,17 +9,13 @@
 
 from __future__ import annotations
 
-import math
+import dataclasses
 import pickle
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from methods.base import PARAMS, RATIO, SCORE
-from suite.configs import check, option
-
-if TYPE_CHECKING:
-    from spaces.architecture import Architecture
-    from spaces.space import SearchSpace
+from core.configs import check, check_positive_ints, option
+from methods.base import PARAMS, RATIO, SCORE, SearchProblem, SearchResult, finite
 
 
 @dataclass(frozen=True)
@@ -34,14 +30,12 @@ class ProxyFidelity:
     def __post_init__(self) -> None:
         check(self.train_fraction is None or 0 < self.train_fraction <= 1,
               f"train_fraction must be in (0, 1] or None, got {self.train_fraction!r}")
-        for name in ("max_train_samples", "max_steps", "epochs"):
-            value = getattr(self, name)
-            check(value is None or (isinstance(value, int) and not isinstance(value, bool) and value > 0),
-                  f"{name} must be a positive int or None, got {value!r}")
+        check_positive_ints(self, "max_train_samples", "max_steps", "epochs", allow_none=True)
 
     def overrides(self) -> dict[str, Any]:
-        """The ``HarnessConfig`` overrides of the proxy trials (unset fields are left out)."""
-        names = ("train_fraction", "max_train_samples", "max_steps", "epochs")
+        """The ``HarnessConfig`` overrides of the proxy trials (unset fields are left out): this
+        class's fields are named as the harness's, which owns what they mean."""
+        names = [f.name for f in dataclasses.fields(ProxyFidelity)]
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
 
@@ -57,31 +51,25 @@ class PickledState:
             self.set_state(pickle.load(f))
 
 
-def finite(value: Any) -> bool:
-    """True for a real, finite number (not None, not NaN or inf)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def pareto_indices(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of the non-dominated ``(score, params)`` points: score maximised, params minimised."""
-    front = []
-    for i, (s, p) in enumerate(points):
-        dominated = any(
-            (s2 >= s and p2 <= p) and (s2 > s or p2 < p) for j, (s2, p2) in enumerate(points) if j != i
-        )
-        if not dominated:
-            front.append(i)
+    """Indices of the non-dominated ``(score, params)`` points (score maximised, params minimised;
+    BoTorch's ``is_non_dominated``, duplicates kept), sorted by params then score."""
+    import torch
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    if not points:
+        return []
+    y = torch.tensor([(s, -p) for s, p in points], dtype=torch.double)
+    front = is_non_dominated(y, deduplicate=False).nonzero().squeeze(1).tolist()
     return sorted(front, key=lambda i: (points[i][1], -points[i][0]))
 
 
-def select_with_pareto(candidate, space: SearchSpace, budget: int,
-                       results: list[dict[str, Any]]) -> tuple[Architecture, dict[str, Any]]:
+def select_with_pareto(candidate, problem: SearchProblem, results: list[dict[str, Any]]) -> SearchResult:
     """The best-validation candidate within ``budget`` and the Pareto set of all finished candidates.
 
     Args:
         candidate: ``method.candidate``, which decodes a trial config into an architecture.
-        space: the search space.
-        budget: the parameter budget; a candidate over it is never returned.
+        problem: the space and the parameter budget (a candidate over it is never returned).
         results: one dict per trial (``config``, ``SCORE``, ``RATIO``, ``PARAMS``); failed trials
             have a missing or NaN score and are counted but skipped.
 
@@ -90,6 +78,7 @@ def select_with_pareto(candidate, space: SearchSpace, budget: int,
         candidates, finished and within-budget ones, and the Pareto set (each point's score,
         params, ratio, whether it fits the budget, and its architecture as a dict).
     """
+    space, budget = problem.space, problem.budget
     done = [r for r in results if finite(r.get(SCORE)) and finite(r.get(PARAMS))]
     fits = [r for r in done if r[PARAMS] <= budget]
     if not fits:
@@ -107,12 +96,12 @@ def select_with_pareto(candidate, space: SearchSpace, budget: int,
     ]
     info = {"candidates": len(results), "finished": len(done), "within_budget": len(fits),
             "best_score": best[SCORE], "best_params": int(best[PARAMS]), "pareto": pareto}
-    return candidate(space, best["config"]), info
+    return SearchResult(candidate(space, best["config"]), info)
 
 
 class ParetoSelect:
     """A ``BlackBoxMethod`` mix-in whose ``select`` is :func:`select_with_pareto`."""
 
-    def select(self, space: SearchSpace, budget: int, results: list[dict[str, Any]]) -> tuple[Architecture, dict]:
+    def select(self, problem: SearchProblem, results: list[dict[str, Any]]) -> SearchResult:
         """The best-validation candidate within the budget, and the Pareto set of all candidates."""
-        return select_with_pareto(self.candidate, space, budget, results)
+        return select_with_pareto(self.candidate, problem, results)

@@ -29,6 +29,7 @@ def _arch(name: str, backbone: str, placements, **kwargs) -> Architecture:
 
 class LoRABaseline(ManualMethod):
     name = "lora"
+    label = "LoRA(r=8)"
     paper = "Hu et al., LoRA: Low-Rank Adaptation of Large Language Models, ICLR 2022"
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
@@ -38,6 +39,7 @@ class LoRABaseline(ManualMethod):
 
 class AdapterBaseline(ManualMethod):
     name = "adapter"
+    label = "Adapter"
     paper = "Houlsby et al., Parameter-Efficient Transfer Learning for NLP, ICML 2019"
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
@@ -47,6 +49,7 @@ class AdapterBaseline(ManualMethod):
 
 class BitFitBaseline(ManualMethod):
     name = "bitfit"
+    label = "BitFit"
     paper = "Ben Zaken et al., BitFit: Simple Parameter-efficient Fine-tuning, ACL 2022"
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
@@ -56,6 +59,7 @@ class BitFitBaseline(ManualMethod):
 
 class LNFitBaseline(ManualMethod):
     name = "lnfit"
+    label = "LNFit"
     paper = "LN tuning as in Hu et al., Sparse Structure Search for Delta Tuning, NeurIPS 2022"
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
@@ -64,6 +68,7 @@ class LNFitBaseline(ManualMethod):
 
 class FullFineTuning(ManualMethod):
     name = "full"
+    label = "Fine-tune"
     paper = "full fine-tuning of every backbone parameter"
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:

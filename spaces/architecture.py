@@ -7,8 +7,9 @@ size-less ops). It is frozen, hashable, JSON round-trippable and has a content `
 Loading is strict: unknown keys, unknown ops and malformed sites are errors that name the valid
 choices, so a typo in a hand-written architecture file never vanishes silently.
 
-``apply_architecture(model, arch)`` injects the fixed ops into a transformers model and freezes
-everything else, for users who want to train a found architecture in their own loop.
+``spaces.inject.apply_architecture(model, arch)`` injects the fixed ops into a transformers model
+and freezes everything else, for users who want to train a found architecture in their own loop;
+this module stays light (no torch) so that reading an architecture costs nothing.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+from spaces.ops import OPS  # a lazy registry: no op module (nor torch) is imported until an op is used
 
 STACKS = ("enc", "dec")
 STACK_LEVEL = -1  # the layer index of sites that belong to a whole stack (final norms, lm_head)
@@ -107,7 +108,6 @@ class Architecture:
     op_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = field(default=())
 
     def __post_init__(self) -> None:
-        from spaces.ops import OPS  # local import: ops import torch modules, keep this module light
 
         placements = tuple(sorted(self.placements))
         object.__setattr__(self, "placements", placements)
@@ -197,21 +197,3 @@ class Architecture:
         for p in self.placements:
             out[p.op] = out.get(p.op, 0) + 1
         return out
-
-
-def apply_architecture(model: nn.Module, arch: Architecture) -> nn.Module:
-    """Inject the fixed ops of ``arch`` into ``model`` (in place) and freeze everything else.
-
-    Works on any supported transformers model (T5, BERT-like, Llama-like). After the call only the
-    injected ops (or, for ``full_finetune``, the whole model) require gradients; a task head, if
-    any, is left to the caller. Returns ``model``.
-    """
-    from spaces.inject import inject_fixed
-
-    inject_fixed(model, arch)
-    return model
-
-
-def trainable_parameters(model: nn.Module) -> int:
-    """The number of parameters that require gradients (tied weights counted once)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from spaces.architecture import Architecture, Placement
-from spaces.ops import OPS, Op
+from spaces.ops import OPS
+from spaces.ops.base import Op
 from spaces.sites import BackboneSites, SiteSpec, describe
 
 SLOT = "peft_slot"
@@ -209,3 +210,19 @@ class Supernet:
             for i, d in enumerate(self.dims) if keep[i]
         ]
         return Architecture(space_name or self.space.name, backbone or self.space.backbone_name, tuple(placements))
+
+
+def apply_architecture(model: nn.Module, arch: Architecture) -> nn.Module:
+    """Inject the fixed ops of ``arch`` into ``model`` (in place) and freeze everything else.
+
+    Works on any supported transformers model (T5, BERT-like, Llama-like). After the call only the
+    injected ops (or, for ``full_finetune``, the whole model) require gradients; a task head, if
+    any, is left to the caller. Returns ``model``.
+    """
+    inject_fixed(model, arch)
+    return model
+
+
+def trainable_parameters(model: nn.Module) -> int:
+    """The number of parameters that require gradients (tied weights counted once)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -14,11 +14,10 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 
+from spaces import DEFAULT_SIZES
 from spaces.architecture import Architecture, Placement, Site
 from spaces.ops import OPS
 from spaces.sites import BackboneSites, SiteSpec
-
-DEFAULT_SIZES = (1, 4, 8)
 
 
 @dataclass(frozen=True)
@@ -172,6 +171,10 @@ class SearchSpace(ABC):
         from ray import tune
 
         return {d.key: tune.choice(list(d.choices)) for d in self._dims}
+
+    def to_tune_config(self, arch: Architecture) -> dict[str, int]:
+        """The Ray Tune config of ``arch`` (``{Dim.key: choice}``): the inverse of :meth:`from_tune`."""
+        return {d.key: c for d, c in zip(self._dims, self.to_choices(arch))}
 
     def from_tune(self, config: dict[str, Any]) -> Architecture:
         """The architecture of a Ray Tune config produced from :meth:`to_tune`."""

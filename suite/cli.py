@@ -9,32 +9,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from suite.registry import UnknownName
-
-
-class UsageError(ValueError):
-    """Bad command-line input; printed as one line."""
+from core.registry import UnknownName
+from suite.plan import PLAN_ARGS, UsageError, budget_params, make_plan
 
 
 def _ratio(params: int, total: int) -> str:
     return f"{params / total * 1e4:.2f}‱ = {params / total * 100:.4f}%"
-
-
-def budget_params(fraction: float | None, absolute: int | None, total: int) -> int | None:
-    """The absolute budget from a fraction of the backbone or an absolute count."""
-    if fraction is not None and absolute is not None:
-        raise UsageError("give either --budget (a fraction) or --budget-params (a count), not both")
-    if absolute is not None:
-        if absolute <= 0:
-            raise UsageError(f"--budget-params must be > 0, got {absolute}")
-        return absolute
-    if fraction is not None:
-        if not fraction > 0:
-            raise UsageError(f"--budget must be a fraction > 0 of the backbone, got {fraction}")
-        if fraction > 1:
-            raise UsageError(f"--budget is a fraction of the backbone (1.39e-4 is 1.39‱), got {fraction} > 1")
-        return round(fraction * total)
-    return None
 
 
 def cmd_count(args: argparse.Namespace) -> int:
@@ -76,129 +56,14 @@ def cmd_count(args: argparse.Namespace) -> int:
     return 0
 
 
-def _split(text: str) -> list[str]:
-    return [t.strip() for t in text.split(",") if t.strip()]
-
-
-def parse_seeds(text: str) -> tuple[int, ...]:
-    seeds = []
-    for item in _split(text):
-        try:
-            seeds.append(int(item))
-        except ValueError:
-            raise UsageError(f"--seeds takes comma-separated integers (e.g. 0,1,2), got {item!r}") from None
-    if not seeds:
-        raise UsageError("--seeds is empty")
-    return tuple(seeds)
-
-
-def parse_budgets(text: str) -> tuple[float, ...]:
-    out = []
-    for item in _split(text):
-        try:
-            value = float(item)
-        except ValueError:
-            raise UsageError(f"--budget takes comma-separated fractions (e.g. 1.39e-4), got {item!r}") from None
-        budget_params(value, None, 1)
-        out.append(value)
-    return tuple(out)
-
-
-def parse_method_options(items: list[str] | None) -> dict[str, dict]:
-    """``--method-option bipeft.code_compat=true`` -> ``{"bipeft": {"code_compat": True}}``."""
-    import json
-
-    options: dict[str, dict] = {}
-    for item in items or []:
-        key, sep, raw = item.partition("=")
-        method, dot, field = key.partition(".")
-        if not sep or not dot or not field:
-            raise UsageError(f"--method-option takes METHOD.KEY=VALUE, got {item!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        options.setdefault(method, {})[field] = value
-    return options
-
-
-PLAN_ARGS = ("methods", "space", "tasks", "backbone", "budget", "budget_params", "seeds", "data_dir", "epochs",
-             "max_steps", "max_train_samples", "max_eval_samples", "scoring", "method_option")
-
-
-def make_plan(args: argparse.Namespace):
-    """Validate every input and build the run plan; nothing is written before this succeeds."""
-    from pathlib import Path
-
-    from methods import METHODS
-    from spaces import SPACES, build_space
-    from suite.backbones import backbone_sites
-    from suite.plan import OFFLINE_BACKBONE, OFFLINE_HARNESS, OFFLINE_TASK, PAPER_BUDGET, RunPlan
-    from suite.tasks import expand_tasks
-
-    if not args.methods:
-        raise UsageError("run needs --methods, e.g. --methods lora,bitfit (see `python -m suite ls methods`)")
-    methods = _split(args.methods)
-    for m in methods:
-        METHODS.check(m)
-    space = args.space or "s2"
-    SPACES.check(space)
-    tasks = expand_tasks(args.tasks or OFFLINE_TASK)
-    backbone = args.backbone or OFFLINE_BACKBONE
-    seeds = parse_seeds(args.seeds or "0")
-    if args.data_dir and not Path(args.data_dir).is_dir():
-        raise UsageError(f"--data-dir {args.data_dir} is not a directory")
-    if args.epochs is not None and args.max_steps is not None:
-        raise UsageError("give either --epochs or --max-steps, not both")
-    for name in ("epochs", "max_steps", "max_train_samples", "max_eval_samples"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-    options = parse_method_options(args.method_option)
-    for name, opts in options.items():
-        if name not in methods:
-            raise UsageError(f"--method-option names {name!r}, which is not among --methods {','.join(methods)}")
-        METHODS.get(name)(opts)  # strict config: unknown keys and bad values fail here
-    sites = backbone_sites(backbone)
-    total = sites.backbone_params
-    budgets = parse_budgets(args.budget) if args.budget else ()
-    if args.budget_params is not None:
-        budget_params(None, args.budget_params, total)
-        if budgets:
-            raise UsageError("give either --budget (fractions) or --budget-params (a count), not both")
-    elif not budgets:
-        budgets = (PAPER_BUDGET,)
-    searched = [m for m in methods if METHODS.get(m).kind != "manual"]
-    if searched:
-        space_obj = build_space(space, sites)
-        wanted = [args.budget_params] if args.budget_params is not None else [budget_params(b, None, total) for b in budgets]
-        for m in searched:
-            method = METHODS.get(m)(options.get(m))
-            capacity = method.capacity(space_obj) if hasattr(method, "capacity") else space_obj.full_size()
-            for b in wanted:
-                if b < 1:
-                    raise UsageError(f"budget {b} rounds to zero parameters on this backbone")
-                if b > capacity:
-                    whole = "the whole" if capacity == space_obj.full_size() else f"what {m} can hold in the"
-                    raise UsageError(f"budget {b:,} parameters is larger than {whole} {space} space "
-                                     f"({capacity:,} = {capacity / total:.3g} of the backbone); choose a smaller one")
-    harness = {k: getattr(args, k) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples", "scoring")
-               if getattr(args, k) is not None}
-    if args.tasks is None and args.backbone is None:  # the offline default: sized for a CPU (see plan.py)
-        harness = {**{k: v for k, v in OFFLINE_HARNESS.items()
-                      if not (k == "epochs" and "max_steps" in harness)}, **harness}
-    return RunPlan(methods=tuple(methods), space=space, tasks=tuple(tasks), backbone=backbone, seeds=seeds,
-                   budgets=budgets, budget_params=args.budget_params, data_dir=args.data_dir, harness=harness,
-                   method_options=options, backbone_params=total)
-
-
 def cmd_run(args: argparse.Namespace) -> int:
     import datetime
     import os
     from pathlib import Path
 
-    from suite.plan import PLAN_FILE, RunPlan
-    from suite.stages import Cluster, Interrupted, Runner
+    from core.registry import import_plugins
+    from suite.driver import Cluster, Interrupted, Runner
+    from suite.plan import PLAN_FILE, Plan
 
     if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise UsageError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
@@ -210,8 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         given = [f"--{a.replace('_', '-')}" for a in PLAN_ARGS if getattr(args, a) not in (None, [])]
         if given:
             raise UsageError(f"--resume continues the saved run in {args.out}; drop {', '.join(given)}")
-        plan = RunPlan.load(Path(args.out))
+        plan = Plan.load(Path(args.out))
         out = Path(args.out)
+        import_plugins(plan.plugins)
     else:
         plan = make_plan(args)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -349,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--scoring", help="T5 scoring: generate (the paper) or label_tokens")
     run.add_argument("--method-option", action="append", metavar="METHOD.KEY=VALUE",
                      help="a method config option (repeatable), e.g. bipeft.code_compat=true")
+    run.add_argument("--plugin", help="comma-separated modules to import in the driver and in every trial "
+                                      "(they register out-of-tree methods); importable on every node")
     run.add_argument("--address", help="a running Ray cluster (default: local Ray)")
     run.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
     run.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")

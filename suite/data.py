@@ -57,7 +57,3 @@ def make_loader(examples: list[Example], collator, batch_size: int, shuffle: boo
     generator = torch.Generator().manual_seed(seed) if shuffle else None
     return DataLoader(_Indexed(examples), batch_size=batch_size, shuffle=shuffle, collate_fn=collator,
                       generator=generator)
-
-
-def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
-    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}

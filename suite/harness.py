@@ -25,12 +25,14 @@ from typing import Any
 
 import torch
 
+from core.batches import to_device
+from core.configs import check, check_positive_ints, option
+from core.schedules import linear_decay
 from methods.base import SearchContext
 from spaces.architecture import Architecture
 from spaces.inject import inject_fixed, peft_parameters
 from spaces.sites import describe
-from suite.configs import check, option
-from suite.data import Splits, make_loader, search_halves, subsample, to_device
+from suite.data import Splits, make_loader, search_halves, subsample
 from suite.modeling import SCORINGS, Collator, make_task_model
 from suite.tasks.base import Task
 
@@ -59,9 +61,8 @@ class HarnessConfig:
 
     def __post_init__(self) -> None:
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
-        for name in ("batch_size", "epochs", "max_steps", "eval_every", "max_train_samples", "max_eval_samples"):
-            value = getattr(self, name)
-            check(value is None or (isinstance(value, int) and value > 0), f"{name} must be a positive int or None, got {value!r}")
+        check_positive_ints(self, "batch_size", "epochs", "max_steps", "eval_every", "max_train_samples",
+                            "max_eval_samples", allow_none=True)
         check(self.train_fraction is None or 0 < self.train_fraction <= 1,
               f"train_fraction must be in (0, 1] or None, got {self.train_fraction!r}")
         check(self.scoring in SCORINGS, f"unknown scoring {self.scoring!r}; valid: {', '.join(SCORINGS)}")
@@ -104,11 +105,6 @@ def peak_memory_mb(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2**20
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss / 2**20 if sys.platform == "darwin" else rss / 2**10
-
-
-def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Linear decay to 0 over ``total_steps``, no warm-up (as BIPEFT and S3Delta)."""
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: max(0.0, 1.0 - step / max(1, total_steps)))
 
 
 class Experiment:
@@ -194,20 +190,25 @@ class Experiment:
         return self.task.score(predictions, examples)
 
     # ---- one-shot search ---------------------------------------------------------------------------
+    def planned_steps(self, steps_per_epoch: int, epochs: int) -> int:
+        """``epochs`` passes of ``steps_per_epoch``, capped by ``max_steps`` (the one owner of both)."""
+        steps = epochs * steps_per_epoch
+        return min(steps, self.config.max_steps) if self.config.max_steps else steps
+
     def search_context(self, space, budget: int, report: Callable[[dict], None] | None = None,
-                       out_dir: Path | None = None, epochs: int | None = None,
-                       max_steps: int | None = None) -> SearchContext:
+                       out_dir: Path | None = None) -> SearchContext:
         """The context of a one-shot search: train halves and validation, never the test split."""
         weight_half, arch_half = search_halves(self.splits.train, self.seed)
+        weight_train = self.loader(weight_half, train=True)
         return SearchContext(
             space=space, budget=budget, seed=self.seed, make_model=self.new_model,
-            weight_train=self.loader(weight_half, train=True),
+            weight_train=weight_train,
             arch_train=self.loader(arch_half, train=True, seed_offset=1),
+            train=self.loader(self.splits.train, train=True),
             validation=self.loader(self.splits.validation, train=False),
             evaluate=lambda tm: self.evaluate(tm, self.splits.validation),
-            device=self.device, epochs=epochs or self.epochs,
-            max_steps=max_steps if max_steps is not None else self.config.max_steps,
-            lr=self.config.lr, report=report or (lambda m: None), out_dir=out_dir,
+            total_steps=self.planned_steps(len(weight_train), self.epochs),
+            device=self.device, lr=self.config.lr, report=report or (lambda m: None), out_dir=out_dir,
             autocast=self.autocast, selection_metric=self.task.selection_metric,
         )
 
@@ -230,11 +231,10 @@ class Experiment:
 
         train_loader = self.loader(self.splits.train, train=True)
         per_epoch = len(train_loader)
-        total = self.retrain_epochs * per_epoch
-        total = min(total, cfg.max_steps) if cfg.max_steps else total
+        total = self.planned_steps(per_epoch, self.retrain_epochs)
         eval_every = min(cfg.eval_every or self.task.eval_every or per_epoch, total)
         optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        schedule = linear_schedule(optimizer, total)
+        schedule = linear_decay(optimizer, total)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 

@@ -1,8 +1,12 @@
 """A run's plan: what ``python -m suite run`` will do, saved as ``<out>/run.json`` for ``--resume``.
 
-A :class:`RunPlan` is the product methods × tasks × seeds × budgets on one backbone and space; each
-cell is a :class:`Job` with a file-safe ``run_id`` (the record's name). Manual baselines ignore the
-budget: they get one job per task and seed.
+* :func:`make_plan` checks every input of a run (names, numbers, budgets, method options) and
+  builds the :class:`Plan`; nothing is written before it succeeds.
+* A :class:`Plan` is the product methods × tasks × seeds × budgets on one backbone and space; each
+  cell is a :class:`Job` with a file-safe ``run_id`` (the record's name). Manual baselines ignore
+  the budget: they get one job per task and seed.
+* :meth:`Plan.trial_spec` is what one Ray trial receives: its own job and the plan's settings it
+  needs (and, for a retrain, its architecture), never the whole plan or the other jobs.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spaces import DEFAULT_SIZES
 from suite.records import run_id, write_json_atomic
 
 PLAN_FILE = "run.json"
@@ -21,6 +26,13 @@ PAPER_BUDGET = 1.39e-4  # 1.39‱ of the backbone (BIPEFT Table 1)
 # The offline default is sized to finish `run --methods lora,bitfit` (or bipeft,s3delta) within 10
 # minutes on 2 CPU cores: a subsample of the demo task's train split, 2 epochs, 500 eval examples.
 OFFLINE_HARNESS = {"max_train_samples": 3000, "max_eval_samples": 500, "epochs": 2}
+# The command-line options that define a plan (a resumed run takes none of them).
+PLAN_ARGS = ("methods", "space", "tasks", "backbone", "budget", "budget_params", "seeds", "data_dir", "epochs",
+             "max_steps", "max_train_samples", "max_eval_samples", "scoring", "method_option", "plugin")
+
+
+class UsageError(ValueError):
+    """Bad command-line input; printed as one line."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +53,7 @@ class Job:
 
 
 @dataclass(frozen=True)
-class RunPlan:
+class Plan:
     """Everything that defines a run (and nothing about where or how fast it runs)."""
 
     methods: tuple[str, ...]
@@ -51,11 +63,12 @@ class RunPlan:
     seeds: tuple[int, ...]
     budgets: tuple[float, ...] = ()          # fractions of the backbone
     budget_params: int | None = None         # or one absolute budget
-    sizes: tuple[int, ...] = (1, 4, 8)
+    sizes: tuple[int, ...] = DEFAULT_SIZES
     data_dir: str | None = None
     harness: dict[str, Any] = field(default_factory=dict)  # HarnessConfig overrides
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     backbone_params: int = 0
+    plugins: tuple[str, ...] = ()            # modules imported in every trial (out-of-tree methods)
 
     def jobs(self) -> list[Job]:
         """The plan's jobs, in a stable order."""
@@ -78,20 +91,160 @@ class RunPlan:
                         out.append(Job(method, kind, task, seed, fraction, params, space))
         return out
 
+    def trial_spec(self, job: Job, architecture: dict | None = None) -> dict[str, Any]:
+        """What one trial needs, as a JSON-able dict (a Ray Tune config value)."""
+        return {"run_id": job.run_id, "job": asdict(job), "backbone": self.backbone, "space": self.space,
+                "sizes": list(self.sizes), "data_dir": self.data_dir, "harness": dict(self.harness),
+                "method_options": dict(self.method_options.get(job.method, {})), "plugins": list(self.plugins),
+                "architecture": architecture}
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunPlan:
-        tuples = ("methods", "tasks", "seeds", "budgets", "sizes")
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        tuples = ("methods", "tasks", "seeds", "budgets", "sizes", "plugins")
         return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
 
     def save(self, out: Path) -> None:
         write_json_atomic(Path(out) / PLAN_FILE, self.to_dict())
 
     @classmethod
-    def load(cls, out: Path) -> RunPlan:
+    def load(cls, out: Path) -> Plan:
         path = Path(out) / PLAN_FILE
         if not path.is_file():
             raise FileNotFoundError(f"--resume: {out} holds no run (no {PLAN_FILE}); start one without --resume")
         return cls.from_dict(json.loads(path.read_text()))
+
+
+# ---- reading the command line -------------------------------------------------------------------
+def budget_params(fraction: float | None, absolute: int | None, total: int) -> int | None:
+    """The absolute budget from a fraction of the backbone or an absolute count."""
+    if fraction is not None and absolute is not None:
+        raise UsageError("give either --budget (a fraction) or --budget-params (a count), not both")
+    if absolute is not None:
+        if absolute <= 0:
+            raise UsageError(f"--budget-params must be > 0, got {absolute}")
+        return absolute
+    if fraction is not None:
+        if not fraction > 0:
+            raise UsageError(f"--budget must be a fraction > 0 of the backbone, got {fraction}")
+        if fraction > 1:
+            raise UsageError(f"--budget is a fraction of the backbone (1.39e-4 is 1.39‱), got {fraction} > 1")
+        return round(fraction * total)
+    return None
+
+
+def split_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    seeds = []
+    for item in split_list(text):
+        try:
+            seeds.append(int(item))
+        except ValueError:
+            raise UsageError(f"--seeds takes comma-separated integers (e.g. 0,1,2), got {item!r}") from None
+    if not seeds:
+        raise UsageError("--seeds is empty")
+    return tuple(seeds)
+
+
+def parse_budgets(text: str) -> tuple[float, ...]:
+    out = []
+    for item in split_list(text):
+        try:
+            value = float(item)
+        except ValueError:
+            raise UsageError(f"--budget takes comma-separated fractions (e.g. 1.39e-4), got {item!r}") from None
+        budget_params(value, None, 1)
+        out.append(value)
+    return tuple(out)
+
+
+def parse_method_options(items: list[str] | None) -> dict[str, dict]:
+    """``--method-option bipeft.code_compat=true`` -> ``{"bipeft": {"code_compat": True}}``, each value
+    read by its config field's type (:func:`core.configs.parse_value`)."""
+    from core.configs import parse_value
+    from methods import METHODS
+
+    options: dict[str, dict] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not sep or not dot or not name:
+            raise UsageError(f"--method-option takes METHOD.KEY=VALUE, got {item!r}")
+        config = METHODS.get(method).Config
+        if config is None:
+            raise UsageError(f"method {method!r} takes no options (--method-option {item})")
+        options.setdefault(method, {})[name] = parse_value(config, name, raw)
+    return options
+
+
+def make_plan(args: Any) -> Plan:
+    """Validate every input and build the run plan; nothing is written before this succeeds.
+
+    ``args`` holds the ``run`` options as attributes (an ``argparse.Namespace``; None for unset).
+    """
+    from core.registry import import_plugins
+    from methods import METHODS
+    from spaces import SPACES, build_space
+    from suite.backbones import backbone_sites
+    from suite.tasks import expand_tasks
+
+    plugins = tuple(split_list(args.plugin or "")) if getattr(args, "plugin", None) else ()
+    import_plugins(plugins)
+    if not args.methods:
+        raise UsageError("run needs --methods, e.g. --methods lora,bitfit (see `python -m suite ls methods`)")
+    methods = split_list(args.methods)
+    for m in methods:
+        METHODS.check(m)
+    space = args.space or "s2"
+    SPACES.check(space)
+    tasks = expand_tasks(args.tasks or OFFLINE_TASK)
+    backbone = args.backbone or OFFLINE_BACKBONE
+    seeds = parse_seeds(args.seeds or "0")
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is not a directory")
+    if args.epochs is not None and args.max_steps is not None:
+        raise UsageError("give either --epochs or --max-steps, not both")
+    for name in ("epochs", "max_steps", "max_train_samples", "max_eval_samples"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+    options = parse_method_options(args.method_option)
+    for name, opts in options.items():
+        if name not in methods:
+            raise UsageError(f"--method-option names {name!r}, which is not among --methods {','.join(methods)}")
+        METHODS.get(name)(opts)  # strict config: unknown keys and bad values fail here
+    sites = backbone_sites(backbone)
+    total = sites.backbone_params
+    budgets = parse_budgets(args.budget) if args.budget else ()
+    if args.budget_params is not None:
+        budget_params(None, args.budget_params, total)
+        if budgets:
+            raise UsageError("give either --budget (fractions) or --budget-params (a count), not both")
+    elif not budgets:
+        budgets = (PAPER_BUDGET,)
+    searched = [m for m in methods if METHODS.get(m).kind != "manual"]
+    if searched:
+        space_obj = build_space(space, sites)
+        wanted = [args.budget_params] if args.budget_params is not None else [budget_params(b, None, total) for b in budgets]
+        for m in searched:
+            capacity = METHODS.get(m)(options.get(m)).capacity(space_obj)
+            for b in wanted:
+                if b < 1:
+                    raise UsageError(f"budget {b} rounds to zero parameters on this backbone")
+                if b > capacity:
+                    whole = "the whole" if capacity == space_obj.full_size() else f"what {m} can hold in the"
+                    raise UsageError(f"budget {b:,} parameters is larger than {whole} {space} space "
+                                     f"({capacity:,} = {capacity / total:.3g} of the backbone); choose a smaller one")
+    harness = {k: getattr(args, k) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples", "scoring")
+               if getattr(args, k) is not None}
+    if args.tasks is None and args.backbone is None:  # the offline default: sized for a CPU (see above)
+        harness = {**{k: v for k, v in OFFLINE_HARNESS.items()
+                      if not (k == "epochs" and "max_steps" in harness)}, **harness}
+    return Plan(methods=tuple(methods), space=space, tasks=tuple(tasks), backbone=backbone, seeds=seeds,
+                budgets=budgets, budget_params=args.budget_params, data_dir=args.data_dir, harness=harness,
+                method_options=options, backbone_params=total, plugins=plugins)

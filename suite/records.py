@@ -102,7 +102,7 @@ def run_id(method: str, space: str, task: str, seed: int, budget_params: int | N
     return f"{method}--{space}--{task.replace('/', '_')}--seed{seed}--b{budget}"
 
 
-def environment(device: str | None = None) -> dict[str, Any]:
+def environment() -> dict[str, Any]:
     """Package versions, Python, platform, hardware and the git commit of the suite."""
     packages = {}
     for name in PACKAGES:
@@ -110,8 +110,7 @@ def environment(device: str | None = None) -> dict[str, Any]:
             packages[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             packages[name] = None
-    hardware: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
-                                "device": device}
+    hardware: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()}
     try:
         import torch
 
@@ -127,6 +126,47 @@ def environment(device: str | None = None) -> dict[str, Any]:
         commit = None
     return {"packages": packages, "python": platform.python_version(), "platform": platform.platform(),
             "hardware": hardware, "git_commit": commit}
+
+
+def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, harness: dict[str, Any],
+                 method_config: dict[str, Any], environment: dict[str, Any], architecture: dict | None = None,
+                 search_s: float | None = None, search: dict | None = None, retrain: dict | None = None,
+                 error: str | None = None) -> dict[str, Any]:
+    """A record (see :data:`SCHEMA`) from the values a run holds in memory.
+
+    Args:
+        job: the plan's job (``run_id``, ``method``, ``kind``, ``space``, ``task``, ``seed``,
+            ``budget_fraction``, ``budget_params``).
+        status: ``ok`` or ``failed`` (then ``error`` says why).
+        architecture: the architecture as a dict (``Architecture.to_dict``), None if the search failed.
+        search_s, search: the search's seconds and what it reported.
+        retrain: ``RetrainResult.to_dict()`` of an ok retrain.
+    """
+    from spaces.architecture import Architecture
+    from suite.tasks import get_task
+
+    params: dict[str, Any] = {"peft": None, "head": None, "ratio": None, "permyriad": None}
+    metrics = {"selection": get_task(job.task).selection_metric, "validation": {}, "test": {}}
+    times = {"search_s": search_s, "retrain_s": None, "eval_s": None}
+    retrain_info: dict[str, Any] = {}
+    if retrain:
+        params = {"peft": retrain["peft_params"], "head": retrain["head_params"], "ratio": retrain["ratio"],
+                  "permyriad": retrain["ratio"] * 1e4}
+        metrics.update(validation=retrain["validation"], test=retrain["test"])
+        times.update(retrain_s=retrain["train_time_s"], eval_s=retrain["eval_time_s"])
+        retrain_info = {k: retrain[k] for k in ("steps", "best_step", "peak_memory_mb", "history")}
+    return {
+        "schema": SCHEMA_VERSION, "run_id": job.run_id, "status": status, "error": error,
+        "method": job.method, "method_kind": job.kind, "method_config": method_config,
+        "space": job.space, "task": job.task, "seed": job.seed,
+        "backbone": backbone, "backbone_params": backbone_params,
+        "budget": {"fraction": job.budget_fraction, "params": job.budget_params},
+        "architecture": architecture,
+        "architecture_digest": Architecture.from_dict(architecture).digest() if architecture else None,
+        "params": params, "metrics": metrics, "time": times,
+        "search": search or {}, "retrain": retrain_info, "harness": harness,
+        "environment": environment, "created_at": now(),
+    }
 
 
 def now() -> str:

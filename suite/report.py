@@ -30,17 +30,8 @@ from typing import Any
 import pandas as pd
 
 from suite.records import record_files, validate_dir
+from suite.tasks import BENCHMARK_TITLES, GROUPS, TASKS
 
-BENCHMARKS = {
-    "glue": ("GLUE", ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli")),
-    "superglue": ("SuperGLUE", ("boolq", "cb", "multirc", "record", "rte", "wic")),
-}
-TASK_LABELS = {"cola": "CoLA", "sst2": "SST2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STSB", "mnli": "MNLI",
-               "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI", "boolq": "BoolQ", "cb": "CB", "multirc": "MultiRC",
-               "record": "ReCoRD", "wic": "WiC", "copa": "COPA", "wsc": "WSC"}
-METHOD_LABELS = {"full": "Fine-tune", "lora": "LoRA(r=8)", "adapter": "Adapter", "bitfit": "BitFit",
-                 "lnfit": "LNFit", "bipeft": "BIPEFT", "s3delta": "S3Delta", "prunepeft": "PrunePEFT",
-                 "autopeft": "AutoPEFT", "apet": "APET"}
 KIND_ORDER = {"manual": 0, "one-shot": 1, "black-box": 1}
 KEY = ["backbone", "method", "method_kind", "space", "budget_fraction", "budget_params"]  # one table row
 AVG = "AVG"
@@ -109,6 +100,18 @@ def row_keys(lb: pd.DataFrame) -> pd.Series:
     return pd.Series([row_key(r) for r in lb.to_dict("records")], index=lb.index, dtype=object)
 
 
+def task_label(task: str) -> str:
+    """How the tables print a task (its ``Task.label``; the short name of an unknown task)."""
+    return TASKS.get(task).display_name if task in TASKS else task.split("/")[1]
+
+
+def method_name_label(method: str) -> str:
+    """How the tables print a method (its ``Method.label``; the name of a method not registered here)."""
+    from methods import METHODS
+
+    return METHODS.get(method).display_name() if method in METHODS else method
+
+
 def task_blocks(tasks: Iterable[str]) -> list[tuple[str, list[str]]]:
     """Tasks grouped by benchmark: GLUE, then SuperGLUE (the paper's column order, others after
     it alphabetically), then every other benchmark alphabetically (e.g. ``demo``)."""
@@ -116,10 +119,10 @@ def task_blocks(tasks: Iterable[str]) -> list[tuple[str, list[str]]]:
     for task in sorted(set(tasks)):
         by_benchmark.setdefault(task.split("/")[0], []).append(task)
     blocks = []
-    for bench in sorted(by_benchmark, key=lambda b: (list(BENCHMARKS).index(b) if b in BENCHMARKS else len(BENCHMARKS), b)):
-        title, order = BENCHMARKS.get(bench, (bench, ()))
+    for bench in sorted(by_benchmark, key=lambda b: (list(GROUPS).index(b) if b in GROUPS else len(GROUPS), b)):
+        title, order = BENCHMARK_TITLES.get(bench, bench), GROUPS.get(bench, ())
         names = by_benchmark[bench]
-        rank = {f"{bench}/{t}": i for i, t in enumerate(order)}
+        rank = {t: i for i, t in enumerate(order)}
         blocks.append((title, sorted(names, key=lambda t: (rank.get(t, len(rank)), t))))
     return blocks
 
@@ -148,7 +151,7 @@ def method_label(key: tuple, several_backbones: bool = False, budget: bool = Tru
     """``LoRA(r=8)`` for a manual baseline; ``BIPEFT (S2, ≤1.39‱)`` for a searched method (its
     space and budget, each optional)."""
     backbone, method, kind, space_name, fraction, params = key
-    label = METHOD_LABELS.get(method, method)
+    label = method_name_label(method)
     if kind != "manual":
         parts = [space_name.upper()] if space else []
         if budget and (fraction is not None or params is not None):
@@ -218,10 +221,11 @@ def _average_row(key: tuple, per_task: list[dict[str, Any]], run_tasks: list[str
 
 # ---- Markdown ---------------------------------------------------------------------------------------
 def markdown_table(header: list[str], rows: list[list[str]], align: str) -> str:
-    """A pipe table; ``align`` has one ``l`` or ``r`` per column."""
-    rule = ["---:" if a == "r" else ":---" for a in align]
-    lines = [header, rule, *rows]
-    return "\n".join("| " + " | ".join(cells) + " |" for cells in lines) + "\n"
+    """A pipe table (pandas' ``to_markdown``, i.e. tabulate); ``align`` has one ``l`` or ``r`` per column.
+    Cells are text already, so tabulate's number parsing is off."""
+    table = pd.DataFrame(rows, columns=header)
+    colalign = ["right" if a == "r" else "left" for a in align]
+    return table.to_markdown(index=False, tablefmt="pipe", colalign=colalign, disable_numparse=True) + "\n"
 
 
 def _cell(row: dict[str, Any] | None, n_run_seeds: int) -> str:
@@ -253,7 +257,7 @@ def accuracy_markdown(lb: pd.DataFrame, sm: pd.DataFrame) -> str:
     seeds = sorted(lb.seed.unique())
     out = ["# Accuracy (test split)", ""]
     for title, tasks in task_blocks(lb.task):
-        header = ["Ratio", "Method", *[TASK_LABELS.get(t.split("/")[1], t.split("/")[1]) for t in tasks], "AVG"]
+        header = ["Ratio", "Method", *[task_label(t) for t in tasks], "AVG"]
         rows, section = [], None
         for key in keys:
             task_rows = [cells.get((key, t)) for t in tasks]
@@ -270,7 +274,7 @@ def accuracy_markdown(lb: pd.DataFrame, sm: pd.DataFrame) -> str:
             avg = f"{statistics.fmean(r['test_score_mean'] for r in scored):.2f}" if complete else "–"
             rows.append([ratio_text, method_label(key, several), *[_cell(r, len(seeds)) for r in task_rows], avg])
         out += [f"## {title}", "", markdown_table(header, rows, "rl" + "r" * (len(tasks) + 1))]
-    metric_text = ", ".join(f"{TASK_LABELS.get(t.split('/')[1], t)} {m}" for t, m in
+    metric_text = ", ".join(f"{task_label(t) if t.split('/')[0] in GROUPS else t} {m}" for t, m in
                             lb.groupby("task").selection_metric.first().reindex(ordered_tasks(lb.task)).items())
     backbones = ", ".join(f"{b} ({int(n):,} parameters)" for b, n in
                           lb.groupby("backbone").backbone_params.max().dropna().items())
@@ -376,7 +380,7 @@ def budget_plot(lb: pd.DataFrame, sm: pd.DataFrame, path: Path) -> None:
                         linestyle="none" if line_key[2] == "manual" else "-")
         metric = rows[0]["selection_metric"] if rows else ""
         ax.set(xscale="log", xlabel="trainable PEFT / backbone parameters (×1e4)", ylabel=f"test {metric} (×100)",
-               title=TASK_LABELS.get(task.split("/")[1], task))
+               title=task_label(task) if task.split("/")[0] in GROUPS else task)
         ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
         ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
         ax.xaxis.set_minor_formatter(ticker.NullFormatter())

@@ -11,6 +11,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import sys  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -22,6 +24,14 @@ SHARED = ROOT.parent / "shared"
 SHARED_DATA = SHARED / "data"
 SHARED_BACKBONES = SHARED / "backbones"
 TINY_BACKBONES = ("tiny-t5", "tiny-t5-gated", "tiny-bert", "tiny-llama")
+
+# The throw-away methods of tests/plugins (made by following the README's "Add a method"): importable
+# here and, through PYTHONPATH, in Ray workers and `python -m suite` subprocesses; imported now so
+# that the one-shot and black-box catalogues run over them too.
+PLUGINS = ROOT / "tests" / "plugins"
+sys.path.insert(0, str(PLUGINS))
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PLUGINS), os.environ.get("PYTHONPATH")]))
+import throwaway_methods  # noqa: E402, F401
 
 
 def pytest_collection_modifyitems(config, items):
@@ -54,6 +64,6 @@ def ray_session():
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False,
+        ray.init(num_cpus=2, num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=False,
                  configure_logging=False)
     yield ray

@@ -70,3 +70,12 @@ def toy_experiment(backbone: str = "tiny-bert", seed: int = 0, kind: str = "clas
     from suite.harness import Experiment, HarnessConfig
 
     return Experiment(toy_task(kind), toy_splits(kind=kind), backbone, seed, HarnessConfig(**config))
+
+
+def capped_context(exp, space, budget: int, max_steps: int | None = None, **kwargs):
+    """``exp.search_context`` with the planned steps capped at ``max_steps`` (the harness owns the
+    cap in a run; tests share one experiment per backbone, so they cap the context instead)."""
+    import dataclasses
+
+    ctx = exp.search_context(space, budget, **kwargs)
+    return ctx if max_steps is None else dataclasses.replace(ctx, total_steps=min(ctx.total_steps, max_steps))

@@ -9,7 +9,8 @@ import torch
 from helpers import output_tensor, tiny_inputs, tiny_model
 
 from methods import get_method
-from spaces.architecture import Architecture, Placement, Site, apply_architecture, trainable_parameters
+from spaces.architecture import Architecture, Placement, Site
+from spaces.inject import apply_architecture, trainable_parameters
 from spaces.sites import describe
 from spaces.space import count_params
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import math
 
-import cloudpickle
 import numpy as np
 import pytest
 
 from methods import get_method
 from methods.autopeft import bo
-from methods.autopeft.space import PerLayerEncoding, SharedSizeEncoding
-from methods.base import PARAMS, RATIO, SCORE
+from methods.autopeft.encoding import PerLayerEncoding, SharedSizeEncoding
+from methods.base import PARAMS, RATIO, SCORE, SearchProblem
 from spaces import build_space
 from suite.backbones import backbone_sites
 
@@ -44,7 +43,7 @@ def result(space, config, score=None):
 
 def searcher_for(space, budget, seed=0, **options):
     return get_method("autopeft", {"n_init": 4, "candidates": 12, "q": 2, **FAST, **options}).make_searcher(
-        space, budget, seed)
+        SearchProblem(space, budget, seed))
 
 
 def run(searcher, space, n, start=0):
@@ -210,14 +209,6 @@ def test_save_restore_resumes_without_losing_observations(space, budget, tmp_pat
     assert c.observations == a.observations and c.pending == a.pending
 
 
-def test_searcher_pickles_with_cloudpickle(space, budget):
-    a = searcher_for(space, budget, seed=1)
-    run(a, space, 5)  # one BO step: a fitted model is cached
-    b = cloudpickle.loads(cloudpickle.dumps(a))
-    assert b.observations == a.observations
-    assert b.suggest("x") == a.suggest("x")  # the refitted model proposes the same candidate
-
-
 def test_get_state_round_trip_through_the_concurrency_limiter(space, budget):
     from ray.tune.search import ConcurrencyLimiter
 
@@ -293,13 +284,14 @@ def test_select_returns_the_best_within_the_budget_and_the_pareto_set(space, bud
         {"config": inside[1], **result(space, inside[1], score=math.nan)},
         {"config": inside[2], SCORE: None, RATIO: None, PARAMS: None},
     ]
-    arch, info = method.select(space, budget, results)
+    selected = method.select(SearchProblem(space, budget, 0), results)
+    arch, info = selected.architecture, selected.info
     assert arch == space.from_tune(inside[0])
     assert (info["candidates"], info["finished"], info["within_budget"]) == (4, 2, 1)
     fits = {p["within_budget"] for p in info["pareto"]}
     assert fits == {True, False}  # the over-budget candidate is Pareto-optimal but not selected
     with pytest.raises(RuntimeError, match="within the budget"):
-        method.select(space, budget, results[:1])
+        method.select(SearchProblem(space, budget, 0), results[:1])
 
 
 def test_method_contract_and_config_errors():

@@ -12,15 +12,13 @@ import math
 
 import pytest
 import torch
-from helpers import tiny_inputs, tiny_model, toy_experiment
+from helpers import capped_context, tiny_inputs, tiny_model, toy_experiment
 
 from methods import get_method
 from methods.bipeft.budget import fit_budget
 from methods.bipeft.config import BIPEFTConfig
-from methods.bipeft.gates import ArchSnapshot
-from methods.bipeft.gumbel import gumbel_argmax, gumbel_softmax_st, temperature
-from methods.bipeft.method import BIPEFT
-from methods.bipeft.selection import (
+from methods.bipeft.early_selection import EarlySelector, Selection
+from methods.bipeft.equations import (
     LogitWindow,
     ModuleTable,
     SelectionState,
@@ -32,7 +30,9 @@ from methods.bipeft.selection import (
     reduction,
     select_removals,
 )
-from methods.bipeft.selector import EarlySelector, Selection
+from methods.bipeft.gates import ArchSnapshot
+from methods.bipeft.gumbel import gumbel_argmax, gumbel_softmax_st, temperature
+from methods.bipeft.method import BIPEFT
 from methods.bipeft.sensitivity import (
     GradientTape,
     ema,
@@ -357,30 +357,29 @@ def experiment(backbone: str, epochs: int = 3):
     return toy_experiment(backbone, epochs=epochs)
 
 
-def run_search(backbone: str, space_name: str, budget: int, out_dir=None, **config):
+def run_search(backbone: str, space_name: str, budget: int, out_dir=None, max_steps=None, **config):
+    """The architecture, the search's info, the space and the reported rows of a BIPEFT search."""
     exp = experiment(backbone)
     space = build_space(space_name, exp.sites, backbone_name=backbone)
     rows: list[dict] = []
-    ctx = exp.search_context(space, budget, report=rows.append, out_dir=out_dir)
-    method = BIPEFT(config)
-    return method.search(ctx), method, space, rows
+    ctx = capped_context(exp, space, budget, max_steps, report=rows.append, out_dir=out_dir)
+    result = BIPEFT(config).search(ctx)
+    return result.architecture, result.info, space, rows
 
 
 @pytest.mark.parametrize("backbone", ["tiny-t5", "tiny-bert"])
 @pytest.mark.parametrize("space_name, budget", [("s1", 1500), ("s2", 2500)])
 def test_search_exports_within_budget(backbone, space_name, budget):
-    arch, method, space, rows = run_search(backbone, space_name, budget, max_triggers=4, window=2, tau=0.6)
+    arch, info, space, rows = run_search(backbone, space_name, budget, max_triggers=4, window=2, tau=0.6)
     assert 0.8 * budget <= space.param_count(arch) <= budget
-    info = method.last_search_info
     assert info["params"] == space.param_count(arch) and info["budget"] == budget
     assert info["stop_reason"] in ("triggers", "step_cap") and info["steps"] <= info["planned_steps"]
 
 
 def test_triggers_select_early_and_end_the_search(tmp_path):
     budget = 600
-    arch, method, space, rows = run_search("tiny-bert", "s2", budget, out_dir=tmp_path,
+    arch, info, space, rows = run_search("tiny-bert", "s2", budget, out_dir=tmp_path,
                                            max_triggers=3, window=2, tau=0.5)
-    info = method.last_search_info
     assert info["stop_reason"] == "triggers" and info["triggers"] == 3 and info["steps"] < info["planned_steps"]
     assert info["removed_modules"] > 0 and info["fixed_modules"] > 0
     search_rows = [r for r in rows if r["phase"] == "search"]
@@ -391,20 +390,19 @@ def test_triggers_select_early_and_end_the_search(tmp_path):
     for key in ("loss_weights", "loss_theta", "loss_phi", "beta", "expected_params", "active_modules", "temperature"):
         assert key in search_rows[0]
     assert rows[-1]["phase"] == "export" and rows[-1]["active_params"] == space.param_count(arch)
-    with open(info["trace_csv"]) as f:
+    with open(tmp_path / info["trace_csv"]) as f:
         assert len(list(csv.DictReader(f))) == info["steps"] + 1
-    assert (tmp_path / "bipeft_active_params.png").stat().st_size > 0
+    assert (tmp_path / info["trace_plot"]).stat().st_size > 0
 
 
 def test_step_cap_is_reported_when_triggers_do_not_all_fire():
-    arch, method, space, rows = run_search("tiny-t5", "s1", 1500, max_steps=4)
-    info = method.last_search_info
+    arch, info, space, rows = run_search("tiny-t5", "s1", 1500, max_steps=4)
     assert info["stop_reason"] == "step_cap" and info["steps"] == 4 and info["triggers"] < 100
     assert rows[-1]["phase"] == "export" and rows[-1]["stop_reason"] == "step_cap"
 
 
 def test_code_compat_alternates_theta_and_phi_and_waits_for_the_warmup():
-    arch, method, space, rows = run_search("tiny-bert", "s2", 2500, code_compat=True, window=2)
+    arch, info, space, rows = run_search("tiny-bert", "s2", 2500, code_compat=True, window=2)
     search_rows = [r for r in rows if r["phase"] == "search"]
     odd = search_rows[0::2]  # steps 1, 3, ...: Θ; steps 2, 4, ...: Φ
     assert all(not math.isnan(r["loss_theta"]) and math.isnan(r["loss_phi"]) for r in odd)

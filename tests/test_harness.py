@@ -56,9 +56,10 @@ def test_search_context_never_holds_the_test_split():
     space = build_space("s2", exp.sites)
     ctx = exp.search_context(space, budget=1000)
     seen = set()
-    for loader in (ctx.weight_train, ctx.arch_train, ctx.validation):
+    for loader in (ctx.weight_train, ctx.arch_train, ctx.train, ctx.validation):
         for batch in loader:
             seen.update(batch["input_ids"].flatten().tolist())
+    assert {i for b in ctx.train for i in b["index"].tolist()} == set(range(len(exp.splits.train)))
     weight_idx = {i for b in ctx.weight_train for i in b["index"].tolist()}
     arch_idx = {i for b in ctx.arch_train for i in b["index"].tolist()}
     assert len(weight_idx) + len(arch_idx) == len(exp.splits.train)

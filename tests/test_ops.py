@@ -6,8 +6,8 @@ import pytest
 import torch
 from helpers import TINY_BACKBONES_FOR_OPS, output_tensor, tiny_inputs, tiny_model
 
-from spaces.architecture import Architecture, Placement, trainable_parameters
-from spaces.inject import Supernet, inject_fixed
+from spaces.architecture import Architecture, Placement
+from spaces.inject import Supernet, inject_fixed, trainable_parameters
 from spaces.ops import OPS
 from spaces.sites import describe
 from spaces.space import SearchSpace, count_params

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import math
-import pickle
 
-import cloudpickle
 import pytest
 
 from methods import get_method
-from methods.base import PARAMS, RATIO, SCORE
+from methods.base import PARAMS, RATIO, SCORE, SearchProblem
 from spaces import build_space
 from suite.backbones import backbone_sites
 
@@ -41,7 +39,7 @@ def study_constraints(searcher):
 def test_two_objectives_and_the_budget_constraint(space, sampler):
     budget = space.full_size() // 4
     method = get_method("optuna", {"sampler": sampler, "population_size": 4, "n_startup_trials": 4})
-    searcher = method.make_searcher(space, budget, seed=0)
+    searcher = method.make_searcher(SearchProblem(space, budget, 0))
     assert searcher.metric == [SCORE, RATIO] and searcher.mode == ["max", "min"]
     assert searcher.set_search_properties(SCORE, "max", space.to_tune()) is True  # Tuner's view ignored
     assert searcher.metric == [SCORE, RATIO]
@@ -61,7 +59,7 @@ def test_two_objectives_and_the_budget_constraint(space, sampler):
 def test_nan_and_errors_are_failures(space):
     from optuna.trial import TrialState
 
-    searcher = get_method("optuna").make_searcher(space, space.full_size() // 4, seed=0)
+    searcher = get_method("optuna").make_searcher(SearchProblem(space, space.full_size() // 4, 0))
     c = [searcher.suggest(f"t{i}") for i in range(3)]
     searcher.on_trial_complete("t0", report(space, c[0], math.nan))
     searcher.on_trial_complete("t1", report(space, c[1], 70.0), error=True)  # errored after reporting
@@ -70,37 +68,18 @@ def test_nan_and_errors_are_failures(space):
     assert searcher.suggest("t3") is not None  # the search goes on
 
 
-def test_save_restore_and_pickle(space, tmp_path):
-    budget = space.full_size() // 4
-    method = get_method("optuna", {"population_size": 4})
-    a = method.make_searcher(space, budget, seed=1)
-    for i in range(5):
-        config = a.suggest(f"t{i}")
-        a.on_trial_complete(f"t{i}", report(space, config, 60.0 + i))
-    path = tmp_path / "optuna.pkl"
-    a.save(str(path))
-    b = method.make_searcher(space, budget, seed=1)
-    b.restore(str(path))
-    assert len(asked(b)) == 5
-    assert b.suggest("t5") == a.suggest("t5")
-    pickle.loads(pickle.dumps(b._ot_study.sampler))  # the constraint survives the stdlib pickle of save()
-    c = cloudpickle.loads(cloudpickle.dumps(b))
-    assert len(asked(c)) == 6
-
-
 def test_select_and_contract(space):
     budget = space.full_size() // 4
     method = get_method("optuna", {"candidates": 8, "max_concurrent": 2, "max_train_samples": 100})
     assert (method.kind, method.num_candidates(), method.max_concurrent()) == ("black-box", 8, 2)
     assert method.fidelity() == {"max_train_samples": 100}
-    searcher = method.make_searcher(space, budget, seed=0)
+    searcher = method.make_searcher(SearchProblem(space, budget, 0))
     results = []
     for i in range(8):
         config = searcher.suggest(f"t{i}")
         results.append({"config": config, **report(space, config, 50.0 + i)})
     fits = [r for r in results if r[PARAMS] <= budget]
-    arch, info = method.select(space, budget, results)
-    assert arch == space.from_tune(max(fits, key=lambda r: r[SCORE])["config"])
+    info = method.select(SearchProblem(space, budget, 0), results).info  # the best within budget: the catalogue
     assert info["within_budget"] == len(fits) and info["pareto"]
     with pytest.raises(ValueError, match="valid: nsga2, tpe"):
         get_method("optuna", {"sampler": "cmaes"})

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_model, toy_experiment
+from helpers import capped_context, tiny_model, toy_experiment
 
 from methods import METHODS, get_method
 from methods.prunepeft import PrunePEFT, PrunePEFTConfig
@@ -19,7 +19,8 @@ from methods.prunepeft.taylor import TaylorImportance
 from spaces import build_space
 from spaces.architecture import Architecture, Site
 from spaces.inject import Supernet
-from spaces.ops import OPS, LoRA
+from spaces.ops import OPS
+from spaces.ops.lora import LoRA
 from spaces.sites import SiteSpec, describe
 
 # ---- groups --------------------------------------------------------------------------------------
@@ -197,8 +198,8 @@ def _search(backbone, space_name, budget, max_steps=4, **config):
     exp = toy_experiment(backbone)
     space = build_space(space_name, exp.sites, backbone_name=backbone)
     seen = []
-    ctx = exp.search_context(space, budget, max_steps=max_steps, report=seen.append)
-    return space, get_method("prunepeft", config).search(ctx), seen
+    ctx = capped_context(exp, space, budget, max_steps=max_steps, report=seen.append)
+    return space, get_method("prunepeft", config).search(ctx).architecture, seen
 
 
 @pytest.mark.parametrize("schedule", ["one_shot", "iterative"])
@@ -230,15 +231,15 @@ def test_budget_edge_cases():
     exp = toy_experiment("tiny-t5")
     space = build_space("s1", exp.sites, backbone_name="tiny-t5")
     with pytest.warns(UserWarning, match="less than 0.8 x the budget"):
-        arch = PrunePEFT().search(exp.search_context(space, 10 * space.full_size(), max_steps=2))
+        arch = PrunePEFT().search(capped_context(exp, space, 10 * space.full_size(), max_steps=2)).architecture
     assert arch == space.full()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert PrunePEFT().search(exp.search_context(space, space.full_size(), max_steps=2)) == space.full()
+        assert PrunePEFT().search(capped_context(exp, space, space.full_size(), max_steps=2)).architecture == space.full()
     with pytest.raises(ValueError, match="below the smallest module"):
-        PrunePEFT().search(exp.search_context(space, 10, max_steps=2))
+        PrunePEFT().search(capped_context(exp, space, 10, max_steps=2))
     with pytest.raises(ValueError, match="budget must be > 0"):
-        PrunePEFT().search(exp.search_context(space, 0, max_steps=2))
+        PrunePEFT().search(capped_context(exp, space, 0, max_steps=2))
 
 
 # ---- config --------------------------------------------------------------------------------------

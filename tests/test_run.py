@@ -21,6 +21,7 @@ TINY = ["--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--max-tra
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_run_two_manual_baselines_writes_every_output(tmp_path, ray_session, capsys):
     out = tmp_path / "run"
     assert main(["run", "--methods", "lora,bitfit", *TINY, "--seeds", "0", "--out", str(out)]) == 0
@@ -40,6 +41,7 @@ def test_run_two_manual_baselines_writes_every_output(tmp_path, ray_session, cap
 
 
 @pytest.mark.ray
+@pytest.mark.slow
 def test_resume_redoes_nothing_finished(tmp_path, ray_session):
     out = tmp_path / "run"
     assert main(["run", "--methods", "lnfit", *TINY, "--seeds", "0,1", "--out", str(out)]) == 0
@@ -115,12 +117,12 @@ def test_resume_on_a_folder_without_a_run(tmp_path, capsys):
 
 
 def test_plan_round_trip(tmp_path):
-    from suite.plan import RunPlan
+    from suite.plan import Plan
 
-    plan = RunPlan(methods=("lora", "bipeft"), space="s2", tasks=("glue/rte",), backbone="tiny-bert", seeds=(0, 1),
+    plan = Plan(methods=("lora", "bipeft"), space="s2", tasks=("glue/rte",), backbone="tiny-bert", seeds=(0, 1),
                    budgets=(1e-3, 2e-3), backbone_params=1000, harness={"epochs": 1})
     plan.save(tmp_path)
-    again = RunPlan.load(tmp_path)
+    again = Plan.load(tmp_path)
     assert again == plan
     jobs = again.jobs()
     assert len(jobs) == 1 * 2 + 1 * 2 * 2  # manual: no budget; bipeft: two budgets

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import SHARED_BACKBONES
-from helpers import toy_experiment
+from helpers import capped_context, toy_experiment
 
 from methods import METHODS, get_method
 from methods.s3delta import S3Delta, S3DeltaConfig
@@ -179,8 +179,18 @@ CASES = [("tiny-bert", "s2", 1000), ("tiny-t5", "s1", 900)]
 def _search(backbone, space_name, budget, tmp_path=None, max_steps=6, **config):
     exp = toy_experiment(backbone)
     space = build_space(space_name, exp.sites, backbone_name=backbone)
-    ctx = exp.search_context(space, budget, max_steps=max_steps, out_dir=tmp_path)
-    return space, get_method("s3delta", config).search(ctx)
+    ctx = capped_context(exp, space, budget, max_steps=max_steps, out_dir=tmp_path)
+    return space, get_method("s3delta", config).search(ctx).architecture
+
+
+def _trace(folder):
+    """The exported alpha per module and the validation rows of a search's trace."""
+    import csv
+
+    alpha = json.loads((folder / "s3delta_alpha.json").read_text())
+    with (folder / "s3delta_trace.csv").open() as f:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return alpha, rows
 
 
 @pytest.mark.parametrize("backbone,space_name,budget", CASES)
@@ -193,10 +203,10 @@ def test_search_returns_a_size_one_architecture_within_budget(backbone, space_na
     if space_name == "s2":
         assert arch.options_for("lora") == {"scaling": 16.0}
     assert Architecture.from_json(arch.to_json()) == arch
-    trace = json.loads((tmp_path / "s3delta_trace.json").read_text())
-    assert len(set(trace["alpha"].values())) > 1  # alpha moved away from its all-zero init
+    alpha, rows = _trace(tmp_path)
+    assert len(set(alpha.values())) > 1  # alpha moved away from its all-zero init
     # the shifted sigmoid keeps the expected size at the budget throughout the search
-    for row in trace["history"]:
+    for row in rows:
         assert row["expected_params"] == pytest.approx(budget, rel=1e-6)
 
 
@@ -204,10 +214,7 @@ def test_search_is_deterministic_per_seed(tmp_path):
     _, a = _search("tiny-bert", "s2", 1000, tmp_path / "a")
     _, b = _search("tiny-bert", "s2", 1000, tmp_path / "b")
     assert a.to_dict() == b.to_dict()
-    traces = [json.loads((tmp_path / run / "s3delta_trace.json").read_text()) for run in ("a", "b")]
-    for trace in traces:
-        trace.pop("search_time_s")
-    assert traces[0] == traces[1]
+    assert _trace(tmp_path / "a") == _trace(tmp_path / "b")
 
 
 def test_second_order_runs_and_moves_alpha_differently(tmp_path):
@@ -215,8 +222,8 @@ def test_second_order_runs_and_moves_alpha_differently(tmp_path):
     space, arch = _search("tiny-bert", "s2", 1000, tmp_path / "second", max_steps=3, eval_every=0,
                           darts="second_order")
     assert 800 <= space.param_count(arch) <= 1000
-    first = json.loads((tmp_path / "first" / "s3delta_trace.json").read_text())["alpha"]
-    second = json.loads((tmp_path / "second" / "s3delta_trace.json").read_text())["alpha"]
+    first = json.loads((tmp_path / "first" / "s3delta_alpha.json").read_text())
+    second = json.loads((tmp_path / "second" / "s3delta_alpha.json").read_text())
     assert all(math.isfinite(v) for v in second.values())
     assert max(abs(first[k] - second[k]) for k in first) > 1e-6
 
@@ -233,16 +240,16 @@ def test_budget_edge_cases():
     space = build_space("s1", exp.sites, backbone_name="tiny-t5")
     size_one = fixed_size_space(space, 1).full_size()
     with pytest.warns(UserWarning, match="less than 0.8 x the budget"):
-        arch = S3Delta().search(exp.search_context(space, 10 * size_one, max_steps=2))
+        arch = S3Delta().search(capped_context(exp, space, 10 * size_one, max_steps=2)).architecture
     assert space.param_count(arch) == size_one
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        arch = S3Delta().search(exp.search_context(space, size_one, max_steps=2))
+        arch = S3Delta().search(capped_context(exp, space, size_one, max_steps=2)).architecture
     assert space.param_count(arch) == size_one
     with pytest.raises(ValueError, match="below the smallest module"):
-        S3Delta().search(exp.search_context(space, 10, max_steps=2))
+        S3Delta().search(capped_context(exp, space, 10, max_steps=2))
     with pytest.raises(ValueError, match="module_size 2 is not a candidate size"):
-        S3Delta({"module_size": 2}).search(exp.search_context(space, 900, max_steps=2))
+        S3Delta({"module_size": 2}).search(capped_context(exp, space, 900, max_steps=2))
 
 
 def test_module_size_option():
@@ -292,7 +299,7 @@ def test_bad_config_values_are_clear_errors(bad, match):
 
 
 def test_greedy_fill_skips_what_does_not_fit_and_goes_on():
-    from methods.supernet import greedy_fill
+    from methods.knapsack import greedy_fill
 
     assert greedy_fill([3.0, 2.0, 1.0], [6, 6, 3], 9) == [True, False, True]
     assert greedy_fill(torch.tensor([1.0, 1.0, 5.0]), [4, 4, 4], 8) == [True, False, True]  # ties by index

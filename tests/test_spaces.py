@@ -9,7 +9,8 @@ from helpers import tiny_model
 
 from methods import METHODS, get_method
 from spaces import SPACES, build_space
-from spaces.architecture import Architecture, Placement, Site, apply_architecture, trainable_parameters
+from spaces.architecture import Architecture, Placement, Site
+from spaces.inject import apply_architecture, trainable_parameters
 from spaces.sites import UnsupportedBackbone, describe, family_of
 from spaces.space import count_params
 from suite.backbones import backbone_sites, build, load_config

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.configs import check, option
 from methods.apet.draw import SIZE_RULES
 from methods.blackbox import ProxyFidelity
-from suite.configs import check, option
 
 
 @dataclass(frozen=True)

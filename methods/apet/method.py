@@ -14,18 +14,17 @@ from __future__ import annotations
 
 from methods.apet.config import APETConfig
 from methods.apet.searcher import APETSearcher
-from methods.base import SCORE, BlackBoxMethod
-from spaces.space import SearchSpace
+from methods.base import SCORE, BlackBoxMethod, SearchProblem
 
 
 class APET(BlackBoxMethod):
     """APET (Su et al., EMNLP 2023): a random architecture that fills the budget (see the module docstring)."""
 
     name = "apet"
+    label = "APET"
     paper = "Su et al., Exploring the Impact of Model Scaling on Parameter-Efficient Tuning, EMNLP 2023"
     Config = APETConfig
 
-    def make_searcher(self, space: SearchSpace, budget: int, seed: int, metric: str = SCORE,
-                      mode: str = "max") -> APETSearcher:
-        return APETSearcher(space, budget, seed, self.config, metric=metric, mode=mode)
+    def make_searcher(self, problem: SearchProblem, metric: str = SCORE, mode: str = "max") -> APETSearcher:
+        return APETSearcher(problem, self.config, metric=metric, mode=mode)
 

@@ -8,27 +8,24 @@ from ray.tune.search import Searcher
 
 from methods.apet.config import APETConfig
 from methods.apet.draw import apet_draw, draw_rng
-from methods.base import SCORE
+from methods.base import SCORE, SearchProblem
 from methods.blackbox import PickledState
 from spaces.architecture import Architecture
-from spaces.space import SearchSpace
 
 
 class APETSearcher(PickledState, Searcher):
     """Suggests the k-th APET draw for the k-th trial; deterministic per (seed, budget).
 
     Args:
-        space: the search space.
-        budget: the parameter budget (no draw exceeds it).
-        seed: the run seed.
+        problem: the space, the parameter budget (no draw exceeds it) and the run seed.
         config: APET's options.
         metric, mode: the Tuner's metric (APET ignores results).
     """
 
-    def __init__(self, space: SearchSpace, budget: int, seed: int, config: APETConfig | None = None,
-                 metric: str = SCORE, mode: str = "max") -> None:
+    def __init__(self, problem: SearchProblem, config: APETConfig | None = None, metric: str = SCORE,
+                 mode: str = "max") -> None:
         super().__init__(metric=metric, mode=mode)
-        self.space, self.budget, self.seed = space, int(budget), int(seed)
+        self.space, self.budget, self.seed = problem.space, int(problem.budget), int(problem.seed)
         self.config = config or APETConfig()
         self._drawn = 0
 
@@ -45,7 +42,7 @@ class APETSearcher(PickledState, Searcher):
     def suggest(self, trial_id: str) -> dict[str, int]:
         arch = self.draw(self._drawn)
         self._drawn += 1
-        return {d.key: c for d, c in zip(self.space.dims(), self.space.to_choices(arch))}
+        return self.space.to_tune_config(arch)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Random search: results do not change later draws."""

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from methods.autopeft.config import AutoPEFTConfig
-from methods.autopeft.space import Design, Encoding
+from methods.autopeft.encoding import Design, Encoding
 
 COPULA_CLAMP = 1e-4
 EVAL_CHUNK = 256

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from methods.autopeft.space import SPACE_FORMS
+from core.configs import check, option
+from methods.autopeft.encoding import SPACE_FORMS
 from methods.blackbox import ProxyFidelity
-from suite.configs import check, option
 
 SURROGATES = ("gp", "saas", "saas_map")
 ACQUISITIONS = ("qlognehvi", "qnehvi")

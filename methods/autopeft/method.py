@@ -34,7 +34,7 @@ Deviations from the paper and the authors' code (each behind an option where bot
   unless ``ref_ratio`` / ``ref_score`` are given.
 * **Space.** ``space_form="per_layer"`` searches the suite's space (S1 per layer, as BIPEFT's
   S1); ``"shared_sizes"`` is AutoPEFT's own reduced form (a size per op type plus a per-layer
-  switch) with the suite's sizes; see :mod:`methods.autopeft.space`.
+  switch) with the suite's sizes; see :mod:`methods.autopeft.encoding`.
 * **Fidelity.** The paper advertises low-fidelity proxies but its code only keeps a commented-out
   1 % subsample (methods.md §4.3); the proxy settings (``train_fraction``, ``max_train_samples``,
   ``max_steps``, ``epochs``) default to the harness's full training and are for the run config to
@@ -45,21 +45,20 @@ from __future__ import annotations
 
 from methods.autopeft.config import AutoPEFTConfig
 from methods.autopeft.searcher import AutoPEFTSearcher
-from methods.base import SCORE, BlackBoxMethod
+from methods.base import SCORE, BlackBoxMethod, SearchProblem
 from methods.blackbox import ParetoSelect
-from spaces.space import SearchSpace
 
 
 class AutoPEFT(ParetoSelect, BlackBoxMethod):
     """AutoPEFT (Zhou et al., TACL 2024): multi-objective BO over architectures (see the module docstring)."""
 
     name = "autopeft"
+    label = "AutoPEFT"
     paper = "Zhou et al., AutoPEFT: Automatic Configuration Search for Parameter-Efficient Fine-Tuning, TACL 2024"
     Config = AutoPEFTConfig
 
-    def make_searcher(self, space: SearchSpace, budget: int, seed: int, metric: str = SCORE,
-                      mode: str = "max") -> AutoPEFTSearcher:
-        return AutoPEFTSearcher(space, budget, seed, self.config, metric=metric, mode=mode)
+    def make_searcher(self, problem: SearchProblem, metric: str = SCORE, mode: str = "max") -> AutoPEFTSearcher:
+        return AutoPEFTSearcher(problem, self.config, metric=metric, mode=mode)
 
     def max_concurrent(self) -> int:
         return self.config.q

@@ -32,10 +32,9 @@ from ray.tune.search import Searcher
 
 from methods.autopeft import bo
 from methods.autopeft.config import AutoPEFTConfig
-from methods.autopeft.space import Design, make_encoding
-from methods.base import SCORE
-from methods.blackbox import PickledState, finite
-from spaces.space import SearchSpace
+from methods.autopeft.encoding import Design, make_encoding
+from methods.base import SCORE, SearchProblem, finite
+from methods.blackbox import PickledState
 
 logger = logging.getLogger(__name__)
 
@@ -75,18 +74,19 @@ class AutoPEFTSearcher(PickledState, Searcher):
     """Multi-objective BO over PEFT architectures: validation score up, parameter ratio down.
 
     Args:
-        space: the search space (its analytic parameter count prices every design).
-        budget: the parameter budget; with ``budget_mode="constrain"`` no candidate exceeds it.
-        seed: seeds the initial design, the local search and the QMC sampler.
+        problem: the search space (its analytic parameter count prices every design), the parameter
+            budget (with ``budget_mode="constrain"`` no candidate exceeds it) and the seed (of the
+            initial design, the local search and the QMC sampler).
         config: the method's options.
         metric: the result key of the first objective (the validation score).
         mode: ``"max"`` or ``"min"`` for ``metric``. The ratio (``RATIO``) is always minimised.
     """
 
-    def __init__(self, space: SearchSpace, budget: int, seed: int, config: AutoPEFTConfig | None = None,
-                 metric: str = SCORE, mode: str = "max") -> None:
+    def __init__(self, problem: SearchProblem, config: AutoPEFTConfig | None = None, metric: str = SCORE,
+                 mode: str = "max") -> None:
         super().__init__(metric=metric, mode=mode)
-        self.space, self.budget, self.seed = space, int(budget), int(seed)
+        space, budget, seed = problem.space, int(problem.budget), int(problem.seed)
+        self.space, self.budget, self.seed = space, budget, seed
         self.config = config or AutoPEFTConfig()
         if self.config.surrogate == "saas":
             bo.require_nuts()  # fail now, not after the initial design has been trained

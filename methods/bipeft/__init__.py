@@ -6,9 +6,9 @@
 
 The algorithm is split by idea: :mod:`~methods.bipeft.gumbel` (sampling, temperature),
 :mod:`~methods.bipeft.gates` (Θ, Φ and how they gate the supernet), :mod:`~methods.bipeft.sensitivity`
-(Eqs. 1-4), :mod:`~methods.bipeft.trigger` (Eq. 5), :mod:`~methods.bipeft.selection` (Eqs. 6-10),
-:mod:`~methods.bipeft.selector` (their bookkeeping), :mod:`~methods.bipeft.budget` (the export's
-budget fit), :mod:`~methods.bipeft.run` (the shared loop pieces), :mod:`~methods.bipeft.trace`.
+(Eqs. 1-4), :mod:`~methods.bipeft.trigger` (Eq. 5), :mod:`~methods.bipeft.equations` (Eqs. 6-10),
+:mod:`~methods.bipeft.early_selection` (their bookkeeping), :mod:`~methods.bipeft.budget` (the export's
+budget fit), :mod:`~methods.bipeft.session` (the shared loop pieces), :mod:`~core.trace`.
 """
 
 from methods.bipeft.ablations import BinaryThenDimension, DimensionThenBinary, Entangled, NoSelect

@@ -23,15 +23,14 @@ sampled off skipped).
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 
-from methods.base import OneShotMethod, SearchContext
+from methods.base import OneShotMethod, SearchContext, SearchResult
 from methods.bipeft.config import SearchConfig, StagedConfig
 from methods.bipeft.gates import DisentangledWeights, EntangledWeights
-from methods.bipeft.run import SearchRun, fit_summary
-from spaces.architecture import Architecture
+from methods.bipeft.session import SearchSession, fit_summary
 
 
 class _Ablation(OneShotMethod):
@@ -41,12 +40,8 @@ class _Ablation(OneShotMethod):
     Config: ClassVar[type] = SearchConfig
     weights: ClassVar[type] = DisentangledWeights
 
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self.last_search_info: dict[str, Any] = {}
-
-    def search(self, ctx: SearchContext) -> Architecture:
-        run = SearchRun(ctx, self.config, self.weights)
+    def search(self, ctx: SearchContext) -> SearchResult:
+        run = SearchSession(ctx, self.config, self.weights)
         for step in range(run.total):
             temp = run.temperature(step)
             losses = self.step(run, step, temp)
@@ -62,18 +57,17 @@ class _Ablation(OneShotMethod):
                        "removed": len(fit.dropped), "added": len(fit.added), "grown": len(fit.grown),
                        "active_modules": len(arch), "active_params": fit.params, "elapsed_s": run.elapsed()},
                       force_report=True)
-        self.last_search_info = {
+        return SearchResult(arch, {
             "method": self.name, "stop_reason": "step_cap", "steps": run.total, "planned_steps": run.total,
             "export": fit_summary(run.space, fit, before), "params": fit.params, "budget": ctx.budget,
             "search_time_s": run.elapsed(), **run.save_trace(self.name),
-        }
-        return arch
+        })
 
-    def step(self, run: SearchRun, step: int, temp: float) -> dict[str, float]:
+    def step(self, run: SearchSession, step: int, temp: float) -> dict[str, float]:
         raise NotImplementedError
 
     @staticmethod
-    def argmax_choices(run: SearchRun) -> tuple[list[int], list[int], list[float]]:
+    def argmax_choices(run: SearchSession) -> tuple[list[int], list[int], list[float]]:
         """Per module: the argmax choice (0 if dropped), the size it would take, its keep probability."""
         snap = run.arch.snapshot()
         sizes = run.space.sizes
@@ -94,6 +88,7 @@ class NoSelect(_Ablation):
     """BIPEFT without early selection ("w.o. Selection", Table 2): ΔW, Θ, Φ on every planned step."""
 
     name = "bipeft-noselect"
+    label = "BIPEFT (w.o. selection)"
 
     def step(self, run, step, temp):
         arch, net = run.arch, run.net
@@ -111,6 +106,7 @@ class Entangled(_Ablation):
     """One entangled space ``{0} ∪ sizes`` per module, one architecture step per step ("Entanglement")."""
 
     name = "bipeft-entangled"
+    label = "BIPEFT (entanglement)"
     weights = EntangledWeights
 
     def step(self, run, step, temp):
@@ -167,7 +163,7 @@ class _TwoStage(_Ablation):
     def _second(self) -> str:
         return "dimension" if self.first == "binary" else "binary"
 
-    def _fix_first_stage(self, run: SearchRun) -> None:
+    def _fix_first_stage(self, run: SearchSession) -> None:
         snap = run.arch.snapshot()
         if self.first == "binary":
             keep = snap.keep_argmax.clone()
@@ -185,6 +181,7 @@ class BinaryThenDimension(_TwoStage):
     """"b → d" (Table 2): the binary search, then the dimension search on its result."""
 
     name = "bipeft-b2d"
+    label = "BIPEFT (b → d)"
     first = "binary"
 
 
@@ -192,4 +189,5 @@ class DimensionThenBinary(_TwoStage):
     """"d → b" (Table 2): the dimension search, then the binary search with the sizes fixed."""
 
     name = "bipeft-d2b"
+    label = "BIPEFT (d → b)"
     first = "dimension"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from suite.configs import check, option
+from core.configs import check, check_positive_ints, option
 
 TEMPERATURE_SCHEDULES = ("linear", "epoch", "constant")
 
@@ -34,8 +34,6 @@ class SearchConfig:
     budget_floor: float = option(
         0.8, "if the exported architecture has fewer than budget_floor * B parameters, it is filled up "
              "(most important absent modules first, then larger sizes) until it reaches that, never above B")
-    max_steps: int | None = option(
-        None, "a step limit of the search (None: the context's planned steps, which are always the hard cap)")
     report_every: int = option(1, "send every N-th trace row to the context's report callback (CSV keeps all)")
 
     def __post_init__(self) -> None:
@@ -51,10 +49,7 @@ class SearchConfig:
         check(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         check(self.grad_clip >= 0, f"grad_clip must be >= 0 (0: off), got {self.grad_clip}")
         check(0 <= self.budget_floor <= 1, f"budget_floor must be in [0, 1], got {self.budget_floor}")
-        check(self.max_steps is None or (isinstance(self.max_steps, int) and self.max_steps > 0),
-              f"max_steps must be a positive int or None, got {self.max_steps!r}")
-        check(isinstance(self.report_every, int) and self.report_every > 0,
-              f"report_every must be a positive int, got {self.report_every!r}")
+        check_positive_ints(self, "report_every")
 
 
 @dataclass(frozen=True)
@@ -74,10 +69,8 @@ class BIPEFTConfig(SearchConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check(isinstance(self.max_triggers, int) and self.max_triggers >= 1,
-              f"max_triggers (Z) must be an int >= 1, got {self.max_triggers!r}")
+        check_positive_ints(self, "max_triggers", "window")
         check(0 <= self.gamma <= 1, f"gamma (γ) must be in [0, 1], got {self.gamma}")
-        check(isinstance(self.window, int) and self.window >= 1, f"window (H) must be an int >= 1, got {self.window!r}")
         check(0 <= self.tau <= 1, f"tau (τ) must be in [0, 1], got {self.tau}")
         check(self.warmup_epochs is None or self.warmup_epochs >= 0,
               f"warmup_epochs must be >= 0 or None, got {self.warmup_epochs}")

@@ -11,14 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from methods.base import OneShotMethod, SearchContext
+from methods.base import OneShotMethod, SearchContext, SearchResult
 from methods.bipeft.config import BIPEFTConfig
+from methods.bipeft.early_selection import EarlySelector, Observation, Selection
+from methods.bipeft.equations import ModuleTable
 from methods.bipeft.gates import DisentangledWeights
-from methods.bipeft.run import SearchRun, fit_summary
-from methods.bipeft.selection import ModuleTable
-from methods.bipeft.selector import EarlySelector, Observation, Selection
 from methods.bipeft.sensitivity import Capture, GradientTape
-from spaces.architecture import Architecture
+from methods.bipeft.session import SearchSession, fit_summary
 
 ARCH_L1 = 0.01  # weight of the authors' arch regulariser (architect.py:44-53), code_compat only
 
@@ -47,11 +46,11 @@ class BIPEFT(OneShotMethod):
        parameters reach it (§3.3.2); dimension stability ``λ`` (Eq. 9), ``Y_z`` (Eq. 10) and fixing
        of the ``Y_z`` least-``λ`` unfixed modules at their argmax size (§3.4.2).
 
-    The search stops after ``Z`` triggers (or at the step cap: ``ctx.total_steps``, or
-    ``max_steps`` if smaller; ``last_search_info["stop_reason"]`` says which). The architecture is
+    The search stops after ``Z`` triggers (or at the step cap, ``ctx.total_steps``; the result's
+    ``info["stop_reason"]`` says which). The architecture is
     the kept modules at their fixed (``k*``) or argmax size, fitted to ``budget_floor * B <= params
     <= B`` by :mod:`methods.bipeft.budget` (trim the least sensitive, or fill with the most
-    sensitive); every change is recorded in the trace's export row and in ``last_search_info``.
+    sensitive); every change is recorded in the trace's export row and in the result's ``info``.
 
     **What early selection saves**: a removed module is skipped in every forward and backward pass
     (``Supernet.remove``); a fixed module computes only its slice and takes no Φ gradient
@@ -109,7 +108,7 @@ class BIPEFT(OneShotMethod):
     still move, while here ``k*`` is stored when the size is fixed. Hyper-parameters the code or scripts set differently (clip 2.0, weight decay
     1e-4, temperature per epoch) are plain options.
 
-    After :meth:`search`, ``last_search_info`` holds what the stage should record: ``stop_reason``
+    :meth:`search` returns the architecture and, in ``info``, what the record keeps: ``stop_reason``
     (``"triggers"`` or ``"step_cap"``), ``steps``, ``planned_steps``, ``triggers``,
     ``max_triggers``, ``removed_modules``, ``fixed_modules``, ``export`` (params before/after the
     budget fit and the modules dropped/added/grown), ``params``, ``budget``, ``search_time_s`` and,
@@ -117,17 +116,14 @@ class BIPEFT(OneShotMethod):
     """
 
     name = "bipeft"
+    label = "BIPEFT"
     paper = ("Chang et al., BIPEFT: Budget-Guided Iterative Search for Parameter Efficient Fine-Tuning "
              "of Large Pretrained Language Models, Findings of EMNLP 2024")
     Config: ClassVar[type] = BIPEFTConfig
 
-    def __init__(self, config: Any = None, **overrides: Any) -> None:
-        super().__init__(config, **overrides)
-        self.last_search_info: dict[str, Any] = {}
-
-    def search(self, ctx: SearchContext) -> Architecture:
+    def search(self, ctx: SearchContext) -> SearchResult:
         cfg: BIPEFTConfig = self.config
-        run = SearchRun(ctx, cfg, DisentangledWeights)
+        run = SearchSession(ctx, cfg, DisentangledWeights)
         selector = EarlySelector(ModuleTable.from_space(ctx.space), ctx.budget, cfg)
         tape = GradientTape(run.net)
         warmup_steps = math.ceil(cfg.effective_warmup_epochs * run.steps_per_epoch)
@@ -151,7 +147,7 @@ class BIPEFT(OneShotMethod):
 
     # ---- one step ------------------------------------------------------------------------------------
     @staticmethod
-    def _paper_step(run: SearchRun, tape: GradientTape, step: int, temp: float) -> tuple[dict, Capture, Capture]:
+    def _paper_step(run: SearchSession, tape: GradientTape, step: int, temp: float) -> tuple[dict, Capture, Capture]:
         """ΔW, then Θ with Φ fixed, then Φ with the updated Θ (§3.5)."""
         arch, net, captured = run.arch, run.net, {}
         arch.configure(net, keep="sample", sizes="sample", temperature=temp)
@@ -165,7 +161,7 @@ class BIPEFT(OneShotMethod):
         return {"loss_weights": loss_w, "loss_theta": loss_theta, "loss_phi": loss_phi}, captured["tra"], val
 
     @staticmethod
-    def _code_step(run: SearchRun, tape: GradientTape, step: int, temp: float) -> tuple[dict, Capture, Capture]:
+    def _code_step(run: SearchSession, tape: GradientTape, step: int, temp: float) -> tuple[dict, Capture, Capture]:
         """The authors' order: one arch step (Θ on odd steps, Φ on even ones), then ΔW."""
         arch, net, captured = run.arch, run.net, {}
         binary_stage = step % 2 == 0
@@ -185,7 +181,7 @@ class BIPEFT(OneShotMethod):
 
     # ---- selection and export ------------------------------------------------------------------------
     @staticmethod
-    def _apply(run: SearchRun, tape: GradientTape, event: Selection) -> None:
+    def _apply(run: SearchSession, tape: GradientTape, event: Selection) -> None:
         """Make a trigger's decisions real in the supernet: skip removed modules, slice fixed ones."""
         for i in event.removed:
             run.net.remove(i)
@@ -196,7 +192,7 @@ class BIPEFT(OneShotMethod):
         run.modules_changed()
 
     @staticmethod
-    def _row(run: SearchRun, selector: EarlySelector, step: int, temp: float, losses: dict, obs: Observation,
+    def _row(run: SearchSession, selector: EarlySelector, step: int, temp: float, losses: dict, obs: Observation,
              event: Selection | None) -> dict[str, Any]:
         state = selector.state
         return {
@@ -212,7 +208,7 @@ class BIPEFT(OneShotMethod):
             "elapsed_s": run.elapsed(),
         }
 
-    def _export(self, run: SearchRun, selector: EarlySelector, stop_reason: str, steps: int) -> Architecture:
+    def _export(self, run: SearchSession, selector: EarlySelector, stop_reason: str, steps: int) -> SearchResult:
         snap = run.arch.snapshot()
         choices, preferred = selector.export_choices(snap)
         before = sum(run.space.count_at(i, c) for i, c in enumerate(choices))
@@ -224,7 +220,7 @@ class BIPEFT(OneShotMethod):
             "active_modules": len(arch), "active_params": fit.params, "elapsed_s": run.elapsed(),
         }, force_report=True)
         state = selector.state
-        self.last_search_info = {
+        return SearchResult(arch, {
             "method": self.name, "stop_reason": stop_reason, "steps": steps, "planned_steps": run.total,
             "triggers": selector.done, "max_triggers": self.config.max_triggers,
             "removed_modules": int((~state.kept).sum()),
@@ -232,5 +228,4 @@ class BIPEFT(OneShotMethod):
             "export": fit_summary(run.space, fit, before), "params": fit.params, "budget": run.ctx.budget,
             "code_compat": self.config.code_compat, "search_time_s": run.elapsed(),
             **run.save_trace(self.name),
-        }
-        return arch
+        })

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.configs import check, option
 from methods.prunepeft.taylor import ACCUMULATE
-from suite.configs import check, option
 
 SCHEDULES = ("one_shot", "iterative")
 

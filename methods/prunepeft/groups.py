@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from spaces.ops import Op
+from spaces.ops.base import Op
 
 # op name -> {parameter name: the dimension indexing its channels, or None for base parameters}
 CHANNEL_DIMS: dict[str, dict[str, int | None]] = {

@@ -54,12 +54,13 @@ import warnings
 import numpy as np
 import torch
 
-from methods.base import OneShotMethod, SearchContext, cycle
+from core.batches import cycle
+from core.trace import Trace
+from methods.base import OneShotMethod, SearchContext, SearchResult
 from methods.prunepeft.config import PrunePEFTConfig
 from methods.prunepeft.groups import ModuleGroups, channel_dims, module_groups, select_sizes
 from methods.prunepeft.taylor import TaylorImportance
-from methods.supernet import WeightTrainer, build_supernet
-from spaces.architecture import Architecture
+from methods.training import WeightTrainer, build_supernet
 from spaces.inject import Supernet
 
 
@@ -76,14 +77,15 @@ class PrunePEFT(OneShotMethod):
     """Taylor-importance structured pruning of the PEFT supernet (see the module docstring)."""
 
     name = "prunepeft"
+    label = "PrunePEFT"
     paper = ("Lawton et al., Neural Architecture Search for Parameter-Efficient Fine-tuning of Large "
              "Pre-trained Language Models, Findings of ACL 2023 (re-implementation; no public code)")
     Config = PrunePEFTConfig
 
-    def search(self, ctx: SearchContext) -> Architecture:
+    def search(self, ctx: SearchContext) -> SearchResult:
         """Train the supernet of ``ctx.space``, prune it to ``ctx.budget`` and return the sizes kept.
 
-        Reports each pruning round (``step``, ``round_budget``, ``kept_params``, ``scored_steps``).
+        Traces each pruning round (``step``, ``round_budget``, ``kept_params``, ``scored_steps``).
         Raises ``ValueError`` for a budget below the smallest module; returns the whole space (with a
         warning when it is below ``0.8 B``) when it fits in the budget.
         """
@@ -99,7 +101,7 @@ class PrunePEFT(OneShotMethod):
             if full < 0.8 * budget:
                 warnings.warn(f"the whole space ({full} parameters) is less than 0.8 x the budget of {budget}: "
                               "returning all of it", stacklevel=2)
-            return space.full()
+            return SearchResult(space.full(), {"whole_space": True})
 
         task_model, net = build_supernet(ctx)
         trainer = WeightTrainer(net.weights() + list(task_model.head_parameters()), ctx, ctx.total_steps,
@@ -108,6 +110,7 @@ class PrunePEFT(OneShotMethod):
         rounds = (budget_schedule(ctx.total_steps, full, budget, cfg.rounds) if cfg.schedule == "iterative"
                   else [(ctx.total_steps, budget)])
         batches = cycle(ctx.weight_train)
+        trace = Trace(ctx.report)
         sizes: list[int] = []
         for step in range(1, ctx.total_steps + 1):
             loss = trainer.step(task_model, next(batches), on_grads=importance.update)
@@ -118,8 +121,8 @@ class PrunePEFT(OneShotMethod):
                 # that the last round can always still reach 0.8 B
                 final = select_sizes(groups, budget, floor=0.8 * budget) if rounds else None
                 sizes = select_sizes(groups, math.floor(round_budget), floor=0.8 * round_budget, at_least=final)
-                ctx.report({"step": step, "loss": loss, "round_budget": round_budget, "scored_steps": importance.steps,
-                            "kept_params": sum(g.cost(k) for g, k in zip(groups, sizes))})
+                trace.add({"step": step, "loss": loss, "round_budget": round_budget, "scored_steps": importance.steps,
+                           "kept_params": sum(g.cost(k) for g, k in zip(groups, sizes))})
                 if rounds:  # training goes on: prune the supernet itself
                     self._prune(net, groups, sizes, trainer.optimizer, importance)
 
@@ -127,7 +130,8 @@ class PrunePEFT(OneShotMethod):
         kept = space.param_count(arch)
         if kept < 0.8 * budget:
             warnings.warn(f"PrunePEFT kept {kept} parameters, less than 0.8 x the budget of {budget}", stacklevel=2)
-        return arch
+        return SearchResult(arch, {"steps": ctx.total_steps, "rounds": cfg.rounds if cfg.schedule == "iterative" else 1,
+                                   "params": kept, **trace.save(ctx.out_dir, self.name)})
 
     @staticmethod
     def _groups(net: Supernet, importance: TaylorImportance) -> list[ModuleGroups]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from suite.configs import check, option
+from core.configs import check, option
 
 STRATEGIES = ("shift", "l0")
 DARTS = ("first_order", "second_order")

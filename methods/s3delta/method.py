@@ -58,13 +58,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from methods.base import OneShotMethod, SearchContext, cycle
+from core.batches import cycle
+from core.schedules import linear_decay
+from core.trace import Trace, TracePlot
+from methods.base import OneShotMethod, SearchContext, SearchResult
+from methods.knapsack import greedy_fill
 from methods.s3delta.config import S3DeltaConfig
 from methods.s3delta.gates import concrete_gates, keep_probs, l0_penalty, solve_shift
 from methods.s3delta.unrolled import unrolled_arch_grad
-from methods.supernet import WeightTrainer, batch_loss, build_supernet, greedy_fill
+from methods.training import WeightTrainer, batch_loss, build_supernet
 from spaces.architecture import Architecture
-from suite.harness import linear_schedule
 
 
 def fixed_size_space(space, size: int):
@@ -115,6 +118,7 @@ class S3Delta(OneShotMethod):
     """S3Delta-M: a shifted-sigmoid gate per module at size 1, searched by DARTS (see the module docstring)."""
 
     name = "s3delta"
+    label = "S3Delta"
     paper = "Hu et al., Sparse Structure Search for Delta Tuning, NeurIPS 2022"
     Config = S3DeltaConfig
 
@@ -122,14 +126,14 @@ class S3Delta(OneShotMethod):
         """S3Delta-M spends at most its fixed-size space: every module at ``module_size``."""
         return fixed_size_space(space, self.config.module_size).full_size()
 
-    def search(self, ctx: SearchContext) -> Architecture:
+    def search(self, ctx: SearchContext) -> SearchResult:
         """Search ``ctx.space`` (sized modules fixed at ``module_size``) under ``ctx.budget``.
 
-        Returns the greedy structure of the best validation checkpoint's ``alpha``. Writes
-        ``s3delta_trace.json`` (the exported checkpoint's alpha per module, the last shift, the
-        validation history) to ``ctx.out_dir``
-        when set. Raises ``ValueError`` for a budget below the smallest module or a ``module_size``
-        that is not a candidate size; warns when the whole fixed-size space is below ``0.8 B``.
+        Returns the greedy structure of the best validation checkpoint's ``alpha``; its ``info``
+        holds the best step, the last shift and each module's exported ``alpha``. The trace (one row
+        per validation: loss, shift, expected size, score) goes to ``ctx.out_dir`` when set.
+        Raises ``ValueError`` for a budget below the smallest module or a ``module_size`` that is
+        not a candidate size; warns when the whole fixed-size space is below ``0.8 B``.
         """
         cfg: S3DeltaConfig = self.config
         if ctx.budget <= 0:
@@ -145,7 +149,7 @@ class S3Delta(OneShotMethod):
                 warnings.warn(f"S3Delta's space (every module at size {space.sizes[0]}) has only {int(costs.sum())} "
                               f"parameters, less than 0.8 x the budget of {ctx.budget}: returning all of it",
                               stacklevel=2)
-            return _export(space, [True] * len(space), options)
+            return SearchResult(_export(space, [True] * len(space), options), {"whole_space": True})
 
         start = time.perf_counter()
         task_model, net = build_supernet(dataclasses.replace(ctx, space=space), op_kwargs=options)
@@ -154,7 +158,7 @@ class S3Delta(OneShotMethod):
         trainer = WeightTrainer(weights, ctx, total, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
         alpha = nn.Parameter(torch.zeros(len(space), dtype=torch.float64, device=ctx.device))
         arch_opt = torch.optim.AdamW([alpha], lr=cfg.arch_lr, weight_decay=0.0)
-        arch_schedule = linear_schedule(arch_opt, total)
+        arch_schedule = linear_decay(arch_opt, total)
         gates = _Gates(cfg, costs, ctx.budget, ctx.seed, ctx.device)
 
         def set_gates(z: torch.Tensor) -> None:
@@ -169,7 +173,8 @@ class S3Delta(OneShotMethod):
             return batch_loss(task_model, batch, ctx)
 
         eval_every = self._eval_every(ctx)
-        best_score, best_alpha, history = -math.inf, alpha.detach().clone(), []
+        trace = Trace(ctx.report)
+        best_score, best_step, best_alpha = -math.inf, 0, alpha.detach().clone()
         weight_batches, arch_batches = cycle(ctx.weight_train), cycle(ctx.arch_train)
         for step in range(1, total + 1):
             trn, val = next(weight_batches), next(arch_batches)
@@ -194,19 +199,23 @@ class S3Delta(OneShotMethod):
 
             if eval_every and (step % eval_every == 0 or step == total):
                 score = self._validate(ctx, task_model, net, gates, alpha, costs)
-                row = {"step": step, "loss": loss, "shift": gates.shift,
-                       "expected_params": gates.expected_params(alpha), f"val_{ctx.selection_metric}": score}
-                history.append(row)
-                ctx.report(row)
+                trace.add({"step": step, "loss": loss, "shift": gates.shift,
+                           "expected_params": gates.expected_params(alpha), f"val_{ctx.selection_metric}": score})
                 if score >= best_score:
-                    best_score, best_alpha = score, alpha.detach().clone()
+                    best_score, best_step, best_alpha = score, step, alpha.detach().clone()
         if not eval_every:
             best_alpha = alpha.detach().clone()
 
         keep = greedy_fill(best_alpha, costs, ctx.budget)
         arch = _export(space, keep, options)
-        self._save_trace(ctx, space, best_alpha, gates, history, time.perf_counter() - start)
-        return arch
+        files = trace.save(ctx.out_dir, self.name, TracePlot(("expected_params",), budget=ctx.budget))
+        if ctx.out_dir is not None:  # the exported checkpoint's alpha per module, beside the trace
+            files["alpha_json"] = f"{self.name}_alpha.json"
+            (ctx.out_dir / files["alpha_json"]).write_text(json.dumps(
+                {d.key: float(a) for d, a in zip(space.dims(), best_alpha.cpu().tolist())}, indent=1))
+        return SearchResult(arch, {
+            "best_step": best_step, "best_score": best_score if math.isfinite(best_score) else None,
+            "steps": total, "shift": gates.shift, "search_time_s": time.perf_counter() - start, **files})
 
     def _eval_every(self, ctx: SearchContext) -> int:
         if self.config.eval_every is not None:
@@ -222,17 +231,6 @@ class S3Delta(OneShotMethod):
             z = gates.probs(alpha)
         net.set_keep(z.float().to(ctx.device).unbind(0))
         return float(ctx.evaluate(task_model)[ctx.selection_metric])
-
-    @staticmethod
-    def _save_trace(ctx, space, alpha, gates: _Gates, history, seconds: float) -> None:
-        if ctx.out_dir is None:
-            return
-        ctx.out_dir.mkdir(parents=True, exist_ok=True)
-        trace = {
-            "alpha": {d.key: float(a) for d, a in zip(space.dims(), alpha.cpu().tolist())},
-            "shift": gates.shift, "history": history, "search_time_s": seconds,
-        }
-        (ctx.out_dir / "s3delta_trace.json").write_text(json.dumps(trace, indent=1))
 
 
 def _export(space, keep, options) -> Architecture:

@@ -1,26 +1,27 @@
-"""PEFT ops, one file each. ``OPS`` maps an op name to its class."""
+"""PEFT ops, one file each. ``OPS`` is the registry of op names -> op classes.
 
-from spaces.ops.adapter_lr import LowRankAdapter
-from spaces.ops.adapter_parallel import ParallelAdapter
-from spaces.ops.adapter_serial import SerialAdapter
-from spaces.ops.base import Op
-from spaces.ops.bitfit import BitFit
-from spaces.ops.lnfit import LNFit
-from spaces.ops.lora import LoRA
-from spaces.ops.prefix import Prefix
+Entries are lazy (``"module:Class"``), so that reading an :class:`~spaces.architecture.Architecture`
+(which checks its op names here) imports no torch module until an op is built; the registry checks
+that each class subclasses :class:`~spaces.ops.base.Op` and that its ``name`` is its key. Add an op
+with one line below (see the README's "Add an op"), or, from another package, through the
+entry-point group ``autopeft_suite.ops``.
+"""
 
-OPS: dict[str, type[Op]] = {
-    cls.name: cls for cls in (LoRA, LowRankAdapter, BitFit, LNFit, SerialAdapter, ParallelAdapter, Prefix)
-}
+from core.registry import Registry
+
+OPS: Registry = Registry("op", base="spaces.ops.base:Op", entry_point_group="autopeft_suite.ops")
+for _name, _target in {
+    "lora": "spaces.ops.lora:LoRA",
+    "adapter_lr": "spaces.ops.adapter_lr:LowRankAdapter",
+    "bitfit": "spaces.ops.bitfit:BitFit",
+    "lnfit": "spaces.ops.lnfit:LNFit",
+    "adapter_serial": "spaces.ops.adapter_serial:SerialAdapter",
+    "adapter_parallel": "spaces.ops.adapter_parallel:ParallelAdapter",
+    "prefix": "spaces.ops.prefix:Prefix",
+}.items():
+    OPS.register(_name, _target)
 
 
-def get_op(name: str) -> type[Op]:
+def get_op(name: str):
     """The op class called ``name``; a clear error naming the valid ops otherwise."""
-    try:
-        return OPS[name]
-    except KeyError:
-        raise ValueError(f"unknown op {name!r}; valid ops: {', '.join(sorted(OPS))}") from None
-
-
-__all__ = ["OPS", "Op", "get_op", "LoRA", "LowRankAdapter", "BitFit", "LNFit", "SerialAdapter",
-           "ParallelAdapter", "Prefix"]
+    return OPS.get(name)

@@ -20,26 +20,23 @@ from __future__ import annotations
 import difflib
 from pathlib import Path
 
+from core.registry import Registry, UnknownName
 from suite.data import Splits
-from suite.registry import Registry, UnknownName
 from suite.tasks.base import Task
-from suite.tasks.catalog import ALL_TASKS, GROUPS
+from suite.tasks.catalog import ALL_TASKS, BENCHMARK_TITLES, GROUPS
 from suite.tasks.errors import HubUnavailable, MissingDataFile, TaskDataError
 
-__all__ = ["GROUPS", "TASKS", "HubUnavailable", "MissingDataFile", "Task", "TaskDataError", "TaskRegistry",
+__all__ = ["BENCHMARK_TITLES", "GROUPS", "TASKS", "HubUnavailable", "MissingDataFile", "Task", "TaskDataError", "TaskRegistry",
            "expand_tasks", "get_task", "load_splits"]
 
 
 class TaskRegistry(Registry[Task]):
-    """A :class:`~suite.registry.Registry` whose names are ``benchmark/task`` (one ``/``)."""
+    """A :class:`~core.registry.Registry` whose names are ``benchmark/task`` (one ``/``)."""
 
-    def register(self, name: str, target: Task | str) -> None:
+    def _check_name(self, name: str) -> None:
         benchmark, _, short = name.partition("/")
         if name != name.lower() or not benchmark or not short or "/" in short:
             raise ValueError(f"task names are lower-case 'benchmark/task', got {name!r}")
-        if name in self:
-            raise ValueError(f"task {name!r} is already registered")
-        self._entries[name] = target
 
 
 TASKS: TaskRegistry = TaskRegistry("task")

@@ -48,6 +48,7 @@ class Task:
             ``None``: once per epoch.
         retrain_epochs: retraining epochs where the paper's differ from the search's (BoolQ:
             15 search, 20 retrain); ``None``: :attr:`epochs`.
+        label: how tables print the task (``"CoLA"``); default: the name after the ``/``.
     """
 
     name: str
@@ -63,6 +64,7 @@ class Task:
     t5_keys: tuple[str, ...] = ()
     eval_every: int | None = None
     retrain_epochs: int | None = None
+    label: str = ""
 
     def __post_init__(self) -> None:
         from suite.tasks.metrics import METRICS
@@ -82,6 +84,10 @@ class Task:
             value = getattr(self, field)
             if value is not None and not (isinstance(value, int) and value > 0):
                 raise ValueError(f"task {self.name}: {field} must be a positive int, got {value!r}")
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name.split("/")[1]
 
     @property
     def benchmark(self) -> str:

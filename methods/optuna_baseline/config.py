@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from core.configs import check, option
 from methods.blackbox import ProxyFidelity
-from suite.configs import check, option
 
 SAMPLERS = ("nsga2", "tpe")
 
 
 @dataclass(frozen=True)
 class OptunaConfig(ProxyFidelity):
-    """Options of :class:`~methods.optuna_search.method.OptunaBaseline` (plus the proxy fidelity)."""
+    """Options of :class:`~methods.optuna_baseline.method.OptunaBaseline` (plus the proxy fidelity)."""
 
     sampler: str = option("nsga2", "'nsga2' (NSGAIISampler) or 'tpe' (multi-objective TPESampler)")
     candidates: int = option(100, "candidates proxy-trained in all")

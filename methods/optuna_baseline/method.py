@@ -32,9 +32,9 @@ from typing import Any
 import numpy as np
 from ray.tune.search.optuna import OptunaSearch
 
-from methods.base import RATIO, SCORE, BlackBoxMethod
-from methods.blackbox import ParetoSelect, finite
-from methods.optuna_search.config import OptunaConfig
+from methods.base import RATIO, SCORE, BlackBoxMethod, SearchProblem, finite
+from methods.blackbox import ParetoSelect
+from methods.optuna_baseline.config import OptunaConfig
 from spaces.space import SearchSpace
 
 
@@ -70,12 +70,14 @@ class OptunaBaseline(ParetoSelect, BlackBoxMethod):
     """optuna NSGA-II / TPE over the space with the budget as a constraint (see the module docstring)."""
 
     name = "optuna"
+    label = "Optuna"
     paper = "Akiba et al., Optuna: A Next-generation Hyperparameter Optimization Framework, KDD 2019 (baseline)"
     Config = OptunaConfig
 
-    def make_searcher(self, space: SearchSpace, budget: int, seed: int, metric: str = SCORE, mode: str = "max"):
+    def make_searcher(self, problem: SearchProblem, metric: str = SCORE, mode: str = "max"):
         import optuna
 
+        space, budget, seed = problem.space, problem.budget, problem.seed
         c, constraint = self.config, BudgetConstraint(space, budget)
         if c.sampler == "nsga2":
             sampler = optuna.samplers.NSGAIISampler(population_size=c.population_size, seed=seed,
@@ -88,7 +90,6 @@ class OptunaBaseline(ParetoSelect, BlackBoxMethod):
         if c.init_within_budget:
             rng = np.random.default_rng(seed)
             n = c.population_size if c.sampler == "nsga2" else c.n_startup_trials
-            keys = [d.key for d in space.dims()]
-            first = [dict(zip(keys, space.to_choices(space.sample(rng, budget)))) for _ in range(n)]
+            first = [space.to_tune_config(space.sample(rng, budget)) for _ in range(n)]
         return BudgetedOptunaSearch(space=distributions, metric=[metric, RATIO], mode=[mode, "min"],
                                     sampler=sampler, points_to_evaluate=first)

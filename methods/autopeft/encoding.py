@@ -73,8 +73,7 @@ class Encoding(ABC):
 
     def config(self, v: Design) -> dict[str, int]:
         """The Ray Tune config of ``v``: the full space's ``{Dim.key: choice}`` (keys without ``/``)."""
-        arch = self.to_arch(v)
-        return {d.key: c for d, c in zip(self.space.dims(), self.space.to_choices(arch))}
+        return self.space.to_tune_config(self.to_arch(v))
 
     # ---- moves -------------------------------------------------------------------------------------
     @abstractmethod

@@ -12,11 +12,11 @@ import functools
 import json
 
 import pytest
-from helpers import tiny_model, toy_experiment
+from helpers import capped_context, tiny_model, toy_experiment
 
 from methods import METHODS, get_method
 from spaces import build_space
-from spaces.architecture import apply_architecture, trainable_parameters
+from spaces.inject import apply_architecture, trainable_parameters
 
 ONE_SHOT = [name for name in METHODS.names() if METHODS.get(name).kind == "one-shot"]
 CASES = [("tiny-bert", "s2", 3000), ("tiny-t5", "s1", 2000)]
@@ -36,8 +36,8 @@ def search(name: str, backbone: str, space_name: str, budget: int, seed: int = 0
     space = build_space(space_name, exp.sites, backbone_name=backbone)
     method = get_method(name)
     budget = min(budget, method.capacity(space))
-    ctx = exp.search_context(space, budget, max_steps=MAX_STEPS)
-    return method.search(ctx), space, budget
+    ctx = capped_context(exp, space, budget, max_steps=MAX_STEPS)
+    return method.search(ctx).architecture, space, budget
 
 
 def test_there_are_one_shot_methods():

@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from methods.bipeft.config import BIPEFTConfig
-from methods.bipeft.gates import ArchSnapshot
-from methods.bipeft.selection import (
+from methods.bipeft.equations import (
     LogitWindow,
     ModuleTable,
     SelectionState,
@@ -32,6 +31,7 @@ from methods.bipeft.selection import (
     select_removals,
     vector_cosine,
 )
+from methods.bipeft.gates import ArchSnapshot
 from methods.bipeft.sensitivity import ema
 from methods.bipeft.trigger import StabilityTrigger, importance_indicator
 

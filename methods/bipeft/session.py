@@ -1,7 +1,7 @@
 """One search's moving parts, shared by BIPEFT and its ablations.
 
-:class:`SearchRun` builds the supernet from the context, the architecture weights, the ΔW trainer
-(AdamW + linear decay over the planned steps, ``methods.supernet.WeightTrainer``), the Adam
+:class:`SearchSession` builds the supernet from the context, the architecture weights, the ΔW trainer
+(AdamW + linear decay over the planned steps, ``methods.training.WeightTrainer``), the Adam
 optimiser of the architecture weights, the endless batch streams and the trace; it runs the two
 kinds of update a loop is made of (:meth:`weight_step`, :meth:`arch_step`) and exports.
 """
@@ -14,12 +14,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from methods.base import SearchContext, cycle
+from core.batches import cycle
+from core.trace import Trace, TracePlot
+from methods.base import SearchContext
 from methods.bipeft.budget import BudgetFit, fit_budget
 from methods.bipeft.config import SearchConfig
 from methods.bipeft.gumbel import temperature
-from methods.bipeft.trace import Trace
-from methods.supernet import WeightTrainer, batch_loss, build_supernet
+from methods.training import WeightTrainer, batch_loss, build_supernet
 from spaces.architecture import Architecture
 
 
@@ -27,7 +28,7 @@ def smallest_module(space) -> int:
     return min(space.choice_params(i)[1] for i in range(len(space)))
 
 
-class SearchRun:
+class SearchSession:
     """The supernet, optimisers, batch streams and trace of one search.
 
     Args:
@@ -47,8 +48,8 @@ class SearchRun:
         self.task_model, self.net = build_supernet(ctx)
         self.generator = torch.Generator().manual_seed(ctx.seed)
         self.arch = weights(self.net, len(space.sizes), config.arch_init_std, self.generator)
-        self.steps_per_epoch = len(ctx.weight_train)  # type: ignore[arg-type]
-        self.total = min(ctx.total_steps, config.max_steps or ctx.total_steps)
+        self.steps_per_epoch = ctx.steps_per_epoch
+        self.total = ctx.total_steps
         self.trainer = WeightTrainer(self.net.weights() + list(self.task_model.head_parameters()), ctx,
                                      self.total, config.weight_decay, config.grad_clip)
         self.arch_optimizer = torch.optim.Adam(self.arch.parameters(), lr=config.arch_lr,
@@ -136,9 +137,10 @@ class SearchRun:
         return self.space.from_choices(fit.choices), fit
 
     def save_trace(self, stem: str) -> dict[str, str]:
-        if self.ctx.out_dir is None:
-            return {}
-        return self.trace.save(self.ctx.out_dir, stem, self.ctx.budget)
+        """The trace CSV and a plot of the trained and expected parameters against the budget."""
+        plot = TracePlot(("active_params", "expected_params"), ("active parameters", "expected parameters $E_t$"),
+                         budget=self.ctx.budget, marks="triggered")
+        return self.trace.save(self.ctx.out_dir, stem, plot)
 
     def lr(self) -> float:
         return self.trainer.optimizer.param_groups[0]["lr"]

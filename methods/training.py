@@ -1,4 +1,7 @@
-"""Supernet training pieces shared by the differentiable / pruning methods (BIPEFT, S3Delta, PrunePEFT).
+"""Training pieces shared by the one-shot methods (BIPEFT, S3Delta, PrunePEFT): their supernet and its ΔW step.
+
+(The supernet itself, every module of a space injected in search mode, is
+:class:`spaces.inject.Supernet`; this module trains one.)
 
 * :func:`build_supernet`: a fresh task model from the context with every module of the space
   injected in search mode (a :class:`~spaces.inject.Supernet`), the task head trainable.
@@ -14,10 +17,10 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from core.batches import to_device
+from core.schedules import linear_decay
 from methods.base import SearchContext, TaskModel
 from spaces.inject import Supernet
-from suite.data import to_device
-from suite.harness import linear_schedule
 
 
 def build_supernet(ctx: SearchContext, op_kwargs: dict[str, dict] | None = None) -> tuple[TaskModel, Supernet]:
@@ -47,7 +50,7 @@ class WeightTrainer:
         self.params = [p for p in params if p.requires_grad]
         self.ctx, self.grad_clip = ctx, grad_clip
         self.optimizer = torch.optim.AdamW(self.params, lr=ctx.lr, weight_decay=weight_decay)
-        self.schedule = linear_schedule(self.optimizer, total_steps)
+        self.schedule = linear_decay(self.optimizer, total_steps)
 
     def step(self, task_model: TaskModel, batch: dict, on_grads: Callable[[], None] | None = None) -> float:
         """One ΔW update on ``batch``; returns the loss.
@@ -77,31 +80,3 @@ def batch_loss(task_model: TaskModel, batch: dict, ctx: SearchContext) -> torch.
     if not torch.isfinite(loss):
         raise FloatingPointError(f"non-finite search loss {loss.item()}")
     return loss
-
-
-def greedy_fill(priority, costs, budget: float) -> list[bool]:
-    """A greedy knapsack: walk the modules by ``priority`` (highest first, ties by index) and keep
-    each one whose cost still fits in ``budget``; modules that do not fit are skipped and the walk
-    goes on (S3Delta's final structure, BIPEFT's indicator of Eq. 5 as coded).
-
-    Args:
-        priority: one score per module (any sequence or tensor of numbers).
-        costs: one parameter count per module.
-        budget: the parameter budget.
-
-    Returns:
-        ``keep[i]`` for every module; the kept costs sum to at most ``budget``.
-    """
-    import numpy as np
-
-    if torch.is_tensor(priority):
-        priority = priority.detach().cpu().double().numpy()
-    priority = np.asarray(priority, dtype=float)
-    costs = np.asarray(costs, dtype=float)
-    if priority.shape != costs.shape:
-        raise ValueError(f"priority {priority.shape} and costs {costs.shape} must have the same shape")
-    keep, used = [False] * len(costs), 0.0
-    for i in np.argsort(-priority, kind="stable"):
-        if used + costs[i] <= budget:
-            keep[i], used = True, used + costs[i]
-    return keep

@@ -1,0 +1,108 @@
+"""The code that runs inside a Ray trial: a one-shot search, a retrain, a black-box candidate.
+
+Each trial receives its own *trial spec* (``Plan.trial_spec``: its job, the plan's settings it needs
+and, for a retrain, its architecture) as its Tune config, builds an :class:`~suite.harness.Experiment`
+from it and reports what the driver records. Nothing here writes a record: the driver does, as each
+trial ends (:mod:`suite.driver`).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from methods.base import PARAMS, RATIO, SCORE
+
+TRACE_DIR = "traces"
+
+
+def _setup(spec: dict[str, Any], cpus: float) -> None:
+    """Threads for this trial's CPUs, and the plugin modules that register out-of-tree entries."""
+    import torch
+
+    from core.registry import import_plugins
+
+    torch.set_num_threads(max(1, int(cpus)))
+    import_plugins(spec["plugins"])
+
+
+def _experiment(spec: dict[str, Any], overrides: dict[str, Any] | None = None):
+    from suite.harness import Experiment, HarnessConfig
+    from suite.tasks import get_task, load_splits
+
+    job = spec["job"]
+    task = get_task(job["task"])
+    splits = load_splits(task, job["seed"], spec["data_dir"])
+    config = HarnessConfig(**{**spec["harness"], **(overrides or {})})
+    return Experiment(task, splits, spec["backbone"], job["seed"], config)
+
+
+def _space(spec: dict[str, Any], sites):
+    from spaces import build_space
+
+    return build_space(spec["space"], sites, spec["sizes"], backbone_name=spec["backbone"])
+
+
+def _method(spec: dict[str, Any]):
+    from methods import get_method
+
+    return get_method(spec["job"]["method"], spec["method_options"])
+
+
+def search_trial(config: dict[str, Any], out: str, cpus: float) -> None:
+    """A one-shot search on the search splits; reports the architecture and what the search says."""
+    import torch
+    from ray import tune
+
+    from suite.harness import peak_memory_mb
+
+    spec = config["trial"]
+    _setup(spec, cpus)
+    exp = _experiment(spec)
+    method = _method(spec)
+    trace_dir = Path(TRACE_DIR) / spec["run_id"]
+    ctx = exp.search_context(_space(spec, exp.sites), spec["job"]["budget_params"], report=tune.report,
+                             out_dir=Path(out) / trace_dir)
+    if exp.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(exp.device)
+    start = time.perf_counter()
+    result = method.search(ctx)
+    seconds = time.perf_counter() - start
+    # the same measure as the retrain's: the efficiency table compares the two
+    info = {**result.info, "peak_memory_mb": peak_memory_mb(exp.device)}
+    if any(key.startswith("trace_") for key in info):
+        info["trace_dir"] = str(trace_dir)  # relative to --out: the record carries no machine path
+    tune.report({"done": 1, "search_s": seconds, "architecture": result.architecture.to_json(indent=None),
+                 "search_info": json.dumps(info, default=str)})
+
+
+def retrain_trial(config: dict[str, Any], cpus: float) -> None:
+    """Retrain one architecture on train; best validation checkpoint scored on test."""
+    from ray import tune
+
+    from spaces.architecture import Architecture
+
+    spec = config["trial"]
+    _setup(spec, cpus)
+    arch = Architecture.from_dict(spec["architecture"])
+    result = _experiment(spec).retrain(arch, report=tune.report)
+    tune.report({"done": 1, "retrain": json.dumps(result.to_dict())})
+
+
+def proxy_trial(config: dict[str, Any], spec: dict[str, Any], cpus: float) -> None:
+    """A black-box candidate (``config``: the searcher's suggestion): proxy-train it at the method's
+    fidelity; report score, ratio, params."""
+    from ray import tune
+
+    _setup(spec, cpus)
+    method = _method(spec)
+    exp = _experiment(spec, method.fidelity())
+    arch = method.candidate(_space(spec, exp.sites), config)
+    if not arch.placements:  # nothing to train: a valid point of the space that scores nothing
+        tune.report({SCORE: float("nan"), RATIO: 0.0, PARAMS: 0})
+        return
+    result = exp.retrain(arch, test=False)
+    tune.report({SCORE: result.validation[exp.task.selection_metric], RATIO: result.ratio,
+                 PARAMS: result.peft_params, "peak_memory_mb": result.peak_memory_mb})

@@ -1,0 +1,56 @@
+"""The README's "Add a method", followed once: a throw-away package (``tests/plugins/throwaway_methods``)
+that touches no file of the suite. Its methods are registered (the catalogues of
+``test_one_shot_contract.py`` and ``test_blackbox_contract.py`` run over them, since the test
+session imports the package), run through the real Ray stages with ``--plugin``, and appear in the
+tables with their labels."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import ROOT
+
+from methods import METHODS
+from suite.cli import main
+from suite.records import load_records, validate_dir
+
+TINY = ["--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--max-train-samples", "48",
+        "--max-eval-samples", "24", "--epochs", "1", "--seeds", "0"]
+
+
+def test_the_plugin_registers_checked_classes():
+    assert {"throwaway-greedy", "throwaway-random"} <= set(METHODS.names())
+    assert METHODS.get("throwaway-greedy").kind == "one-shot"
+    assert METHODS.get("throwaway-random").kind == "black-box"
+
+
+def test_no_file_of_the_suite_names_the_plugin():
+    for package in ("core", "spaces", "methods", "suite"):
+        for path in (ROOT / package).rglob("*.py"):
+            assert "throwaway" not in path.read_text(), path
+
+
+def test_a_registry_line_naming_another_class_is_refused():
+    from core.registry import Registry
+
+    registry = Registry("method", base="methods.base:Method")
+    registry.register("not-greedy", "throwaway_methods.greedy:Greedy")
+    with pytest.raises(TypeError, match="name must equal its registry key"):
+        registry.get("not-greedy")
+    registry.register("config", "throwaway_methods.greedy:GreedyConfig")
+    with pytest.raises(TypeError, match="not a Method"):
+        registry.get("config")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_plugin_methods_run_through_ray_and_reach_the_tables(tmp_path, ray_session):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "throwaway-greedy,throwaway-random,lnfit", "--plugin", "throwaway_methods",
+                 *TINY, "--budget-params", "2000", "--out", str(out)]) == 0
+    records = {r["method"]: r for r in load_records(out)}
+    assert all(r["status"] == "ok" for r in records.values()), {m: r["error"] for m, r in records.items()}
+    assert set(records) == {"throwaway-greedy", "throwaway-random", "lnfit"}
+    assert records["throwaway-random"]["search"]["candidates"] == 2
+    assert validate_dir(out) == []
+    accuracy = (out / "accuracy.md").read_text()
+    assert "Greedy (test)" in accuracy and "Random (test)" in accuracy

@@ -1,0 +1,150 @@
+"""The contract of every registered black-box method (``methods.METHODS``), with a synthetic objective.
+
+A method joins these tests by being registered. Its Ray Tune ``Searcher`` proposes configs that
+decode to architectures of the space; NaN, infinite and failed trials do not stop it; ``save`` /
+``restore`` and a cloudpickle round trip (what Ray does to a searcher) continue the same search;
+the same seed proposes the same candidates; ``select`` returns the best finished candidate within
+the budget and refuses when none fits. Method-specific behaviour (the BO loop, optuna's states, APET's
+draws) is tested in each method's own file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import cloudpickle
+import numpy as np
+import pytest
+
+from methods import METHODS, get_method
+from methods.base import PARAMS, RATIO, SCORE, SearchProblem
+from spaces import build_space
+from suite.backbones import backbone_sites
+
+BLACK_BOX = [name for name in METHODS.names() if METHODS.get(name).kind == "black-box"]
+# Options that keep a method's searcher quick on a tiny space (a method without an entry runs its defaults).
+FAST = {
+    "autopeft": {"n_init": 3, "candidates": 8, "q": 2, "random_pool": 32, "max_evals": 60, "n_restarts": 4,
+                 "mc_samples": 16},
+    "optuna": {"population_size": 4, "n_startup_trials": 4, "candidates": 8},
+    "apet": {"candidates": 8},
+}
+STEPS = 6
+
+
+@pytest.fixture(scope="module")
+def space():
+    return build_space("s1", backbone_sites("tiny-t5"), backbone_name="tiny-t5")
+
+
+def method(name: str):
+    return get_method(name, FAST.get(name, {}))
+
+
+def searcher(name: str, space, seed: int = 0, budget: int | None = None):
+    budget = space.full_size() // 3 if budget is None else budget
+    return method(name).make_searcher(SearchProblem(space, budget, seed), metric=SCORE, mode="max")
+
+
+def observe(space, config, score: float | None = None) -> dict:
+    """A synthetic proxy result: the score grows with the architecture's size."""
+    params = space.param_count(space.from_tune(config))
+    value = 50.0 + 40.0 * params / space.full_size() if score is None else score
+    return {SCORE: value, RATIO: params / space.sites.backbone_params, PARAMS: params}
+
+
+def drive(s, space, n: int, start: int = 0) -> list[dict]:
+    configs = []
+    for i in range(start, start + n):
+        config = s.suggest(f"t{i}")
+        s.on_trial_complete(f"t{i}", observe(space, config))
+        configs.append(config)
+    return configs
+
+
+def key(config: dict) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+def test_there_are_black_box_methods():
+    assert {"autopeft", "apet", "optuna"} <= set(BLACK_BOX)
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_suggestions_decode_to_architectures_of_the_space(name, space):
+    m = method(name)
+    for config in drive(searcher(name, space), space, STEPS):
+        assert not any("/" in k for k in config)  # a valid Ray Tune key
+        space.validate(m.candidate(space, config))
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_nan_inf_and_failed_trials_do_not_stop_the_search(name, space):
+    s = searcher(name, space)
+    outcomes = [({SCORE: math.nan}, False), ({SCORE: math.inf}, False), ({SCORE: -math.inf}, False),
+                (None, True), ({"something_else": 1.0}, False), ("ok", True)]
+    for i, (result, error) in enumerate(outcomes):
+        config = s.suggest(f"t{i}")
+        if result == "ok":  # errored after reporting a score: still a failure
+            result = observe(space, config)
+        elif result is not None and SCORE in result:
+            result = {**observe(space, config), **result}
+        s.on_trial_complete(f"t{i}", result, error=error)
+    assert isinstance(s.suggest("next"), dict)
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_save_and_restore_continue_the_same_search(name, space, tmp_path):
+    a = searcher(name, space, seed=3)
+    drive(a, space, STEPS - 1)
+    path = tmp_path / "searcher.pkl"
+    a.save(str(path))
+    b = searcher(name, space, seed=3)
+    b.restore(str(path))
+    assert key(b.suggest("n")) == key(a.suggest("n"))
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_a_pickled_searcher_goes_on_the_same_way(name, space):
+    a = searcher(name, space, seed=1)
+    drive(a, space, STEPS - 1)
+    b = cloudpickle.loads(cloudpickle.dumps(a))
+    assert key(b.suggest("x")) == key(a.suggest("x"))
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_the_same_seed_proposes_the_same_candidates(name, space):
+    first = [key(c) for c in drive(searcher(name, space, seed=5), space, STEPS)]
+    again = [key(c) for c in drive(searcher(name, space, seed=5), space, STEPS)]
+    assert first == again
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_select_returns_the_best_finished_candidate_within_the_budget(name, space):
+    m, budget = method(name), space.full_size() // 3
+    problem = SearchProblem(space, budget, 0)
+    rng = np.random.default_rng(0)
+    inside = [space.to_tune_config(space.sample(rng, budget)) for _ in range(3)]
+    over = space.to_tune_config(space.full())
+    results = [
+        {"config": over, **observe(space, over, 99.0)},                        # best score, over the budget
+        {"config": inside[0], **observe(space, inside[0], 80.0)},
+        {"config": inside[1], **observe(space, inside[1], 70.0)},
+        {"config": inside[2], **observe(space, inside[2], math.nan)},           # failed
+    ]
+    selected = m.select(problem, results)
+    assert selected.architecture == space.from_tune(inside[0])
+    assert space.param_count(selected.architecture) <= budget
+    json.dumps(selected.info)  # the record keeps it
+    with pytest.raises(RuntimeError, match="within the budget"):
+        m.select(problem, results[:1])
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_config_json_round_trip_and_unknown_keys(name):
+    m = get_method(name)
+    again = METHODS.get(name)(json.loads(json.dumps(m.config_dict())))
+    assert again.config == m.config
+    with pytest.raises(ValueError, match=r"unknown \w+ key 'no_such_option'.*valid keys"):
+        METHODS.get(name)({"no_such_option": 1})
