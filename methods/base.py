@@ -70,6 +70,7 @@ class SearchContext:
         evaluate: validation metrics of a task model, selection metric first, ×100.
         total_steps: the planned search steps (the harness's epochs over ``weight_train``, capped
             by its ``max_steps``; the one owner of both is ``HarnessConfig``).
+        train_steps: the same epochs over ``train`` (a method that trains on the whole split).
         device: where to train.
         lr: the PEFT weight learning rate.
         report: a callback for per-step metrics (Ray's ``tune.report`` inside a trial).
@@ -88,6 +89,7 @@ class SearchContext:
     evaluate: Callable[[TaskModel], dict[str, float]]
     total_steps: int
     train: Iterable[dict[str, torch.Tensor]] | None = None
+    train_steps: int | None = None
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     lr: float = 3e-4
     report: Callable[[dict[str, Any]], None] = lambda metrics: None
@@ -155,6 +157,18 @@ class Method(ABC):
         whole space). A budget above it cannot be spent: the CLI refuses it."""
         return space.full_size()
 
+    def authors_recipe(self) -> dict[str, dict[str, Any]]:
+        """Op options with which this method's authors retrain what it finds (their published code),
+        for ``--retrain-recipe authors``; an op left out takes its class defaults (BIPEFT's code:
+        unscaled LoRA, Houlsby-initialised gelu adapters, the gated prefix). By default the suite
+        retrains every architecture with one recipe instead (:mod:`suite.recipe`)."""
+        return {}
+
+    def settings(self) -> list[str]:
+        """How this method's configuration departs from its published default, for the tables'
+        row labels (e.g. ``["1st-order DARTS"]``); empty when it runs as published."""
+        return []
+
 
 class ManualMethod(Method):
     """A manually designed PEFT method: the same fixed architecture whatever the task."""
@@ -174,6 +188,12 @@ class OneShotMethod(Method):
     @abstractmethod
     def search(self, ctx: SearchContext) -> SearchResult:
         """Search ``ctx.space`` under ``ctx.budget`` on the search splits of ``ctx``."""
+
+    def min_steps(self, steps_per_epoch: int) -> int:
+        """The fewest planned search steps (over ``weight_train``) with which this method can do what
+        it is (BIPEFT: reach its Z triggers); the CLI refuses a shorter plan unless told to accept a
+        step-capped search. Default 1."""
+        return 1
 
 
 # What a black-box trial reports (the stage's trainable) and the searcher reads.

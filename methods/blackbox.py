@@ -26,11 +26,13 @@ class ProxyFidelity:
     max_train_samples: int | None = option(None, "proxy-train on at most N training examples")
     max_steps: int | None = option(None, "a cap on the proxy-training steps of each candidate")
     epochs: int | None = option(None, "proxy-training epochs (None: the task's)")
+    eval_every: int | None = option(None, "validate each candidate every N proxy steps (None: the task's "
+                                          "interval; a large N: once, at the end)")
 
     def __post_init__(self) -> None:
         check(self.train_fraction is None or 0 < self.train_fraction <= 1,
               f"train_fraction must be in (0, 1] or None, got {self.train_fraction!r}")
-        check_positive_ints(self, "max_train_samples", "max_steps", "epochs", allow_none=True)
+        check_positive_ints(self, "max_train_samples", "max_steps", "epochs", "eval_every", allow_none=True)
 
     def overrides(self) -> dict[str, Any]:
         """The ``HarnessConfig`` overrides of the proxy trials (unset fields are left out): this

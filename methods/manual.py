@@ -6,12 +6,15 @@ a 32,100 vocabulary they reproduce the paper's ratios exactly (methods.md §6):
 ========  =======================================================================  ==================
 name      placement                                                                T5-large params
 ========  =======================================================================  ==================
-lora      LoRA r=8 on self-attention q and v of every layer (scaling 2 = 16 / 8)    1,572,864 (21.32‱)
+lora      LoRA r=8 on self-attention q and v of every layer                       1,572,864 (21.32‱)
 adapter   serial bottleneck-24 adapter after the self-attention and FFN sub-layers  4,819,200 (65.33‱)
 bitfit    a bias on self-attention q,k,v,o, the FFN linears, every norm, lm_head    599,396 (8.13‱)
 lnfit     a parallel scale on every norm (final norms included)                     124,928 (1.69‱)
 full      every backbone parameter                                                  737,639,424
 ========  =======================================================================  ==================
+
+They are retrained with the suite's recipe like every architecture; their authors' settings (LoRA's
+scaling 2 = alpha 16 / r 8) are their ``authors_recipe`` (``--retrain-recipe authors``).
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ LINEARS = ("attn.q", "attn.k", "attn.v", "attn.o", "ffn.gate", "ffn.up", "ffn.do
 def _arch(name: str, backbone: str, placements, **kwargs) -> Architecture:
     return Architecture("manual", backbone, tuple(placements), **kwargs)
 
-
 class LoRABaseline(ManualMethod):
     name = "lora"
     label = "LoRA(r=8)"
@@ -34,7 +36,10 @@ class LoRABaseline(ManualMethod):
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
         placements = [Placement(s.site, "lora", 8) for s in sites.sites("linear", ("attn.q", "attn.v"))]
-        return _arch(self.name, backbone_name, placements, op_options={"lora": {"scaling": 2.0}})
+        return _arch(self.name, backbone_name, placements)
+
+    def authors_recipe(self) -> dict[str, dict]:
+        return {"lora": {"scaling": 2.0}}  # LoraConfig(r=8, alpha=16) in S3Delta's lora.json
 
 
 class AdapterBaseline(ManualMethod):

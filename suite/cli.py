@@ -72,7 +72,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         if not args.out:
             raise UsageError("--resume needs --out DIR, the folder of the run to continue")
-        given = [f"--{a.replace('_', '-')}" for a in PLAN_ARGS if getattr(args, a) not in (None, [])]
+        given = [f"--{a.replace('_', '-')}" for a in PLAN_ARGS if getattr(args, a) not in (None, [], False)]
         if given:
             raise UsageError(f"--resume continues the saved run in {args.out}; drop {', '.join(given)}")
         plan = Plan.load(Path(args.out))
@@ -166,7 +166,7 @@ def print_options(name: str | None) -> None:
 def cmd_table(args: argparse.Namespace) -> int:
     from suite.report import write_reports
 
-    for path in write_reports(args.out):
+    for path in write_reports(args.out, reference=args.reference):
         print(path)
     return 0
 
@@ -212,9 +212,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-steps", type=int, help="a cap on training steps instead of epochs")
     run.add_argument("--max-train-samples", type=int, help="use at most N training examples")
     run.add_argument("--max-eval-samples", type=int, help="use at most N validation/test examples")
+    run.add_argument("--batch-size", type=int, help="training batch size (default: the task's, 32 GLUE / 16 SuperGLUE)")
+    run.add_argument("--max-source-length", type=int, help="truncate inputs to N tokens (default: the task's "
+                                                           "128 GLUE / 256 SuperGLUE)")
+    run.add_argument("--eval-every", type=int, help="validate every N retrain steps (default: the task's interval, "
+                                                    "else once per epoch)")
     run.add_argument("--scoring", help="T5 scoring: generate (the paper) or label_tokens")
     run.add_argument("--method-option", action="append", metavar="METHOD.KEY=VALUE",
                      help="a method config option (repeatable), e.g. bipeft.code_compat=true")
+    run.add_argument("--retrain-recipe", choices=("suite", "authors"),
+                     help="'suite' (default): every architecture retrained with the suite's one recipe; "
+                          "'authors': each with its method's published settings (rows labelled)")
+    run.add_argument("--no-save-weights", action="store_true",
+                     help="do not keep each retrain's trained weights (weights/<run_id>.safetensors)")
+    run.add_argument("--allow-step-cap", action="store_true",
+                     help="accept one-shot searches planned shorter than their method needs (rows marked)")
     run.add_argument("--plugin", help="comma-separated modules to import in the driver and in every trial "
                                       "(they register out-of-tree methods); importable on every node")
     run.add_argument("--address", help="a running Ray cluster (default: local Ray)")
@@ -231,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     table = sub.add_parser("table", help="rebuild the leaderboard, tables and plots of a run from its records")
     table.add_argument("--out", required=True, help="the run's output folder (holding records/)")
+    table.add_argument("--reference", help="the method every other is compared with in comparison.md "
+                                           "(default: the first searched method of the run)")
     table.set_defaults(func=cmd_table)
 
     validate = sub.add_parser("validate", help="check every record of a run against the schema")

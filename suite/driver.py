@@ -136,12 +136,12 @@ class _Writer:
         result = trial.last_result or {}
         if self.result_key not in result:
             return self.error(trial)
-        self.save(self._job(trial), result)
+        self.save(self._job(trial), result, trial)
 
     def error(self, trial) -> None:
         self.runner.write_failed(self._job(trial), f"{self.stage} failed: {_error_text(trial)}")
 
-    def save(self, job: Job, result: dict) -> None:
+    def save(self, job: Job, result: dict, trial) -> None:
         raise NotImplementedError
 
     def written(self, run_ids: list[str]) -> set[str]:
@@ -157,7 +157,7 @@ class _SearchWriter(_Writer):
         failed = self.runner.failed()
         return {r for r in run_ids if r in failed or r in self.runner.found}
 
-    def save(self, job: Job, result: dict) -> None:
+    def save(self, job: Job, result: dict, trial) -> None:
         self.runner.save_found(job, Found(json.loads(result["architecture"]), result["search_s"],
                                           json.loads(result.get("search_info", "{}"))))
 
@@ -168,10 +168,10 @@ class _RetrainWriter(_Writer):
     stage, result_key = "retrain", "retrain"
 
     def written(self, run_ids: list[str]) -> set[str]:
-        return set(run_ids) & self.runner.done()
+        return set(run_ids) & (self.runner.done() | self.runner.failed())
 
-    def save(self, job: Job, result: dict) -> None:
-        self.runner.write_ok(job, json.loads(result["retrain"]))
+    def save(self, job: Job, result: dict, trial) -> None:
+        self.runner.write_ok(job, json.loads(result["retrain"]), self.runner.file_artifacts(job, trial.checkpoint))
 
 
 def _callback(writer):
@@ -196,6 +196,7 @@ class _ResultTrial:
 
     def __init__(self, result):
         self.config, self.last_result, self._error = result.config, result.metrics, result.error
+        self.checkpoint = result.checkpoint
 
     error_file = None
 
@@ -247,23 +248,47 @@ class Runner:
             return set()
         return {r["run_id"] for r in load_records(self.out, status=status)}
 
-    def _record(self, job: Job, status: str, error: str | None, retrain: dict | None) -> dict[str, Any]:
-        from methods import get_method
+    def file_artifacts(self, job: Job, checkpoint) -> dict[str, dict]:
+        """Copy a retrain's weights and test predictions from its Tune checkpoint (wherever the run's
+        storage is) to ``weights/`` and ``predictions/`` under ``out``; their paths (relative to
+        ``out``) and sha256 for the record."""
+        import hashlib
+        import shutil
 
+        from suite.trials import PREDICTIONS_FILE, WEIGHTS_FILE
+
+        files: dict[str, dict] = {}
+        if checkpoint is None:
+            return files
+        with checkpoint.as_directory() as folder:
+            for key, name, suffix in (("weights", WEIGHTS_FILE, ".safetensors"),
+                                      ("predictions", PREDICTIONS_FILE, ".jsonl.gz")):
+                source = Path(folder) / name
+                if not source.is_file():
+                    continue
+                target = Path(key) / f"{job.run_id}{suffix}"
+                (self.out / key).mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, self.out / target)
+                digest = hashlib.sha256((self.out / target).read_bytes()).hexdigest()
+                files[key] = {"path": str(target), "sha256": digest, "bytes": (self.out / target).stat().st_size}
+        return files
+
+    def _record(self, job: Job, status: str, error: str | None, retrain: dict | None,
+                files: dict | None = None) -> dict[str, Any]:
         found = self.found.get(job.run_id)
         hardware = {**self.env["hardware"], "cpus_per_trial": self.cluster.cpus_per_trial,
                     "gpus_per_trial": self.cluster.gpus_per_trial}
         return build_record(
             job, status, error=error, retrain=retrain, backbone=self.plan.backbone,
             backbone_params=self.plan.backbone_params, harness=self.plan.harness,
-            method_config=get_method(job.method, self.plan.method_options.get(job.method)).config_dict(),
+            method_config=self.plan.method(job.method).config_dict(), recipe=self.plan.retrain_recipe, files=files,
             environment={**self.env, "hardware": hardware},
             architecture=found.architecture if found else None, search_s=found.search_s if found else None,
             search=found.info if found else {},
         )
 
-    def write_ok(self, job: Job, retrain: dict) -> None:
-        path = write_record(self.out, self._record(job, "ok", None, retrain))
+    def write_ok(self, job: Job, retrain: dict, files: dict | None = None) -> None:
+        path = write_record(self.out, self._record(job, "ok", None, retrain, files))
         self.log(f"record {path.name}: test {retrain['test']}")
 
     def write_failed(self, job: Job, error: str) -> None:
@@ -320,10 +345,9 @@ class Runner:
         from ray import tune
         from ray.tune.search import ConcurrencyLimiter
 
-        from methods import get_method
         from spaces import build_space
 
-        method = get_method(job.method, self.plan.method_options.get(job.method))
+        method = self.plan.method(job.method)
         problem = SearchProblem(build_space(self.plan.space, self.sites, self.plan.sizes,
                                             backbone_name=self.plan.backbone), job.budget_params, job.seed)
         n = method.num_candidates()
@@ -361,9 +385,7 @@ class Runner:
         self.save_found(job, Found(selected.architecture.to_dict(), time.perf_counter() - start, info))
 
     def manual(self, job: Job) -> None:
-        from methods import get_method
-
-        arch = get_method(job.method).architecture(self.sites, self.plan.backbone)
+        arch = self.plan.method(job.method).architecture(self.sites, self.plan.backbone)
         self.save_found(job, Found(arch.to_dict(), 0.0, {}))
 
     def retrain(self, jobs: list[Job]) -> None:

@@ -33,7 +33,7 @@ from spaces.architecture import Architecture
 from spaces.inject import inject_fixed, peft_parameters
 from spaces.sites import describe
 from suite.data import Splits, make_loader, search_halves, subsample
-from suite.modeling import SCORINGS, Collator, make_task_model
+from suite.modeling import POOLINGS, SCORINGS, Collator, make_task_model
 from suite.tasks.base import Task
 
 
@@ -56,6 +56,9 @@ class HarnessConfig:
     train_fraction: float | None = option(None, "use this fraction of the training examples (low fidelity; "
                                                 "combined with max_train_samples, the smaller wins)")
     max_eval_samples: int | None = option(None, "use at most N validation/test examples")
+    pooling: str = option("auto", "what a BERT-like task head reads: 'cls' (the [CLS] pooler), 'mean' (the mean "
+                                  "of the last hidden states), or 'auto': the pooling a sentence-transformers "
+                                  "checkpoint declares in its modules.json (all-MiniLM-L6-v2: mean), else 'cls'")
     device: str = option("auto", "'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
     bf16: bool = option(True, "bf16 autocast on a GPU")
 
@@ -66,6 +69,8 @@ class HarnessConfig:
         check(self.train_fraction is None or 0 < self.train_fraction <= 1,
               f"train_fraction must be in (0, 1] or None, got {self.train_fraction!r}")
         check(self.scoring in SCORINGS, f"unknown scoring {self.scoring!r}; valid: {', '.join(SCORINGS)}")
+        check(self.pooling in ("auto", *POOLINGS),
+              f"unknown pooling {self.pooling!r}; valid: auto, {', '.join(POOLINGS)}")
 
 
 @dataclass
@@ -83,6 +88,12 @@ class RetrainResult:
     head_params: int
     backbone_params: int
     history: list[dict[str, Any]] = field(default_factory=list)
+    pooling: str | None = None               # what a BERT-like head read (None: not a BERT-like model)
+    op_options: dict[str, dict] = field(default_factory=dict)  # the recipe's op settings
+    # Not part of the record itself (the trial writes them beside it): the best checkpoint's
+    # trainable weights by parameter name, and one prediction per test example.
+    weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
+    predictions: list[dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
     def ratio(self) -> float:
@@ -90,7 +101,8 @@ class RetrainResult:
         return self.peft_params / self.backbone_params
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "ratio": self.ratio}
+        out = {k: v for k, v in asdict(self).items() if k not in ("weights", "predictions")}
+        return {**out, "ratio": self.ratio}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -119,7 +131,7 @@ class Experiment:
     """
 
     def __init__(self, task: Task, splits: Splits, backbone: str, seed: int, config: HarnessConfig | None = None):
-        from suite.backbones import load_config, load_tokenizer
+        from suite.backbones import declared_pooling, load_config, load_tokenizer
 
         self.task, self.backbone, self.seed = task, backbone, seed
         self.config = config or HarnessConfig()
@@ -137,6 +149,7 @@ class Experiment:
         from spaces.sites import family_of
 
         self.family = family_of(load_config(backbone))
+        self.pooling = cfg.pooling if cfg.pooling != "auto" else (declared_pooling(backbone) or "cls")
         self.tokenizer = load_tokenizer(backbone)
         self.collator = Collator(task, self.tokenizer, self.family, cfg.max_source_length)
         self.batch_size = cfg.batch_size or task.batch_size
@@ -159,7 +172,7 @@ class Experiment:
         if self._sites is None:
             self._sites = describe(model)
         task_model = make_task_model(model, self.task, self.tokenizer, self.config.scoring,
-                                     head_prefixes=self._sites.head_prefixes)
+                                     head_prefixes=self._sites.head_prefixes, pooling=self.pooling)
         return task_model.to(self.device)
 
     @property
@@ -177,6 +190,11 @@ class Experiment:
     @torch.no_grad()
     def evaluate(self, task_model, examples) -> dict[str, float]:
         """The task's metrics (×100) of ``task_model`` on ``examples``."""
+        return self.task.score(self.predict(task_model, examples), examples)
+
+    @torch.no_grad()
+    def predict(self, task_model, examples) -> list[Any]:
+        """``task_model``'s prediction for each of ``examples``, in their order."""
         was_training = task_model.training
         task_model.eval()
         predictions: list[Any] = [None] * len(examples)
@@ -187,7 +205,7 @@ class Experiment:
             for i, p in zip(batch["index"].tolist(), preds):
                 predictions[i] = p
         task_model.train(was_training)
-        return self.task.score(predictions, examples)
+        return predictions
 
     # ---- one-shot search ---------------------------------------------------------------------------
     def planned_steps(self, steps_per_epoch: int, epochs: int) -> int:
@@ -199,12 +217,12 @@ class Experiment:
                        out_dir: Path | None = None) -> SearchContext:
         """The context of a one-shot search: train halves and validation, never the test split."""
         weight_half, arch_half = search_halves(self.splits.train, self.seed)
-        weight_train = self.loader(weight_half, train=True)
+        weight_train, train = self.loader(weight_half, train=True), self.loader(self.splits.train, train=True)
         return SearchContext(
             space=space, budget=budget, seed=self.seed, make_model=self.new_model,
             weight_train=weight_train,
             arch_train=self.loader(arch_half, train=True, seed_offset=1),
-            train=self.loader(self.splits.train, train=True),
+            train=train, train_steps=self.planned_steps(len(train), self.epochs),
             validation=self.loader(self.splits.validation, train=False),
             evaluate=lambda tm: self.evaluate(tm, self.splits.validation),
             total_steps=self.planned_steps(len(weight_train), self.epochs),
@@ -214,12 +232,16 @@ class Experiment:
 
     # ---- retrain -----------------------------------------------------------------------------------
     def retrain(self, arch: Architecture, report: Callable[[dict], None] | None = None,
-                test: bool = True) -> RetrainResult:
-        """Train ``arch`` on train, select the best validation checkpoint, score it on test."""
+                test: bool = True, op_options: dict[str, dict] | None = None) -> RetrainResult:
+        """Train ``arch`` on train, select the best validation checkpoint, score it on test.
+
+        ``op_options`` are the recipe's op settings (``suite.recipe``); the result holds the best
+        checkpoint's trainable weights and, with ``test``, one prediction per test example.
+        """
         cfg, report = self.config, report or (lambda m: None)
         task_model = self.new_model()
         torch.manual_seed(self.seed)  # op init depends on the seed only, not on what ran before
-        inject_fixed(task_model.model, arch, self._sites)
+        inject_fixed(task_model.model, arch, self._sites, op_options=op_options)
         head = task_model.head_parameters()
         for p in head:
             p.requires_grad_(True)
@@ -278,10 +300,19 @@ class Experiment:
             with torch.no_grad():
                 for p, saved in zip(trainable, best_state):
                     p.copy_(saved)
-        test_metrics = self.evaluate(task_model, self.splits.test) if test else {}
+        test_metrics, predictions = {}, None
+        if test:
+            predicted = self.predict(task_model, self.splits.test)
+            test_metrics = self.task.score(predicted, self.splits.test)
+            predictions = [{"id": i, "idx": ex.get("idx"), "prediction": p, "gold": ex["label"],
+                            **({"group": ex["group"]} if "group" in ex else {})}
+                           for i, (ex, p) in enumerate(zip(self.splits.test, predicted))]
         return RetrainResult(
             validation=best_val, test=test_metrics, best_step=best_step, steps=step,
             train_time_s=train_time, eval_time_s=eval_time, peak_memory_mb=peak_memory_mb(self.device),
             peft_params=peft_count, head_params=sum(p.numel() for p in head),
             backbone_params=self.sites.backbone_params, history=history,
+            pooling=self.pooling if self.family == "bert" else None, op_options=dict(op_options or {}),
+            weights={n: p.detach().cpu().clone() for n, p in task_model.model.named_parameters() if p.requires_grad},
+            predictions=predictions,
         )

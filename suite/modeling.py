@@ -4,8 +4,11 @@
   come from greedy generation (``scoring="generate"``, the paper's protocol) or, for tasks whose
   label strings are single tokens, from comparing those tokens' first-step logits
   (``scoring="label_tokens"``: exact for single-token labels, one decoder step instead of up to 20).
-* :class:`ClassifierModel` (BERT-like): a classification head (regression for STS-B); the head's
-  parameters are trained with the PEFT weights and reported apart.
+* :class:`ClassifierModel` (BERT-like): a classification head (regression for STS-B) on the
+  ``[CLS]`` pooler (``pooling="cls"``, BERT's own) or on the mean of the last hidden states over the
+  attention mask (``pooling="mean"``, what a sentence-transformers checkpoint such as
+  all-MiniLM-L6-v2 was trained for: its ``modules.json`` declares mean pooling, and its pooler was
+  never trained with it); the head's parameters are trained with the PEFT weights and reported apart.
 * :class:`LabelScoringModel` (Llama-like): the next-token logits after the prompt, restricted to
   the label tokens.
 
@@ -25,6 +28,7 @@ from spaces.sites import family_of
 from suite.tasks.base import Task
 
 SCORINGS = ("generate", "label_tokens")
+POOLINGS = ("cls", "mean")
 
 
 class Collator:
@@ -130,12 +134,36 @@ class Seq2SeqModel(_Base):
 
 
 class ClassifierModel(_Base):
+    def __init__(self, model, task, tokenizer, head_prefixes: tuple[str, ...] = (), pooling: str = "cls"):
+        super().__init__(model, task, tokenizer, head_prefixes)
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        if pooling == "mean" and not isinstance(getattr(model, "classifier", None), nn.Linear):
+            raise ValueError(f"pooling='mean' needs a linear classifier on the pooled vector (BERT-style); "
+                             f"{type(model).__name__} has {type(getattr(model, 'classifier', None)).__name__}: "
+                             "use pooling='cls'")
+        self.pooling = pooling
+
+    def logits(self, batch) -> torch.Tensor:
+        inputs = self.model_inputs(batch)
+        if self.pooling == "cls":
+            return self.model(**inputs).logits
+        hidden = self.model.base_model(**inputs).last_hidden_state
+        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
+        return self.model.classifier(self.model.dropout(pooled))
+
     def forward(self, batch):
-        return self.model(**self.model_inputs(batch), labels=batch["labels"]).loss
+        if self.pooling == "cls":  # the model's own loss (BertForSequenceClassification and kin)
+            return self.model(**self.model_inputs(batch), labels=batch["labels"]).loss
+        logits = self.logits(batch)
+        if self.task.kind == "regression":
+            return F.mse_loss(logits.squeeze(-1).float(), batch["labels"].float())
+        return F.cross_entropy(logits.float(), batch["labels"])
 
     @torch.no_grad()
     def predict(self, batch) -> list[Any]:
-        logits = self.model(**self.model_inputs(batch)).logits
+        logits = self.logits(batch)
         if self.task.kind == "regression":
             return logits.squeeze(-1).float().tolist()
         return logits.argmax(-1).tolist()
@@ -166,15 +194,15 @@ class LabelScoringModel(_Base):
 
 
 def make_task_model(model: nn.Module, task: Task, tokenizer, scoring: str = "generate",
-                    head_prefixes: tuple[str, ...] = ()) -> _Base:
-    """The task model for ``model``'s family."""
+                    head_prefixes: tuple[str, ...] = (), pooling: str = "cls") -> _Base:
+    """The task model for ``model``'s family (``pooling``: how a BERT-like head reads the sequence)."""
     family = family_of(model.config)
     if family == "t5":
         return Seq2SeqModel(model, task, tokenizer, scoring=scoring)
     if family == "bert":
         if task.kind == "extractive":
             raise ValueError(f"{task.name} is extractive: use a T5 backbone (encoders get no span head here)")
-        return ClassifierModel(model, task, tokenizer, head_prefixes)
+        return ClassifierModel(model, task, tokenizer, head_prefixes, pooling)
     if task.kind == "extractive":
         raise ValueError(f"{task.name} is extractive: use a T5 backbone")
     return LabelScoringModel(model, task, tokenizer, label_token_ids(tokenizer, task))

@@ -28,7 +28,10 @@ PAPER_BUDGET = 1.39e-4  # 1.39‱ of the backbone (BIPEFT Table 1)
 OFFLINE_HARNESS = {"max_train_samples": 3000, "max_eval_samples": 500, "epochs": 2}
 # The command-line options that define a plan (a resumed run takes none of them).
 PLAN_ARGS = ("methods", "space", "tasks", "backbone", "budget", "budget_params", "seeds", "data_dir", "epochs",
-             "max_steps", "max_train_samples", "max_eval_samples", "scoring", "method_option", "plugin")
+             "max_steps", "max_train_samples", "max_eval_samples", "batch_size", "eval_every", "max_source_length",
+             "scoring",
+             "method_option", "plugin",
+             "retrain_recipe", "no_save_weights", "allow_step_cap")
 
 
 class UsageError(ValueError):
@@ -69,6 +72,9 @@ class Plan:
     method_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     backbone_params: int = 0
     plugins: tuple[str, ...] = ()            # modules imported in every trial (out-of-tree methods)
+    retrain_recipe: str = "suite"            # suite.recipe: one recipe for all, or each method's authors'
+    save_weights: bool = True                # keep each retrain's trained weights beside its record
+    allow_step_cap: bool = False             # accept searches planned shorter than a method needs
 
     def jobs(self) -> list[Job]:
         """The plan's jobs, in a stable order."""
@@ -91,12 +97,23 @@ class Plan:
                         out.append(Job(method, kind, task, seed, fraction, params, space))
         return out
 
+    def method(self, name: str):
+        """The method ``name`` with this plan's options."""
+        from methods import get_method
+
+        return get_method(name, self.method_options.get(name))
+
     def trial_spec(self, job: Job, architecture: dict | None = None) -> dict[str, Any]:
         """What one trial needs, as a JSON-able dict (a Ray Tune config value)."""
+        from suite.recipe import op_options
+
+        # a relative --data-dir is relative to where the run was started; trials run in their own folders
+        data_dir = str(Path(self.data_dir).resolve()) if self.data_dir else None
         return {"run_id": job.run_id, "job": asdict(job), "backbone": self.backbone, "space": self.space,
-                "sizes": list(self.sizes), "data_dir": self.data_dir, "harness": dict(self.harness),
+                "sizes": list(self.sizes), "data_dir": data_dir, "harness": dict(self.harness),
                 "method_options": dict(self.method_options.get(job.method, {})), "plugins": list(self.plugins),
-                "architecture": architecture}
+                "op_options": op_options(self.retrain_recipe, self.method(job.method)),
+                "save_weights": self.save_weights, "architecture": architecture}
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,8 +226,9 @@ def make_plan(args: Any) -> Plan:
         raise UsageError(f"--data-dir {args.data_dir} is not a directory")
     if args.epochs is not None and args.max_steps is not None:
         raise UsageError("give either --epochs or --max-steps, not both")
-    for name in ("epochs", "max_steps", "max_train_samples", "max_eval_samples"):
-        value = getattr(args, name)
+    for name in ("epochs", "max_steps", "max_train_samples", "max_eval_samples", "batch_size", "eval_every",
+                 "max_source_length"):
+        value = getattr(args, name, None)
         if value is not None and value < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     options = parse_method_options(args.method_option)
@@ -240,11 +258,61 @@ def make_plan(args: Any) -> Plan:
                     whole = "the whole" if capacity == space_obj.full_size() else f"what {m} can hold in the"
                     raise UsageError(f"budget {b:,} parameters is larger than {whole} {space} space "
                                      f"({capacity:,} = {capacity / total:.3g} of the backbone); choose a smaller one")
-    harness = {k: getattr(args, k) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples", "scoring")
-               if getattr(args, k) is not None}
+    harness = {k: getattr(args, k, None) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples",
+                                                   "batch_size", "eval_every", "max_source_length", "scoring")
+               if getattr(args, k, None) is not None}
     if args.tasks is None and args.backbone is None:  # the offline default: sized for a CPU (see above)
         harness = {**{k: v for k, v in OFFLINE_HARNESS.items()
                       if not (k == "epochs" and "max_steps" in harness)}, **harness}
-    return Plan(methods=tuple(methods), space=space, tasks=tuple(tasks), backbone=backbone, seeds=seeds,
+    recipe = getattr(args, "retrain_recipe", None) or "suite"
+    from suite.recipe import RECIPES
+
+    if recipe not in RECIPES:
+        raise UsageError(f"unknown --retrain-recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+    plan = Plan(methods=tuple(methods), space=space, tasks=tuple(tasks), backbone=backbone, seeds=seeds,
                 budgets=budgets, budget_params=args.budget_params, data_dir=args.data_dir, harness=harness,
-                method_options=options, backbone_params=total, plugins=plugins)
+                method_options=options, backbone_params=total, plugins=plugins, retrain_recipe=recipe,
+                save_weights=not getattr(args, "no_save_weights", False),
+                allow_step_cap=bool(getattr(args, "allow_step_cap", False)))
+    if not plan.allow_step_cap:
+        check_search_steps(plan)
+    return plan
+
+
+def planned_search_steps(plan: Plan, task: str) -> tuple[int, int]:
+    """``(steps per epoch, planned steps)`` of a one-shot search on ``task``: batches of the
+    weight-train half of the (subsampled) train split, the harness's epochs, its step cap."""
+    import math
+
+    from suite.harness import HarnessConfig
+    from suite.tasks import get_task, load_splits
+
+    task_obj = get_task(task)
+    cfg = HarnessConfig(**plan.harness)
+    n_train = len(load_splits(task_obj, plan.seeds[0], plan.data_dir).train)
+    if cfg.max_train_samples is not None:
+        n_train = min(n_train, cfg.max_train_samples)
+    if cfg.train_fraction is not None:
+        n_train = min(n_train, max(1, round(cfg.train_fraction * n_train)))
+    per_epoch = math.ceil((n_train // 2) / (cfg.batch_size or task_obj.batch_size))
+    steps = per_epoch * (cfg.epochs or task_obj.epochs)
+    return per_epoch, min(steps, cfg.max_steps) if cfg.max_steps else steps
+
+
+def check_search_steps(plan: Plan) -> None:
+    """Refuse a plan whose one-shot searches cannot do what their method is (BIPEFT: its Z
+    triggers need warm-up + H + Z steps), naming the smallest ``--epochs`` / ``--max-steps`` that
+    would do, unless the user accepts a step-capped search (``--allow-step-cap``)."""
+    import math
+
+    one_shot = [m for m in plan.methods if plan.method(m).kind == "one-shot"]
+    for task in plan.tasks if one_shot else ():
+        per_epoch, steps = planned_search_steps(plan, task)
+        for name in one_shot:
+            need = plan.method(name).min_steps(per_epoch)
+            if steps < need:
+                raise UsageError(
+                    f"{name} needs at least {need} search steps on {task}, and this plan has {steps} "
+                    f"({per_epoch} per epoch over the weight-train half): use --epochs {math.ceil(need / per_epoch)} "
+                    f"or more (or --max-steps >= {need}, or more --max-train-samples), or accept a step-capped "
+                    "search with --allow-step-cap (its rows are marked)")

@@ -76,6 +76,10 @@ SCHEMA: dict[str, Any] = {
         },
         "search": {"type": "object"},
         "retrain": {"type": "object"},
+        "files": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["path", "sha256"],
+            "properties": {"path": {"type": "string", "pattern": "^[^/]"}, "sha256": {"type": "string"},
+                           "bytes": _count}}},
         "harness": {"type": "object"},
         "environment": {"type": "object", "required": ["packages", "python", "platform", "hardware", "git_commit"]},
         "created_at": {"type": "string"},
@@ -131,7 +135,7 @@ def environment() -> dict[str, Any]:
 def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, harness: dict[str, Any],
                  method_config: dict[str, Any], environment: dict[str, Any], architecture: dict | None = None,
                  search_s: float | None = None, search: dict | None = None, retrain: dict | None = None,
-                 error: str | None = None) -> dict[str, Any]:
+                 error: str | None = None, recipe: str = "suite", files: dict | None = None) -> dict[str, Any]:
     """A record (see :data:`SCHEMA`) from the values a run holds in memory.
 
     Args:
@@ -141,6 +145,9 @@ def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, 
         architecture: the architecture as a dict (``Architecture.to_dict``), None if the search failed.
         search_s, search: the search's seconds and what it reported.
         retrain: ``RetrainResult.to_dict()`` of an ok retrain.
+        recipe: the retrain recipe's name (``suite.recipe``); its op settings are in ``retrain``.
+        files: the retrain's weights and predictions beside the record (path relative to the run
+            folder, sha256, bytes).
     """
     from spaces.architecture import Architecture
     from suite.tasks import get_task
@@ -155,6 +162,8 @@ def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, 
         metrics.update(validation=retrain["validation"], test=retrain["test"])
         times.update(retrain_s=retrain["train_time_s"], eval_s=retrain["eval_time_s"])
         retrain_info = {k: retrain[k] for k in ("steps", "best_step", "peak_memory_mb", "history")}
+        retrain_info["recipe"] = {"name": recipe, "op_options": retrain["op_options"]}
+        retrain_info["pooling"] = retrain["pooling"]
     return {
         "schema": SCHEMA_VERSION, "run_id": job.run_id, "status": status, "error": error,
         "method": job.method, "method_kind": job.kind, "method_config": method_config,
@@ -164,7 +173,7 @@ def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, 
         "architecture": architecture,
         "architecture_digest": Architecture.from_dict(architecture).digest() if architecture else None,
         "params": params, "metrics": metrics, "time": times,
-        "search": search or {}, "retrain": retrain_info, "harness": harness,
+        "search": search or {}, "retrain": retrain_info, "harness": harness, "files": files or {},
         "environment": environment, "created_at": now(),
     }
 
@@ -277,15 +286,22 @@ def record_files(out: Path) -> list[Path]:
     return files
 
 
-def validate_dir(out: Path) -> list[str]:
-    """Problems of every record under ``<out>/records``, each prefixed by its file name (empty: all valid)."""
-    problems = []
+def read_records(out: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """Every record under ``<out>/records`` read and validated once: the valid records, and the
+    problems of the others, each prefixed by its file name."""
+    records, problems = [], []
     for path in record_files(out):
         try:
             record = json.loads(path.read_text())
             validate_record(record)
             if record["run_id"] != path.stem:
-                problems.append(f"{path.name}: run_id {record['run_id']!r} does not match the file name")
+                raise ValueError(f"run_id {record['run_id']!r} does not match the file name")
+            records.append(record)
         except (ValueError, json.JSONDecodeError) as e:
             problems.append(f"{path.name}: {e}")
-    return problems
+    return records, problems
+
+
+def validate_dir(out: Path) -> list[str]:
+    """Problems of every record under ``<out>/records``, each prefixed by its file name (empty: all valid)."""
+    return read_records(out)[1]

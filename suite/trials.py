@@ -78,17 +78,47 @@ def search_trial(config: dict[str, Any], out: str, cpus: float) -> None:
                  "search_info": json.dumps(info, default=str)})
 
 
+WEIGHTS_FILE = "weights.safetensors"
+PREDICTIONS_FILE = "predictions.jsonl.gz"
+
+
+def write_artifacts(folder: Path, result, spec: dict[str, Any], revision: str | None) -> None:
+    """The best checkpoint's trainable weights (safetensors, with the architecture, the backbone and
+    the recipe in its metadata) and the test predictions (gzipped JSON lines) into ``folder``."""
+    import gzip
+
+    from safetensors.torch import save_file
+
+    if spec.get("save_weights", True) and result.weights:
+        metadata = {"architecture": json.dumps(spec["architecture"]), "backbone": spec["backbone"],
+                    "backbone_revision": revision or "", "op_options": json.dumps(result.op_options),
+                    "pooling": result.pooling or "", "run_id": spec["run_id"]}
+        save_file({k: v.contiguous() for k, v in result.weights.items()}, str(folder / WEIGHTS_FILE), metadata)
+    if result.predictions is not None:
+        with gzip.open(folder / PREDICTIONS_FILE, "wt") as f:
+            for row in result.predictions:
+                f.write(json.dumps(row) + "\n")
+
+
 def retrain_trial(config: dict[str, Any], cpus: float) -> None:
-    """Retrain one architecture on train; best validation checkpoint scored on test."""
+    """Retrain one architecture on train; best validation checkpoint scored on test. The weights and
+    the test predictions travel as the trial's Tune checkpoint (persisted to the run's storage, so a
+    driver on another machine gets them), which the driver files beside the record."""
+    import tempfile
+
     from ray import tune
 
     from spaces.architecture import Architecture
+    from suite.backbones import revision
 
     spec = config["trial"]
     _setup(spec, cpus)
     arch = Architecture.from_dict(spec["architecture"])
-    result = _experiment(spec).retrain(arch, report=tune.report)
-    tune.report({"done": 1, "retrain": json.dumps(result.to_dict())})
+    result = _experiment(spec).retrain(arch, report=tune.report, op_options=spec["op_options"])
+    with tempfile.TemporaryDirectory() as folder:
+        write_artifacts(Path(folder), result, spec, revision(spec["backbone"]))
+        tune.report({"done": 1, "retrain": json.dumps(result.to_dict())},
+                    checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def proxy_trial(config: dict[str, Any], spec: dict[str, Any], cpus: float) -> None:
@@ -103,6 +133,6 @@ def proxy_trial(config: dict[str, Any], spec: dict[str, Any], cpus: float) -> No
     if not arch.placements:  # nothing to train: a valid point of the space that scores nothing
         tune.report({SCORE: float("nan"), RATIO: 0.0, PARAMS: 0})
         return
-    result = exp.retrain(arch, test=False)
+    result = exp.retrain(arch, test=False, op_options=spec["op_options"])
     tune.report({SCORE: result.validation[exp.task.selection_metric], RATIO: result.ratio,
                  PARAMS: result.peft_params, "peak_memory_mb": result.peak_memory_mb})

@@ -78,4 +78,7 @@ def capped_context(exp, space, budget: int, max_steps: int | None = None, **kwar
     import dataclasses
 
     ctx = exp.search_context(space, budget, **kwargs)
-    return ctx if max_steps is None else dataclasses.replace(ctx, total_steps=min(ctx.total_steps, max_steps))
+    if max_steps is None:
+        return ctx
+    return dataclasses.replace(ctx, total_steps=min(ctx.total_steps, max_steps),
+                               train_steps=min(ctx.train_steps, max_steps))

@@ -24,11 +24,11 @@ def specs_for(sites, op: str):
     return specs
 
 
-def arch_with(sites, op: str, size=4, options=None) -> Architecture:
+def arch_with(sites, op: str, size=4) -> Architecture:
     size = size if OPS[op].sized else None
     placements = [Placement(s.site, op, size) for s in specs_for(sites, op)]
     assert placements, f"no site for {op}"
-    return Architecture("test", "tiny", tuple(placements), op_options=options or {})
+    return Architecture("test", "tiny", tuple(placements))
 
 
 @pytest.mark.parametrize("family", TINY_BACKBONES_FOR_OPS)
@@ -40,8 +40,8 @@ def test_fixed_op_counts_init_and_freezing(family, op):
         before = output_tensor(model, inputs)
     sites = describe(model)
     options = {op: {"init": "zero_up"}} if op.startswith("adapter_") and op != "adapter_lr" else None
-    arch = arch_with(sites, op, options=options)
-    ops = inject_fixed(model, arch)
+    arch = arch_with(sites, op)
+    ops = inject_fixed(model, arch, op_options=options)
 
     # analytic count == materialised trainable count, and nothing else trains
     assert count_params(sites, arch) == trainable_parameters(model)

@@ -1,9 +1,9 @@
 """Reports are computed from run records: golden tables, hand-checked numbers, the CLI.
 
-The fixture run (tests/fixtures/records, made by tests/fixtures/make_records.py): all-MiniLM-L6-v2,
-GLUE MRPC and STS-B, seeds 0-2; manual full, lora, bitfit; bipeft and s3delta in S2 at 1.39‱ and
-5.56‱; autopeft in S1 at 1.39‱ on MRPC only; one failed run (bipeft S2 STS-B seed 2 at 5.56‱).
-The golden files in tests/fixtures/golden were written once by write_reports and checked by hand;
+The fixture run (tests/fixtures/records and their predictions, made by tests/fixtures/make_records.py):
+all-MiniLM-L6-v2, GLUE MRPC and STS-B, seeds 0-2; manual full, lora, bitfit; bipeft and s3delta in S2
+at 1.39‱ and 5.56‱; autopeft in S1 at 1.39‱ on MRPC only; one failed run (bipeft S2 STS-B seed 2 at
+5.56‱). The golden files in tests/fixtures/golden were written by write_reports and checked by hand;
 the tests below recompute some of their numbers from the raw records without the report code.
 """
 
@@ -23,7 +23,8 @@ from suite.report import task_blocks, write_reports
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RECORDS = FIXTURES / "records"
 GOLDEN = FIXTURES / "golden"
-TABLES = ("leaderboard.csv", "summary.csv", "accuracy.md", "efficiency.md")
+TABLES = ("leaderboard.csv", "summary.csv", "comparison.csv", "accuracy.md", "efficiency.md", "comparison.md")
+WRITTEN = [*TABLES, "ranks.png", "pareto.png", "budget.png", "report.html"]
 FAILED = "bipeft--s2--glue_stsb--seed2--b12629"
 
 
@@ -32,6 +33,7 @@ def run(tmp_path: Path) -> Path:
     """A copy of the fixture run: write_reports writes next to the records."""
     out = tmp_path / "run"
     shutil.copytree(RECORDS, out / "records")
+    shutil.copytree(FIXTURES / "predictions", out / "predictions")
     return out
 
 
@@ -54,6 +56,14 @@ def mean_std(values: list[float]) -> tuple[float, float]:
     return mean, math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
 
+def cell_by_hand(values: list[float]) -> str:
+    """``mean [low, high]``: the 95 % t-interval, t from its table value for n - 1 degrees of freedom."""
+    t = {1: 12.706, 2: 4.303}[len(values) - 1]
+    mean, std = mean_std(values)
+    half = t * std / math.sqrt(len(values))
+    return f"{mean:.2f} [{mean - half:.1f}, {mean + half:.1f}]"
+
+
 # ---- the fixtures ---------------------------------------------------------------------------------
 def test_fixture_records_are_valid_and_cover_the_cases():
     records = [json.loads(p.read_text()) for p in sorted(RECORDS.glob("*.json"))]
@@ -72,8 +82,8 @@ def test_fixture_records_are_valid_and_cover_the_cases():
 
 # ---- golden files ---------------------------------------------------------------------------------
 def test_tables_equal_golden_files(run):
-    written = write_reports(run)
-    assert [p.name for p in written] == [*TABLES, "budget.png"]
+    written = write_reports(run, reference="bipeft")
+    assert [p.name for p in written] == WRITTEN
     for name in TABLES:
         assert (run / name).read_text() == (GOLDEN / name).read_text(), f"{name} differs from its golden file"
 
@@ -85,11 +95,9 @@ def test_accuracy_cell_and_avg_by_hand(run):
     assert header == ["Ratio", "Method", "MRPC", "STSB", "AVG"]
     f1 = [load(f"lora--manual--glue_mrpc--seed{s}--bnone")["metrics"]["test"]["f1"] for s in (0, 1, 2)]
     pearson = [load(f"lora--manual--glue_stsb--seed{s}--bnone")["metrics"]["test"]["pearson"] for s in (0, 1, 2)]
-    assert f1 == [87.1351, 88.3167, 88.5402]
-    mean, std = mean_std(f1)  # 263.992 / 3 = 87.9973; sqrt(1.14015 / 2) = 0.7550
     lora = table_row(accuracy, "LoRA(r=8)")
-    assert lora[2] == f"{mean:.2f} ± {std:.2f}" == "88.00 ± 0.76"
-    assert lora[4] == f"{(mean + sum(pearson) / 3) / 2:.2f}"
+    assert lora[2] == cell_by_hand(f1)
+    assert lora[4] == f"{(sum(f1) / 3 + sum(pearson) / 3) / 2:.2f}"
     assert lora[0] == f"{73728 / 22713216 * 1e4:.2f}‱" == "32.46‱"  # LoRA r=8 on q, v of 6 layers
     # Table 1 order: manual baselines by decreasing ratio, then searched methods by space and budget.
     labels = [line.split("|")[2].strip() for line in accuracy.splitlines() if line.startswith("| ")][1:]  # rows after the header
@@ -106,16 +114,15 @@ def test_failed_run_is_listed_but_not_averaged(run):
     failed = [line for line in leaderboard if line.startswith(FAILED)]
     assert len(failed) == 1 and ",failed,FloatingPointError: non-finite training loss nan" in failed[0]
     ok = [load(f"bipeft--s2--glue_stsb--seed{s}--b12629")["metrics"]["test"]["pearson"] for s in (0, 1)]
-    mean, std = mean_std(ok)  # the two ok seeds only
     cell = table_row((run / "accuracy.md").read_text(), "BIPEFT (S2, ≤5.56‱)")[3]
-    assert cell == f"{mean:.2f} ± {std:.2f} (n=2, 1 failed)"
+    assert cell == f"{cell_by_hand(ok)} (n=2, 1 failed)"  # the two ok seeds only
     assert f"`{FAILED}`: FloatingPointError" in (run / "accuracy.md").read_text()
     efficiency = table_row((run / "efficiency.md").read_text(), "BIPEFT (≤5.56‱)")
     assert efficiency[-1] == "5 ok, 1 failed"
     # its search time (it failed in the retrain) is left out too: 1.48 min, not 1.49 with it
     search = [[load(f"bipeft--s2--{task}--seed{s}--b12629")["time"]["search_s"] / 60 for s in seeds]
               for task, seeds in (("glue_mrpc", (0, 1, 2)), ("glue_stsb", (0, 1)))]
-    assert efficiency[2] == f"{(sum(search[0]) / 3 + sum(search[1]) / 2) / 2:.2f}" == "1.48"
+    assert efficiency[2] == efficiency[3] == f"{(sum(search[0]) / 3 + sum(search[1]) / 2) / 2:.2f}" == "1.48"
 
 
 def test_failed_run_with_metrics_is_not_averaged(run):
@@ -149,8 +156,8 @@ def test_search_retrain_ratio_by_hand(run):
     search_min, retrain_min = sum(search) / 2, sum(retrain) / 2
     row = table_row((run / "efficiency.md").read_text(), "BIPEFT (≤1.39‱)")
     assert row[0] == "S2"
-    assert row[2:5] == [f"{search_min:.2f}", f"{retrain_min:.2f}", f"{search_min / retrain_min:.2f}"]
-    assert row[2:5] == ["1.43", "2.31", "0.62"]
+    assert row[3:6] == [f"{search_min:.2f}", f"{retrain_min:.2f}", f"{search_min / retrain_min:.2f}"]
+    assert row[3:6] == ["1.43", "2.31", "0.62"]
     assert "Manual baselines do not search" in (run / "efficiency.md").read_text()
     assert "| Fine-tune |" not in (run / "efficiency.md").read_text()
 
@@ -169,7 +176,7 @@ def test_budget_plot_only_with_several_budgets(run):
     for path in (run / "records").glob("*--b12629.json"):  # leave one budget (and the manual runs)
         path.unlink()
     written = write_reports(run)
-    assert [p.name for p in written] == list(TABLES)
+    assert [p.name for p in written] == [n for n in WRITTEN if n != "budget.png"]
     assert not (run / "budget.png").exists()  # the stale plot of the earlier call is gone
 
 
@@ -199,13 +206,17 @@ def test_accuracy_has_one_block_per_benchmark(run):
     assert table_row(superglue, "Method") == ["Ratio", "Method", "RTE", "AVG"]
     assert "AutoPEFT" in glue and "AutoPEFT" not in superglue.split("Cells:")[0]  # it ran on MRPC only
     lora = table_row(glue, "LoRA(r=8)")
-    assert lora[2] == "88.00 ± 0.76" and lora[3] == "88.00"  # AVG of a one-task block is that task
+    f1 = [load(f"lora--manual--glue_mrpc--seed{s}--bnone")["metrics"]["test"]["f1"] for s in (0, 1, 2)]
+    assert lora[2] == cell_by_hand(f1) and lora[3] == f"{sum(f1) / 3:.2f}"  # AVG of a one-task block: that task
 
 
 # ---- CLI ------------------------------------------------------------------------------------------
 def test_cli_table_writes_the_reports(run, capsys):
-    assert main(["table", "--out", str(run)]) == 0
-    assert capsys.readouterr().out.splitlines() == [str(run / n) for n in (*TABLES, "budget.png")]
+    assert main(["table", "--out", str(run), "--reference", "s3delta"]) == 0
+    assert capsys.readouterr().out.splitlines() == [str(run / n) for n in WRITTEN]
+    assert "minus reference (s3delta)" in (run / "comparison.md").read_text()
+    assert main(["table", "--out", str(run), "--reference", "bipeftt"]) == 2
+    assert "--reference 'bipeftt' is not a method of this run; valid:" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["table", "validate"])

@@ -200,8 +200,7 @@ def test_search_returns_a_size_one_architecture_within_budget(backbone, space_na
     assert 0.8 * budget <= space.param_count(arch) <= budget
     assert {p.size for p in arch.placements if p.size is not None} == {1}
     assert arch.space == space_name and arch.backbone == backbone
-    if space_name == "s2":
-        assert arch.options_for("lora") == {"scaling": 16.0}
+    assert S3Delta().authors_recipe() == {"lora": {"scaling": 16.0}}  # lora_alpha / r = 16 / 1
     assert Architecture.from_json(arch.to_json()) == arch
     alpha, rows = _trace(tmp_path)
     assert len(set(alpha.values())) > 1  # alpha moved away from its all-zero init
@@ -218,7 +217,7 @@ def test_search_is_deterministic_per_seed(tmp_path):
 
 
 def test_second_order_runs_and_moves_alpha_differently(tmp_path):
-    _search("tiny-bert", "s2", 1000, tmp_path / "first", max_steps=3, eval_every=0)
+    _search("tiny-bert", "s2", 1000, tmp_path / "first", max_steps=3, eval_every=0, darts="first_order")
     space, arch = _search("tiny-bert", "s2", 1000, tmp_path / "second", max_steps=3, eval_every=0,
                           darts="second_order")
     assert 800 <= space.param_count(arch) <= 1000
@@ -255,7 +254,7 @@ def test_budget_edge_cases():
 def test_module_size_option():
     space, arch = _search("tiny-bert", "s2", 3000, max_steps=2, module_size=4)
     assert {p.size for p in arch.placements if p.size is not None} == {4}
-    assert arch.options_for("lora") == {"scaling": 4.0}
+    assert S3Delta({"module_size": 4}).authors_recipe() == {"lora": {"scaling": 4.0}}
     assert 0.8 * 3000 <= space.param_count(arch) <= 3000
 
 

@@ -25,6 +25,12 @@ class APET(BlackBoxMethod):
     paper = "Su et al., Exploring the Impact of Model Scaling on Parameter-Efficient Tuning, EMNLP 2023"
     Config = APETConfig
 
+    def authors_recipe(self) -> dict[str, dict]:
+        return {"lora": {"scaling": 2.0}}  # APET's LoRA: r=8, alpha=16 (modeling_t5.py:412-423)
+
+    def settings(self) -> list[str]:
+        return [f"best of {self.config.candidates}"] if self.config.candidates > 1 else []
+
     def make_searcher(self, problem: SearchProblem, metric: str = SCORE, mode: str = "max") -> APETSearcher:
         return APETSearcher(problem, self.config, metric=metric, mode=mode)
 

@@ -22,8 +22,8 @@ class AutoPEFTConfig(ProxyFidelity):
     candidates: int = option(200, "candidates proxy-trained in all (the authors' run.sh: -mi 200)")
     n_init: int = option(100, "random initial candidates before the BO rounds (run.sh: -ni 100)")
     q: int = option(4, "candidates trained in parallel; each is proposed with the others pending (batch 4)")
-    space_form: str = option("per_layer", "'per_layer': a size per module of the space (S1 as given); "
-                                          "'shared_sizes': AutoPEFT's form, one size per op + a switch per layer")
+    space_form: str = option("shared_sizes", "'shared_sizes': AutoPEFT's own form, one size per op + a switch per "
+                                             "layer; 'per_layer': a size per module of the space (S1 as given)")
     init: str = option("sample", "initial design: 'sample' (random architectures, as the authors' code) or "
                                  "'sobol' (a scrambled Sobol sequence over the choices)")
     budget_mode: str = option("constrain", "'constrain': only propose candidates within the budget (initial "

@@ -32,9 +32,10 @@ Deviations from the paper and the authors' code (each behind an option where bot
 * **Reference point.** The authors fix ``[26 % params, 0.70 metric]`` for every task. Here the
   ratio's reference is the budget and the score's is inferred from the Pareto front each round
   unless ``ref_ratio`` / ``ref_score`` are given.
-* **Space.** ``space_form="per_layer"`` searches the suite's space (S1 per layer, as BIPEFT's
-  S1); ``"shared_sizes"`` is AutoPEFT's own reduced form (a size per op type plus a per-layer
-  switch) with the suite's sizes; see :mod:`methods.autopeft.encoding`.
+* **Space.** By default ``space_form="shared_sizes"``: AutoPEFT's own form (one size per op type
+  plus a switch per layer) with the suite's sizes; ``"per_layer"`` searches the suite's space
+  module by module (S1 per layer, as BIPEFT's S1), and its rows are labelled; see
+  :mod:`methods.autopeft.encoding`.
 * **Fidelity.** The paper advertises low-fidelity proxies but its code only keeps a commented-out
   1 % subsample (methods.md §4.3); the proxy settings (``train_fraction``, ``max_train_samples``,
   ``max_steps``, ``epochs``) default to the harness's full training and are for the run config to
@@ -56,6 +57,13 @@ class AutoPEFT(ParetoSelect, BlackBoxMethod):
     label = "AutoPEFT"
     paper = "Zhou et al., AutoPEFT: Automatic Configuration Search for Parameter-Efficient Fine-Tuning, TACL 2024"
     Config = AutoPEFTConfig
+
+    def authors_recipe(self) -> dict[str, dict]:
+        # adapter-transformers' AutoPEFTConfig: ReLU adapters, the parallel one scaled by 4 (methods.md §4.1)
+        return {"adapter_serial": {"activation": "relu"}, "adapter_parallel": {"activation": "relu", "scaling": 4.0}}
+
+    def settings(self) -> list[str]:
+        return ["per-layer space"] if self.config.space_form == "per_layer" else []
 
     def make_searcher(self, problem: SearchProblem, metric: str = SCORE, mode: str = "max") -> AutoPEFTSearcher:
         return AutoPEFTSearcher(problem, self.config, metric=metric, mode=mode)

@@ -53,12 +53,12 @@ class _Ablation(OneShotMethod):
         choices, preferred, importance = self.argmax_choices(run)
         before = sum(run.space.count_at(i, c) for i, c in enumerate(choices))
         arch, fit = run.export(choices, preferred, importance)
-        run.trace.add({"step": run.total, "epoch": run.epoch(run.total - 1), "phase": "export", "stop_reason": "step_cap",
+        run.trace.add({"step": run.total, "epoch": run.epoch(run.total - 1), "phase": "export", "stop_reason": "planned_steps",
                        "removed": len(fit.dropped), "added": len(fit.added), "grown": len(fit.grown),
                        "active_modules": len(arch), "active_params": fit.params, "elapsed_s": run.elapsed()},
                       force_report=True)
         return SearchResult(arch, {
-            "method": self.name, "stop_reason": "step_cap", "steps": run.total, "planned_steps": run.total,
+            "method": self.name, "stop_reason": "planned_steps", "steps": run.total, "planned_steps": run.total,
             "export": fit_summary(run.space, fit, before), "params": fit.params, "budget": ctx.budget,
             "search_time_s": run.elapsed(), **run.save_trace(self.name),
         })

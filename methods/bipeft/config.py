@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from core.configs import check, check_positive_ints, option
 
 TEMPERATURE_SCHEDULES = ("linear", "epoch", "constant")
+BUDGET_COUNTS = ("exported", "expected", "authors")
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,18 @@ class SearchConfig:
     temperature_start: float = option(5.0, "Gumbel-softmax temperature at the first step (authors' code: 5)")
     temperature_end: float = option(1.0, "Gumbel-softmax temperature at the last planned step (authors' code: 1)")
     temperature_schedule: str = option(
-        "linear", "'linear': per step over the planned steps; 'epoch': per epoch, constant within one "
-                  "(the authors' code: 5 - 4 * epoch / epochs); 'constant': temperature_start throughout")
+        "linear", "'linear': per step, reaching temperature_end when the search is expected to end (BIPEFT: "
+                  "after warm-up + H + Z steps, the fewest its triggers need; the ablations: the planned steps); "
+                  "'epoch': per epoch, constant within one (the authors' code: 5 - 4 * epoch / epochs); "
+                  "'constant': temperature_start throughout")
     weight_decay: float = option(0.0, "AdamW weight decay of the PEFT weights ΔW (authors' scripts: 1e-4)")
     grad_clip: float = option(1.0, "gradient-norm clipping of ΔW (0: off; the authors clip at 2.0)")
     budget_floor: float = option(
-        0.8, "if the exported architecture has fewer than budget_floor * B parameters, it is filled up "
-             "(most important absent modules first, then larger sizes) until it reaches that, never above B")
-    report_every: int = option(1, "send every N-th trace row to the context's report callback (CSV keeps all)")
+        0.8, "a removal never takes the kept parameters below budget_floor * B; and if the exported "
+             "architecture has fewer, it is filled up (most important absent modules first, then larger sizes) "
+             "until it reaches that, never above B")
+    report_every: int = option(10, "send every N-th trace row to the context's report callback (Ray's tune.report in a "
+                                   "trial: each report is a result Ray logs; the CSV keeps every row)")
 
     def __post_init__(self) -> None:
         check(self.arch_lr > 0, f"arch_lr must be > 0, got {self.arch_lr}")
@@ -63,6 +68,12 @@ class BIPEFTConfig(SearchConfig):
     code_compat: bool = option(
         False, "reproduce the authors' code where it departs from the paper (methods.md §1.12 items "
                "1-4, 8, 9 and the prune warm-up; never its bugs): see methods.bipeft.method")
+    budget_count: str | None = option(
+        None, "what E_t (Eq. 7) and the removals R_z count: 'exported' (the parameters of the architecture the "
+              "search would export now: kept modules at their fixed or argmax size, so the kept set reaches B at "
+              "trigger Z), 'expected' (the paper's Eqs. 7-8 as written: keep probabilities times expected sizes), "
+              "'authors' (the code: 'expected', with p_n = b_n for the last 10 triggers); None: 'exported', or "
+              "'authors' under code_compat")
     warmup_epochs: float | None = option(
         None, "epochs before indicators and Φ history are recorded (the code's prune_begin_epoch); "
               "None: 0 (the paper has no warm-up), or 1 under code_compat (the authors' scripts use 1-4)")
@@ -74,6 +85,14 @@ class BIPEFTConfig(SearchConfig):
         check(0 <= self.tau <= 1, f"tau (τ) must be in [0, 1], got {self.tau}")
         check(self.warmup_epochs is None or self.warmup_epochs >= 0,
               f"warmup_epochs must be >= 0 or None, got {self.warmup_epochs}")
+        check(self.budget_count is None or self.budget_count in BUDGET_COUNTS,
+              f"unknown budget_count {self.budget_count!r}; valid: {', '.join(BUDGET_COUNTS)}")
+
+    @property
+    def effective_budget_count(self) -> str:
+        if self.budget_count is not None:
+            return self.budget_count
+        return "authors" if self.code_compat else "exported"
 
     @property
     def effective_warmup_epochs(self) -> float:

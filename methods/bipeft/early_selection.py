@@ -23,6 +23,7 @@ from methods.bipeft.equations import (
     SelectionState,
     dimension_stability,
     expected_params,
+    export_sizes,
     lowest,
     module_sizes,
     modules_to_fix_count,
@@ -40,12 +41,16 @@ HARD_KEEP_LAST_TRIGGERS = 10  # the authors' code uses p_n = b_n for the last 10
 
 @dataclass
 class Observation:
-    """One step's view: ``C_n`` (Eq. 8), ``E_t`` (Eq. 7), ``beta_t`` (Eq. 5) and whether a trigger fired."""
+    """One step's view: ``C_n`` (Eq. 8), ``E_t`` (Eq. 7, as ``budget_count`` counts it), ``beta_t``
+    (Eq. 5), whether a trigger fired, and what the kept set would export now (each module at its
+    fixed or argmax size, and their sum)."""
 
     sizes: torch.Tensor
     expected: float
     beta: float | None
     fired: bool
+    export_sizes: torch.Tensor
+    kept_params: float
 
 
 @dataclass
@@ -79,6 +84,7 @@ class EarlySelector:
         self.previous_dims: torch.Tensor | None = None
         self.done = 0
         self.sized_rows = table.sized.nonzero().squeeze(1)
+        self.count = config.effective_budget_count
 
     @property
     def sensitivity_counts(self) -> torch.Tensor:
@@ -96,22 +102,31 @@ class EarlySelector:
     def observe(self, snap: ArchSnapshot, record: bool = True) -> Observation:
         """``C_n``, ``E_t`` and, when ``record`` (after any warm-up), ``I_t``, ``beta_t`` and the trigger."""
         sizes = module_sizes(self.table, self.state, snap.size_probs)
-        hard = self.compat and self.config.max_triggers - self.done <= HARD_KEEP_LAST_TRIGGERS
-        expected = expected_params(snap.keep_prob, self.state, sizes, hard=hard)
+        exported = export_sizes(self.table, self.state, snap.size_index)
+        kept_params = float((exported * self.state.kept).sum())
+        if self.count == "exported":
+            expected = kept_params
+        else:
+            hard = self.count == "authors" and self.config.max_triggers - self.done <= HARD_KEEP_LAST_TRIGGERS
+            expected = expected_params(snap.keep_prob, self.state, sizes, hard=hard)
         if not record:
-            return Observation(sizes, expected, None, False)
+            return Observation(sizes, expected, None, False, exported, kept_params)
         if self.previous_dims is None:  # v_0: the potential dimensions when recording starts
             self.previous_dims = potential_dimensions(self.table, self.state, snap.size_index, self.compat)
         self.window.add(snap.phi)
         indicator = importance_indicator(self.scores, sizes, self.state.kept, self.budget, skip_and_continue=self.compat)
         fired = self.trigger.update(indicator)
-        return Observation(sizes, expected, self.trigger.beta, fired)
+        return Observation(sizes, expected, self.trigger.beta, fired, exported, kept_params)
 
     def select(self, obs: Observation, snap: ArchSnapshot) -> Selection:
         """Module selection (Eq. 6, §3.3.2), then dimension selection (Eqs. 9-10, §3.4.2)."""
         cfg, state = self.config, self.state
         target = reduction(obs.expected, self.budget, cfg.max_triggers, self.done)
-        removed = select_removals(self.scores, obs.sizes, state.kept, target, skip_and_continue=self.compat)
+        # removals are counted as E_t counts them; none may take the kept set below floor * B
+        counted = obs.export_sizes if self.count == "exported" else obs.sizes
+        room = obs.kept_params - cfg.budget_floor * self.budget
+        removed = select_removals(self.scores, counted, state.kept, target, skip_and_continue=self.compat,
+                                  room=room, actual=obs.export_sizes)
         state.kept[removed] = False
         state.fixed[removed] = True  # "if the module is removed, then d = 1"
 

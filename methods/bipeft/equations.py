@@ -71,6 +71,13 @@ def module_sizes(table: ModuleTable, state: SelectionState, size_probs: torch.Te
     return torch.where(state.fixed, fixed, expected)
 
 
+def export_sizes(table: ModuleTable, state: SelectionState, argmax_index: torch.Tensor) -> torch.Tensor:
+    """Per module, the parameters it would be exported with now: ``q_n[k*_n]`` if its dimension is
+    fixed, else ``q_n[argmax Φ_n]`` (what ``budget_count='exported'`` counts)."""
+    index = torch.where(state.fixed, state.fixed_index, argmax_index)
+    return table.q.gather(1, index[:, None]).squeeze(1)
+
+
 def expected_params(keep_prob: torch.Tensor, state: SelectionState, sizes: torch.Tensor,
                     hard: bool = False) -> float:
     """Eq. 7: ``E_t = sum_n p_n C_n``, ``p_n = b_n * keep_prob_n`` (``hard``: ``p_n = b_n``)."""
@@ -84,7 +91,8 @@ def reduction(expected: float, budget: float, max_triggers: int, done: int) -> f
 
 
 def select_removals(scores: torch.Tensor, sizes: torch.Tensor, kept: torch.Tensor, target: float,
-                    skip_and_continue: bool = False) -> list[int]:
+                    skip_and_continue: bool = False, room: float = math.inf,
+                    actual: torch.Tensor | None = None) -> list[int]:
     """§3.3.2: remove the least sensitive kept modules until their parameters reach ``target`` (``R_z``).
 
     The paper: "remove the modules with the lowest scores if their total parameter size is smaller
@@ -98,21 +106,31 @@ def select_removals(scores: torch.Tensor, sizes: torch.Tensor, kept: torch.Tenso
 
     ``skip_and_continue`` is the authors' variant: walk past modules that would exceed ``R_z``,
     remove those that fit, and remove the least sensitive one anyway when none fits.
+
+    ``room`` (with ``actual``, each module's real parameter count) is how far the kept set may
+    still shrink: a module whose removal would take it below that (``floor * B``) is passed over in
+    either variant, so no trigger ever leaves the search with too little to train (the authors'
+    forced removal could empty it).
     """
     if target <= 0:
         return []
+    actual = sizes if actual is None else actual
     order = torch.argsort(torch.where(kept, scores, torch.full_like(scores, torch.inf)), stable=True)
-    order = order[kept[order]]
-    if not skip_and_continue:
-        removed_before = torch.cumsum(sizes[order], 0) - sizes[order]
-        return order[removed_before < target].tolist()
+    order = order[kept[order]].tolist()
     chosen, used = [], 0.0
-    for i, size in zip(order.tolist(), sizes[order].tolist()):
-        if used + size <= target:
-            chosen.append(i)
-            used += size
-    if not chosen and len(order):
-        chosen.append(int(order[0]))
+    for i in order:
+        if not skip_and_continue and used >= target:
+            break
+        if actual[i] > room:
+            continue
+        if skip_and_continue and used + float(sizes[i]) > target:
+            continue
+        chosen.append(i)
+        used += float(sizes[i])
+        room -= float(actual[i])
+    if skip_and_continue and not chosen:
+        forced = [i for i in order if actual[i] <= room]
+        chosen = forced[:1]
     return chosen
 
 

@@ -47,10 +47,28 @@ class BIPEFT(OneShotMethod):
        of the ``Y_z`` least-``λ`` unfixed modules at their argmax size (§3.4.2).
 
     The search stops after ``Z`` triggers (or at the step cap, ``ctx.total_steps``; the result's
-    ``info["stop_reason"]`` says which). The architecture is
-    the kept modules at their fixed (``k*``) or argmax size, fitted to ``budget_floor * B <= params
-    <= B`` by :mod:`methods.bipeft.budget` (trim the least sensitive, or fill with the most
-    sensitive); every change is recorded in the trace's export row and in the result's ``info``.
+    ``info["stop_reason"]`` says which). The architecture is the kept modules at their fixed
+    (``k*``) or argmax size. A safety net, :mod:`methods.bipeft.budget`, fits it to
+    ``budget_floor * B <= params <= B`` if it is not (trim the least sensitive, or fill with the most
+    sensitive); ``info["export"]`` reports the kept parameters before it and every module it
+    dropped or added, so a table can show that the search, not the fit, chose the architecture.
+
+    **The budget reaches the kept set (default ``budget_count="exported"``).** Eq. 7 weighs each
+    module by its soft keep probability ``p_n``, while a removal takes the module's whole size, so
+    ``E_t`` falls below ``B`` while the kept modules still hold far more, and the export fit would
+    do the real selection. By default ``E_t`` counts what the search would export now: the kept
+    modules (``b_n``) at their fixed or argmax size. ``R_z = (E_t - B) / (Z - z)`` then spreads the
+    real excess evenly over the triggers left, and after trigger ``Z`` the kept set holds at most
+    ``B`` (the last trigger's reduction is the whole remaining excess). The authors' code reaches
+    ``B`` by switching to ``p_n = b_n`` for the last 10 triggers (``budget_count="authors"``, the
+    default under ``code_compat``); ``"expected"`` is Eqs. 7-8 as printed. In every form, a removal
+    that would take the kept set below ``budget_floor * B`` is passed over (the next least
+    sensitive module is tried instead).
+
+    **Temperature.** ``temperature_schedule="linear"`` (default) anneals 5 → 1 over the fewest steps
+    the triggers need (warm-up + H + Z), the expected length of the search, then stays at the end
+    temperature; annealing over the planned epochs would end the search near 4.4 when the triggers
+    come early. ``"epoch"`` is the authors' per-epoch schedule.
 
     **What early selection saves**: a removed module is skipped in every forward and backward pass
     (``Supernet.remove``); a fixed module computes only its slice and takes no Φ gradient
@@ -77,8 +95,8 @@ class BIPEFT(OneShotMethod):
       deviation of each logit over the steps since the last trigger (0 with one step).
     * Eq. 10: ``v`` covers the sized modules only; removed modules count as fixed (``d = 1``) and
       have ``v = 0``, also those removed at this trigger; a zero vector gives ``cos = 0``.
-    * ``E_t`` is an expectation over the keep gates, so after ``Z`` triggers the kept set
-      usually exceeds ``B``; the export trims it (least sensitive first), see above.
+    * Eq. 7's ``E_t`` counts the exported sizes by default (see above); the printed form is
+      ``budget_count="expected"``.
 
     **code_compat=True** reproduces the authors' code where it departs from the paper (§1.12):
 
@@ -88,7 +106,8 @@ class BIPEFT(OneShotMethod):
        fit and continues (greedy knapsack); indicators and the Φ window start after a warm-up of
        ``warmup_epochs`` (the code's ``prune_begin_epoch``; 1 epoch unless set).
     3. Eq. 7 uses ``p_n = b_n`` (hard) for the last 10 triggers. Module removal also skips modules
-       that do not fit and removes the least sensitive one when nothing fits and ``R_z > 0``.
+       that do not fit and removes the least sensitive one when nothing fits and ``R_z > 0`` (here
+       never below ``budget_floor * B``: the code's forced removal could empty the supernet).
     4. Eq. 10's cosine is over argmax *indices* without zeros for removed modules (NaN → 1),
        divides by ``Z - z - 1`` and fixes every remaining dimension at the last two triggers;
        Eq. 9's KL is reversed (``F.kl_div(log p_j, p_t)``).
@@ -105,11 +124,11 @@ class BIPEFT(OneShotMethod):
     op library: a straight-through size gradient here sees all of a size's channels); the
     split of Θ/Φ into several tensors (the regulariser takes one mean per tensor, Θ and Φ); the
     code reads a fixed module's size off ``argmax Φ``, which the regulariser and Adam's momentum can
-    still move, while here ``k*`` is stored when the size is fixed. Hyper-parameters the code or scripts set differently (clip 2.0, weight decay
-    1e-4, temperature per epoch) are plain options.
+    still move, while here ``k*`` is stored when the size is fixed. Hyper-parameters the code or
+    scripts set differently (clip 2.0, weight decay 1e-4, temperature per epoch) are plain options.
 
     :meth:`search` returns the architecture and, in ``info``, what the record keeps: ``stop_reason``
-    (``"triggers"`` or ``"step_cap"``), ``steps``, ``planned_steps``, ``triggers``,
+    (``"max_triggers"`` or ``"step_cap"``), ``steps``, ``planned_steps``, ``triggers``,
     ``max_triggers``, ``removed_modules``, ``fixed_modules``, ``export`` (params before/after the
     budget fit and the modules dropped/added/grown), ``params``, ``budget``, ``search_time_s`` and,
     with an ``out_dir``, ``trace_csv``/``trace_plot``.
@@ -121,9 +140,16 @@ class BIPEFT(OneShotMethod):
              "of Large Pretrained Language Models, Findings of EMNLP 2024")
     Config: ClassVar[type] = BIPEFTConfig
 
+    def min_steps(self, steps_per_epoch: int) -> int:
+        """Warm-up + H + Z: the first trigger needs H + 1 indicators after the warm-up, and at most one
+        trigger fires per step."""
+        cfg: BIPEFTConfig = self.config
+        return math.ceil(cfg.effective_warmup_epochs * steps_per_epoch) + cfg.window + cfg.max_triggers
+
     def search(self, ctx: SearchContext) -> SearchResult:
         cfg: BIPEFTConfig = self.config
         run = SearchSession(ctx, cfg, DisentangledWeights)
+        run.anneal_steps = min(run.total, self.min_steps(run.steps_per_epoch))
         selector = EarlySelector(ModuleTable.from_space(ctx.space), ctx.budget, cfg)
         tape = GradientTape(run.net)
         warmup_steps = math.ceil(cfg.effective_warmup_epochs * run.steps_per_epoch)
@@ -141,7 +167,7 @@ class BIPEFT(OneShotMethod):
             steps = step + 1
             run.trace.add(self._row(run, selector, step, temp, losses, obs, event))
             if selector.finished:
-                stop_reason = "triggers"
+                stop_reason = "max_triggers"
                 break
         return self._export(run, selector, stop_reason, steps)
 

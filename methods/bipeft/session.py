@@ -50,6 +50,7 @@ class SearchSession:
         self.arch = weights(self.net, len(space.sizes), config.arch_init_std, self.generator)
         self.steps_per_epoch = ctx.steps_per_epoch
         self.total = ctx.total_steps
+        self.anneal_steps = self.total  # the linear temperature reaches its end here (BIPEFT: sooner)
         self.trainer = WeightTrainer(self.net.weights() + list(self.task_model.head_parameters()), ctx,
                                      self.total, config.weight_decay, config.grad_clip)
         self.arch_optimizer = torch.optim.Adam(self.arch.parameters(), lr=config.arch_lr,
@@ -62,7 +63,8 @@ class SearchSession:
     # ---- schedule --------------------------------------------------------------------------------
     def temperature(self, step: int) -> float:
         cfg = self.config
-        return temperature(step, self.total, self.steps_per_epoch, cfg.temperature_start, cfg.temperature_end,
+        planned = self.anneal_steps if cfg.temperature_schedule == "linear" else self.total
+        return temperature(step, planned, self.steps_per_epoch, cfg.temperature_start, cfg.temperature_end,
                            cfg.temperature_schedule)
 
     def epoch(self, step: int) -> float:

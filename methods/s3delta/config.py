@@ -22,8 +22,9 @@ class S3DeltaConfig:
     stretch_left: float = option(0.0, "l of the gate stretch s*(r-l)+l (0: no stretch; < 0 for the L0 penalty)")
     stretch_right: float = option(1.0, "r of the gate stretch s*(r-l)+l")
     lambda0: float = option(0.0, "weight of the L0 penalty in the architecture loss (strategy 'l0' only)")
-    darts: str = option("first_order", "bi-level update of alpha: 'first_order' or 'second_order' (the "
-                        "original: unrolled virtual AdamW step + finite-difference Hessian-vector product)")
+    darts: str = option("second_order", "bi-level update of alpha: 'second_order' (the published method: an unrolled "
+                        "virtual AdamW step + a finite-difference Hessian-vector product) or 'first_order' "
+                        "(cheaper; its rows are labelled)")
     arch_lr: float = option(0.1, "AdamW learning rate of alpha (linear decay to 0, no weight decay)")
     arch_grad_clip: float = option(2.0, "gradient-norm clipping of alpha (0: off)")
     grad_clip: float = option(2.0, "gradient-norm clipping of the PEFT weights (0: off)")
@@ -32,8 +33,8 @@ class S3DeltaConfig:
                                     "alpha (None: once per epoch and at the end; 0: never, use the last alpha)")
     module_size: int = option(1, "the size every sized module is fixed at (S3Delta-M: rank 1); a candidate "
                               "size of the space")
-    lora_scaling: float | None = option(None, "LoRA output scaling in the search and the exported architecture "
-                                        "(None: S3Delta's lora_alpha / r = 16 / module_size)")
+    lora_scaling: float | None = option(None, "LoRA output scaling in the search and in its authors' retrain "
+                                        "recipe (None: S3Delta's lora_alpha / r = 16 / module_size)")
 
     def __post_init__(self) -> None:
         check(self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")

@@ -15,8 +15,10 @@ low-rank adapter at rank 1; S1's adapters and prefix at width / length 1). What 
   second-order step); the weight step draws again (``--sample_once_per_step``). Validation uses
   ``z = p`` (with ``hard_forward``: the greedy structure).
 * **Bi-level optimisation** on the DARTS split: ``alpha`` on arch-train batches, the PEFT weights
-  on weight-train batches, alpha first in each step (``trainer.py:198-262``). First-order DARTS by
-  default; ``darts='second_order'`` is the original unrolled step (:mod:`methods.s3delta.unrolled`).
+  on weight-train batches, alpha first in each step (``trainer.py:198-262``). Second-order DARTS
+  (the original unrolled step, :mod:`methods.s3delta.unrolled`) by default, as published and as
+  behind the paper's search cost; ``darts='first_order'`` is a cheaper option whose rows the
+  tables label.
   ``alpha`` (init 0): AdamW lr 0.1, no weight decay, linear decay, clip 2.0; weights: AdamW
   ``ctx.lr`` (3e-4), linear decay, clip 2.0.
 * **Checkpoint selection**: the validation metric is computed every ``eval_every`` steps and the
@@ -27,16 +29,16 @@ low-rank adapter at rank 1; S1's adapters and prefix at width / length 1). What 
 
 Deviations from the paper and its code:
 
-* First-order DARTS is the default here (the authors' code always runs the second-order step);
-  the original is ``darts='second_order'``, implemented without the authors' second copy of the
-  backbone (see :mod:`methods.s3delta.unrolled`).
+* The second-order step is implemented without the authors' second copy of the backbone (see
+  :mod:`methods.s3delta.unrolled`); the first-order one is an option the authors' code lacks.
 * The shift is solved for exactly ``B`` (the code solves for ``B (1 - 1e-7)``).
 * Not implemented: the ``tau_theta`` strategy (a softmax with a solved temperature; off in every
   script), sparsity-decay schedules (commented out in the code), warm-up steps (0 in the scripts).
   The ``l0`` strategy (``p = sigmoid(alpha/beta)`` plus ``lambda0`` times the expected L0 norm,
   which needs a stretch ``l < 0``) is available; the scripts use ``shift``.
-* The LoRA output scale is S3Delta's ``lora_alpha / r = 16 / 1`` (``lora_scaling``); it is written
-  into the exported architecture's ``op_options`` so that the retrain uses it too.
+* The LoRA output scale in the search is S3Delta's ``lora_alpha / r = 16 / 1`` (``lora_scaling``).
+  The retrain uses the suite's recipe like every method; ``--retrain-recipe authors`` retrains with
+  this scale instead (:meth:`S3Delta.authors_recipe`).
 * ``module_size`` fixes the sized modules at another candidate size than 1 (not in the paper): a
   budget above the size-1 space (more than every module at rank 1) cannot be spent otherwise.
 * The gates multiply the modules' outputs through the shared :class:`~spaces.inject.Supernet`
@@ -126,6 +128,12 @@ class S3Delta(OneShotMethod):
         """S3Delta-M spends at most its fixed-size space: every module at ``module_size``."""
         return fixed_size_space(space, self.config.module_size).full_size()
 
+    def authors_recipe(self) -> dict[str, dict]:
+        return {"lora": {"scaling": self.config.lora_scale()}}
+
+    def settings(self) -> list[str]:
+        return ["1st-order DARTS"] if self.config.darts == "first_order" else []
+
     def search(self, ctx: SearchContext) -> SearchResult:
         """Search ``ctx.space`` (sized modules fixed at ``module_size``) under ``ctx.budget``.
 
@@ -140,7 +148,6 @@ class S3Delta(OneShotMethod):
             raise ValueError(f"the budget must be > 0 parameters, got {ctx.budget}")
         space = fixed_size_space(ctx.space, cfg.module_size)
         costs = np.array([space.choice_params(i)[-1] for i in range(len(space))], dtype=float)
-        options = {"lora": {"scaling": cfg.lora_scale()}} if any(d.op == "lora" for d in space.dims()) else {}
         if costs.min() > ctx.budget:
             raise ValueError(f"the budget of {ctx.budget} parameters is below the smallest module of the "
                              f"size-{space.sizes[0]} space ({int(costs.min())} parameters)")
@@ -149,10 +156,11 @@ class S3Delta(OneShotMethod):
                 warnings.warn(f"S3Delta's space (every module at size {space.sizes[0]}) has only {int(costs.sum())} "
                               f"parameters, less than 0.8 x the budget of {ctx.budget}: returning all of it",
                               stacklevel=2)
-            return SearchResult(_export(space, [True] * len(space), options), {"whole_space": True})
+            return SearchResult(_export(space, [True] * len(space)), {"whole_space": True})
 
         start = time.perf_counter()
-        task_model, net = build_supernet(dataclasses.replace(ctx, space=space), op_kwargs=options)
+        # the search runs with the authors' op settings (LoRA scale 16): searching is the method's own business
+        task_model, net = build_supernet(dataclasses.replace(ctx, space=space), op_kwargs=self.authors_recipe())
         weights = net.weights() + list(task_model.head_parameters())
         total = ctx.total_steps
         trainer = WeightTrainer(weights, ctx, total, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
@@ -207,7 +215,7 @@ class S3Delta(OneShotMethod):
             best_alpha = alpha.detach().clone()
 
         keep = greedy_fill(best_alpha, costs, ctx.budget)
-        arch = _export(space, keep, options)
+        arch = _export(space, keep)
         files = trace.save(ctx.out_dir, self.name, TracePlot(("expected_params",), budget=ctx.budget))
         if ctx.out_dir is not None:  # the exported checkpoint's alpha per module, beside the trace
             files["alpha_json"] = f"{self.name}_alpha.json"
@@ -233,8 +241,5 @@ class S3Delta(OneShotMethod):
         return float(ctx.evaluate(task_model)[ctx.selection_metric])
 
 
-def _export(space, keep, options) -> Architecture:
-    arch = space.from_choices([d.choices[-1] if k else 0 for d, k in zip(space.dims(), keep)])
-    if options and any(p.op == "lora" for p in arch.placements):
-        arch = dataclasses.replace(arch, op_options=options)
-    return arch
+def _export(space, keep) -> Architecture:
+    return space.from_choices([d.choices[-1] if k else 0 for d, k in zip(space.dims(), keep)])

@@ -1,7 +1,8 @@
 """The bottleneck adapter shared by the serial and the parallel adapter: ``up(act(down(h)))``.
 
-``down``: ``Linear(d, k)`` with bias, ``act``: ``gelu_new``, ``up``: ``Linear(k, d)`` with bias.
-Parameters at width ``k``: ``2 * d * k + k + d``.
+``down``: ``Linear(d, k)`` with bias, ``act``: ``gelu_new`` (BIPEFT's and S3Delta's; ``"relu"``:
+AutoPEFT's), ``up``: ``Linear(k, d)`` with bias, and the delta times ``scaling`` (1; AutoPEFT's
+parallel adapter uses 4). Parameters at width ``k``: ``2 * d * k + k + d``.
 
 Init: ``init="houlsby"`` (default) draws both weights from N(0, 0.01) with zero biases, as the
 BIPEFT (``SAdapterLayer``/``PAdapterLayer``) and S3Delta adapters do: near-identity, not exactly
@@ -24,16 +25,20 @@ from torch import nn
 from spaces.ops.base import Op, gelu_new
 
 INITS = ("houlsby", "zero_up")
+ACTIVATIONS = {"gelu_new": gelu_new, "relu": torch.relu}
 
 
 class BottleneckAdapter(Op):
     site_kinds = ("sublayer",)
 
-    def __init__(self, spec, size, candidates=None, init: str = "houlsby", scaling: float = 1.0):
+    def __init__(self, spec, size, candidates=None, init: str = "houlsby", scaling: float = 1.0,
+                 activation: str = "gelu_new"):
         super().__init__(spec, size, candidates)
         if init not in INITS:
             raise ValueError(f"unknown adapter init {init!r}; valid: {', '.join(INITS)}")
-        self.init, self.scaling = init, float(scaling)
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown adapter activation {activation!r}; valid: {', '.join(ACTIVATIONS)}")
+        self.init, self.scaling, self.activation = init, float(scaling), activation
         d = spec.d_out
         self.down_weight = nn.Parameter(torch.empty(size, spec.d_in))
         self.down_bias = nn.Parameter(torch.zeros(size))
@@ -51,7 +56,7 @@ class BottleneckAdapter(Op):
         return spec.d_in * size + size + size * spec.d_out + spec.d_out
 
     def _init_kwargs(self):
-        return {"init": self.init, "scaling": self.scaling}
+        return {"init": self.init, "scaling": self.scaling, "activation": self.activation}
 
     def _copy_slice(self, new, k):
         new.down_weight.copy_(self.down_weight[:k])
@@ -61,7 +66,7 @@ class BottleneckAdapter(Op):
 
     def delta(self, h, host):
         k = self.active_size
-        z = gelu_new(F.linear(h, self.down_weight[:k], self.down_bias[:k]))
+        z = ACTIVATIONS[self.activation](F.linear(h, self.down_weight[:k], self.down_bias[:k]))
         w = self.channel_weights()
         if w is not None:
             z = z * w

@@ -1,13 +1,21 @@
 """S1's per-layer prefix on self-attention: a gated prefix attention of length ``k``.
 
 Each self-attention layer gets ``k`` learned prefix keys and values ``P_k, P_v: [k, inner]``
-(``inner = n_heads * head_dim``) and a scalar gate ``g`` (zero-initialised). With the layer's own
+(``inner = n_heads * head_dim``) and a scalar gate ``g``. With the layer's own
 query ``q = W_q x`` (split into heads), the op adds
 
     ``g * W_o (softmax(q P_k^T * scale) P_v)``
 
 to the attention output (BERT: to the context before the output projection, so ``W_o`` is applied
-by the model). This is BIPEFT's prefix form (``PrefixTuningSearch``: a separately normalised, gated
+by the model). Two forms of the same parameters, both the identity at init:
+
+* ``form="gated"`` (BIPEFT's ``prefix_gate``): ``g = 0``, ``P_k, P_v ~ N(0, 0.02)``. Nothing but
+  ``g`` gets a gradient at first, and with Adam ``g`` grows by about one learning rate per step
+  (3e-4): a short retrain leaves the prefix nearly silent.
+* ``form="zero_value"``: ``g = 1``, ``P_v = 0``, ``P_k ~ N(0, 0.02)`` (as LoRA's zero ``B``): ``P_v``
+  learns from the first step, ``P_k`` as soon as ``P_v`` is non-zero.
+
+This is BIPEFT's prefix form (``PrefixTuningSearch``: a separately normalised, gated
 prefix attention, closer to LLaMA-Adapter than to vanilla prefix tuning), with one difference that
 matters for budgets: BIPEFT generates the prefix from a shared embedding through a shared
 1024->2 bottleneck and per-layer 2->2048 up-projections, so its parameter count barely depends on
@@ -17,8 +25,7 @@ directly per layer, so the count is
     ``2 * k * inner + 1``    (T5-large: ``2048 k + 1``)
 
 and grows linearly with ``k``, like every other sized op: a budget means the same thing for every
-module. The queries see no rotary embedding on Llama (the prefix has no position). ``P`` is drawn
-from N(0, 0.02); the zero gate makes the op the identity at init.
+module. The queries see no rotary embedding on Llama (the prefix has no position).
 
 Search mode: the candidate lengths differ in their softmax normaliser, so the mixture is
 ``sum_k g_k softmax_k(scores) P_v`` with the K small softmaxes over the ``[.., k]`` score slices
@@ -33,6 +40,8 @@ from torch import nn
 
 from spaces.ops.base import Op
 
+FORMS = ("gated", "zero_value")
+
 
 class Prefix(Op):
     name = "prefix"
@@ -40,14 +49,24 @@ class Prefix(Op):
     role = "parallel"
     stage = 0
 
-    def __init__(self, spec, size, candidates=None):
+    def __init__(self, spec, size, candidates=None, form: str = "gated"):
         super().__init__(spec, size, candidates)
         if spec.attention is None:
             raise ValueError(f"op 'prefix' needs a self-attention site (an 'attn' site), not {spec.site}")
+        if form not in FORMS:
+            raise ValueError(f"unknown prefix form {form!r}; valid: {', '.join(FORMS)}")
+        self.form = form
         inner = spec.n_heads * spec.head_dim
         self.keys = nn.Parameter(torch.randn(size, inner) * 0.02)
-        self.values = nn.Parameter(torch.randn(size, inner) * 0.02)
-        self.gate = nn.Parameter(torch.zeros(()))
+        if form == "gated":
+            self.values = nn.Parameter(torch.randn(size, inner) * 0.02)
+            self.gate = nn.Parameter(torch.zeros(()))
+        else:
+            self.values = nn.Parameter(torch.zeros(size, inner))
+            self.gate = nn.Parameter(torch.ones(()))
+
+    def _init_kwargs(self):
+        return {"form": self.form}
 
     @classmethod
     def count(cls, spec, size):

@@ -1,0 +1,119 @@
+"""Tables, statistics and plots computed from a run's records, never written by hand.
+
+:func:`write_reports` reads ``<out>/records/*.json`` (:mod:`suite.records`) and the per-example test
+predictions beside them, and writes into ``<out>``:
+
+* ``leaderboard.csv``: one row per record, failed ones included with their error.
+* ``summary.csv``: per table row × task the mean, sample standard deviation and a 95 % interval
+  over seeds (over test examples with one seed), and an ``AVG`` row over the run's tasks.
+* ``accuracy.md``: the layout of the BIPEFT paper's Table 1, each cell with its interval.
+* ``efficiency.md``: the layout of the paper's Table 3 (search wall-clock and compute, re-train,
+  their ratio, peaks), and what each search delivered.
+* ``comparison.md`` / ``comparison.csv``: each method against a reference, paired on the same
+  test examples and seeds; win / tie / loss; ranks, Friedman and Nemenyi tests over tasks.
+* ``ranks.png`` (critical-difference diagram, when the rank test applies), ``pareto.png``
+  (accuracy vs parameters), ``budget.png`` (metric vs ratio, when several budgets ran).
+* ``report.html``: all of it on one self-contained page, with each run's architecture.
+
+The split: :mod:`~suite.report.aggregate` (records to rows), :mod:`~suite.report.stats`
+(intervals and tests), :mod:`~suite.report.tables` and :mod:`~suite.report.comparison` (documents),
+:mod:`~suite.report.plots`, :mod:`~suite.report.html`. ``results/README.md`` documents every column.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from suite.report.aggregate import (
+    LEADERBOARD_FORMAT,
+    SUMMARY_FORMAT,
+    leaderboard,
+    summary,
+    task_blocks,
+)
+from suite.report.tables import Document
+
+__all__ = ["write_reports", "task_blocks", "leaderboard", "summary", "default_reference"]
+
+PLOTS = {"ranks.png": "Ranks over tasks (critical-difference diagram)", "pareto.png": "Accuracy vs parameters",
+         "budget.png": "Budget curves"}
+
+
+def default_reference(out: Path, records: list[dict]) -> str:
+    """The first searched method of the run's plan (``run.json``), else of the records."""
+    from suite.plan import PLAN_FILE
+
+    searched = [r["method"] for r in records if r["method_kind"] != "manual"]
+    plan = Path(out) / PLAN_FILE
+    if plan.is_file():
+        methods = json.loads(plan.read_text()).get("methods", [])
+        searched_in_plan = [m for m in methods if m in searched]
+        if searched_in_plan:
+            return searched_in_plan[0]
+    return searched[0] if searched else records[0]["method"]
+
+
+def write_reports(out_dir: Path | str, reference: str | None = None) -> list[Path]:
+    """Rebuild every table, statistic and plot of the run in ``out_dir`` from its records.
+
+    Args:
+        out_dir: the run's folder.
+        reference: the method the comparison pairs every other with (default: the first searched
+            method of the run).
+
+    Returns:
+        The paths written (a plot that does not apply is not written, and a stale one is removed).
+
+    Raises:
+        FileNotFoundError: ``out_dir`` holds no run (no records).
+        ValueError: some record is invalid (``python -m suite validate`` lists them all), or an
+            unknown ``reference``.
+    """
+    from suite.records import read_records
+    from suite.report import comparison, plots, stats, tables
+    from suite.report.html import write_html
+
+    out = Path(out_dir)
+    records, problems = read_records(out)
+    if problems:
+        raise ValueError(f"{len(problems)} invalid record(s) in {out}, e.g. {problems[0]}; "
+                         f"`python -m suite validate --out {out}` lists them")
+    predictions = {r["run_id"]: rows for r in records if r["status"] == "ok"
+                   if (rows := stats.load_predictions(out, r)) is not None}
+    lb = leaderboard(records)
+    sm = summary(lb, predictions)
+    reference = reference or default_reference(out, records)
+    compared = comparison.compare(lb, predictions, reference)
+    ranks = stats.rank_test(comparison.rank_scores(lb, sm))
+    documents: dict[str, Document] = {
+        "accuracy": tables.accuracy(lb, sm),
+        "efficiency": tables.efficiency(lb, sm, records),
+        "comparison": comparison.comparison_document(compared, ranks, reference),
+    }
+    written = []
+
+    def write_text(name: str, text: str) -> None:
+        path = out / name
+        path.write_text(text)
+        written.append(path)
+
+    write_text("leaderboard.csv", lb.to_csv(index=False, float_format=LEADERBOARD_FORMAT, lineterminator="\n"))
+    write_text("summary.csv", sm.to_csv(index=False, float_format=SUMMARY_FORMAT, lineterminator="\n"))
+    write_text("comparison.csv", compared.to_csv(index=False, float_format=SUMMARY_FORMAT, lineterminator="\n"))
+    for name, doc in documents.items():
+        write_text(f"{name}.md", doc.to_markdown())
+    draw = {"ranks.png": (lambda p: plots.ranks_plot(ranks, p)) if ranks["friedman"] is not None else None,
+            "pareto.png": lambda p: plots.pareto_plot(lb, sm, p),
+            "budget.png": (lambda p: plots.budget_plot(lb, sm, p)) if plots.several_budgets(lb) else None}
+    for name, plot in draw.items():
+        path = out / name
+        if plot is None:
+            path.unlink(missing_ok=True)
+        else:
+            plot(path)
+            written.append(path)
+    title = f"AutoPEFT suite run: {', '.join(sorted(lb.method.unique()))} on {', '.join(sorted(lb.task.unique()))}"
+    written.append(write_html(out / "report.html", title, documents,
+                              {caption: out / name for name, caption in PLOTS.items()}, records))
+    return written

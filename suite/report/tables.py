@@ -1,0 +1,228 @@
+"""The tables of a run as documents (titled tables and notes), rendered to Markdown here and to HTML
+by :mod:`suite.report.html`: accuracy (the paper's Table 1) and efficiency (Table 3)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from suite.report.aggregate import (
+    AVG,
+    capped_keys,
+    method_label,
+    method_name_label,
+    ordered_keys,
+    ordered_tasks,
+    row_key,
+    row_keys,
+    task_blocks,
+    task_label,
+)
+from suite.tasks import GROUPS
+
+
+@dataclass
+class Table:
+    """A titled table of text cells; ``align`` has one ``l`` or ``r`` per column."""
+
+    title: str | None
+    header: list[str]
+    rows: list[list[str]]
+    align: str
+    note: str = ""
+
+
+@dataclass
+class Document:
+    """A page of tables (accuracy.md, efficiency.md, comparison.md) and its closing notes."""
+
+    title: str
+    tables: list[Table] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_markdown(self) -> str:
+        out = [f"# {self.title}", ""]
+        for t in self.tables:
+            if t.title:
+                out += [f"## {t.title}", ""]
+            out.append(markdown_table(t.header, t.rows, t.align) if t.rows else "(none)\n")
+            if t.note:
+                out += [t.note, ""]
+        return "\n".join(out + self.notes + [""])
+
+
+def markdown_table(header: list[str], rows: list[list[str]], align: str) -> str:
+    """A pipe table (pandas' ``to_markdown``, i.e. tabulate); ``align`` has one ``l`` or ``r`` per column.
+    Cells are text already, so tabulate's number parsing is off."""
+    table = pd.DataFrame(rows, columns=header)
+    colalign = ["right" if a == "r" else "left" for a in align]
+    return table.to_markdown(index=False, tablefmt="pipe", colalign=colalign, disable_numparse=True) + "\n"
+
+
+def num(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+
+
+CAPPED_NOTE = ("†: some of the row's searches stopped at their step cap before doing what their method does "
+               "(BIPEFT: before its Z triggers), accepted with --allow-step-cap.")
+
+
+def cell(row: dict[str, Any] | None, n_run_seeds: int) -> str:
+    """``mean [low, high]`` of a summary row, with ``(n=k)`` / ``(k failed)`` marks."""
+    if row is None:
+        return ""
+    mean, n, failed = row["test_score_mean"], int(row["n_seeds"]), row["n_failed"]
+    low, high = row.get("test_score_ci_low", math.nan), row.get("test_score_ci_high", math.nan)
+    text = "–" if math.isnan(mean) else f"{mean:.2f}" + ("" if math.isnan(low) else f" [{low:.1f}, {high:.1f}]")
+    if failed:
+        text += f" (n={n}, {failed} failed)"
+    elif n < n_run_seeds:
+        text += f" (n={n})"
+    return text
+
+
+def failed_lines(lb: pd.DataFrame) -> list[str]:
+    """A footnote per failed record: its run id and the one-line reason (never a traceback)."""
+    failed = lb[lb.status == "failed"]
+    if failed.empty:
+        return [f"Runs: {len(lb)}, none failed."]
+    lines = [f"Runs: {len(lb)}, {len(failed)} failed (– in the tables, excluded from every mean):"]
+    lines += [f"- `{r.run_id}`: {first_line(r.error)}" for r in failed.itertuples()]
+    return lines
+
+
+def first_line(error: str | None) -> str:
+    """The one line of an error worth printing: ANSI colour codes stripped, the exception line kept."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", error or "failed")
+    return next((line.strip() for line in text.splitlines() if line.strip()), "failed")[:300]
+
+
+def interval_note(sm: pd.DataFrame) -> str:
+    over = set(sm.get("ci_over", pd.Series(dtype=str)).dropna()) - {""}
+    parts = []
+    if "seeds" in over:
+        parts.append("a t-interval over the seeds where a cell has two or more")
+    if "examples" in over:
+        parts.append("a percentile bootstrap over the test examples where it has one seed")
+    return ("`[low, high]`: the 95 % interval of the mean, " + " and ".join(parts) + ". ") if parts else ""
+
+
+def accuracy(lb: pd.DataFrame, sm: pd.DataFrame) -> Document:
+    """The paper's Table 1: per benchmark, Ratio | Method | tasks | AVG; manual baselines first."""
+    cells = {(row_key(r), r["task"]): r for r in sm.to_dict("records")}
+    keys = ordered_keys(lb)
+    several = lb.backbone.nunique() > 1
+    seeds = sorted(lb.seed.unique())
+    doc = Document("Accuracy (test split)")
+    capped = capped_keys(lb)
+    for title, tasks in task_blocks(lb.task):
+        header = ["Ratio", "Method", *[task_label(t) for t in tasks], "AVG"]
+        rows, section = [], None
+        for key in keys:
+            task_rows = [cells.get((key, t)) for t in tasks]
+            if all(r is None for r in task_rows):
+                continue
+            kind = "Manual PEFT methods" if key[2] == "manual" else "Automated PEFT methods"
+            if kind != section:
+                rows.append(["", f"**{kind}**", *[""] * (len(tasks) + 1)])
+                section = kind
+            scored = [r for r in task_rows if r is not None and r["n_seeds"] > 0]
+            ratio = [r["ratio_permyriad_mean"] for r in scored]
+            ratio_text = f"{statistics.fmean(ratio):.2f}‱" if ratio else "–"
+            complete = len(scored) == len(tasks)
+            avg = f"{statistics.fmean(r['test_score_mean'] for r in scored):.2f}" if complete else "–"
+            label = method_label(key, several) + (" †" if key in capped else "")
+            rows.append([ratio_text, label, *[cell(r, len(seeds)) for r in task_rows], avg])
+        doc.tables.append(Table(title, header, rows, "rl" + "r" * (len(tasks) + 1)))
+    metric_text = ", ".join(f"{task_label(t) if t.split('/')[0] in GROUPS else t} {m}" for t, m in
+                            lb.groupby("task").selection_metric.first().reindex(ordered_tasks(lb.task)).items())
+    backbones = ", ".join(f"{b} ({int(n):,} parameters)" for b, n in
+                          lb.groupby("backbone").backbone_params.max().dropna().items())
+    doc.notes += [
+        f"Cells: the test-split selection metric ×100 ({metric_text}), mean over {len(seeds)} "
+        f"seed{'s' if len(seeds) > 1 else ''} ({', '.join(str(s) for s in seeds)}). {interval_note(sm)}"
+        "`(n=k)` marks a cell with fewer ok runs, – a cell whose runs all failed, a blank one a task the row "
+        "did not run. AVG: mean of a row's cells, only when it has every task of the block (– otherwise). "
+        "`comparison.md` says which differences are larger than their noise.",
+        f"Ratio: trainable PEFT parameters / backbone parameters in ‱ (×1e4), mean over the row's tasks; "
+        f"task heads are not counted. Backbone: {backbones}. `≤b` is a searched method's budget{_budgets(lb)}.",
+        *([CAPPED_NOTE] if capped else []),
+        "",
+        *failed_lines(lb),
+    ]
+    return doc
+
+
+def _budgets(lb: pd.DataFrame) -> str:
+    """``: 1.39‱ = 3,157 parameters, …`` for the run's budgets (reports show both forms)."""
+    budgets = sorted({(k[5], k[6]) for k in row_keys(lb) if k[5] is not None and k[6] is not None})
+    return (": " + ", ".join(f"{f * 1e4:.2f}‱ = {n:,} parameters" for f, n in budgets)) if budgets else ""
+
+
+def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]] = ()) -> Document:
+    """The paper's Table 3: per space × searched method, average search and re-train minutes and
+    their ratio (the summary's AVG row: seeds averaged per task, then the row's tasks), plus peaks."""
+    run_tasks = ordered_tasks(lb.task)
+    several = lb.backbone.nunique() > 1
+    averages = {row_key(r): r for r in sm[sm.task == AVG].to_dict("records")}
+    header = ["Setting", "Method", "Search wall (min)", "Search compute (min)", "Re-train (min)", "Ratio",
+              "Search peak (MB)", "Re-train peak (MB)", "Tasks", "Runs"]
+    rows, keys, capped = [], row_keys(lb), capped_keys(lb)
+    for key in ordered_keys(lb):
+        if key[2] == "manual":
+            continue
+        runs = lb[keys.map(lambda k, key=key: k == key)]
+        ok = runs[runs.status == "ok"]
+        avg = averages[key]
+        wall, search, retrain = avg["search_min_mean"], avg["search_compute_min_mean"], avg["retrain_min_mean"]
+        ratio = search / retrain if retrain else math.nan
+        n_failed = len(runs) - len(ok)
+        label = method_label(key, several, space=False) + (" †" if key in capped else "")
+        rows.append([key[4].upper(), label, num(wall), num(search), num(retrain),
+                     num(ratio), num(ok.search_peak_memory_mb.max(), 0), num(ok.peak_memory_mb.max(), 0),
+                     f"{int(avg['n_tasks'])}/{len(run_tasks)}", f"{len(ok)} ok" + (f", {n_failed} failed" if n_failed else "")])
+    hardware = sorted(lb.hardware.dropna().unique())
+    hardware_text = (f"every run on {hardware[0]}" if len(hardware) == 1 else
+                     f"runs on different hardware ({', '.join(hardware)}): times are not comparable")
+    doc = Document("Efficiency (search vs re-train time)")
+    doc.tables.append(Table(None, header, rows, "llrrrrrrrr", note=(
+        f"Minutes averaged over the ok runs (seeds) of each task, then over the row's tasks "
+        f"(of {', '.join(run_tasks)}). Search wall: from the search's start to its architecture; search "
+        "compute: the sum of its trials' seconds (a black-box search's candidates, which may run side by "
+        "side; a one-shot search is one trial, so the two agree). Ratio = Search compute / Re-train of "
+        "these averages, as the paper's Table 3 (so running candidates in parallel does not make a search "
+        "look cheaper). Peaks: the largest over the row's ok runs (GPU memory allocated on a GPU, resident "
+        f"set on a CPU). Manual baselines do not search and are left out. Hardware: {hardware_text}.")))
+    doc.tables += delivered(records)
+    doc.notes += ([CAPPED_NOTE, ""] if capped else []) + failed_lines(lb)
+    return doc
+
+
+def delivered(records: list[dict[str, Any]]) -> list[Table]:
+    """What each search that reports its stop and export delivered (BIPEFT and its ablations): the
+    stop reason, triggers, steps, and the kept parameters before the export's budget fit and what
+    that fit dropped or added, so a reader sees whether the search or the fit chose the architecture."""
+    rows = []
+    for r in records:
+        search = r.get("search") or {}
+        if r["status"] != "ok" or "export" not in search:
+            continue
+        fit = search["export"]
+        triggers = f"{search['triggers']}/{search['max_triggers']}" if "max_triggers" in search else "–"
+        rows.append([method_name_label(r["method"]), task_label(r["task"]), str(r["seed"]), search["stop_reason"],
+                     triggers, f"{search['steps']}/{search['planned_steps']}", f"{fit['params_before']:,}",
+                     f"{fit['params']:,}", f"{r['budget']['params']:,}", str(len(fit["dropped"])), str(len(fit["added"]))])
+    if not rows:
+        return []
+    header = ["Method", "Task", "Seed", "Stop", "Triggers", "Steps", "Kept by the search", "Exported", "Budget",
+              "Fit dropped", "Fit added"]
+    return [Table("What each search delivered", header, rows, "lllllrrrrrr", note=(
+        "Kept by the search: the parameters of the modules the search kept, at their fixed or argmax size, "
+        "before the export's budget fit; Fit dropped / added: modules the fit removed or re-added to land "
+        "in [0.8 B, B] (0 and 0: the search chose the architecture)."))]

@@ -1,0 +1,60 @@
+"""One retrain recipe for every architecture: the method that found it changes nothing.
+
+Two jobs of different methods (a search and a manual baseline, here) whose architectures have the
+same placements are retrained from their trial specs exactly as a Ray trial does: the records'
+metrics and the trained weights are identical, bit for bit on the CPU. Under ``--retrain-recipe
+authors`` the method's own settings apply instead, and the tables label those rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from methods import get_method
+from spaces.architecture import Architecture
+from suite.plan import Job, Plan
+from suite.recipe import SUITE_OP_OPTIONS, op_options
+from suite.trials import _experiment
+
+HARNESS = {"max_train_samples": 32, "max_eval_samples": 16, "max_steps": 4, "eval_every": 2}
+
+
+def plan(recipe: str = "suite") -> Plan:
+    return Plan(methods=("s3delta", "lora"), space="s2", tasks=("demo/rotten_tomatoes",), backbone="tiny-bert",
+                seeds=(0,), budget_params=3000, backbone_params=1, harness=HARNESS, retrain_recipe=recipe)
+
+
+def retrain(spec: dict):
+    """The retrain trial's work, without Ray: the experiment and the retrain its spec makes."""
+    return _experiment(spec).retrain(Architecture.from_dict(spec["architecture"]), op_options=spec["op_options"])
+
+
+def test_the_same_placements_retrain_identically_whatever_the_method():
+    from suite.backbones import backbone_sites
+
+    lora = get_method("lora").architecture(backbone_sites("tiny-bert"), "tiny-bert")
+    as_searched = dataclasses.replace(lora, space="s2", backbone="somewhere-else")  # same placements
+    p = plan()
+    searched = p.trial_spec(Job("s3delta", "one-shot", "demo/rotten_tomatoes", 0, None, 3000, "s2"),
+                            as_searched.to_dict())
+    manual = p.trial_spec(Job("lora", "manual", "demo/rotten_tomatoes", 0, None, None, "manual"), lora.to_dict())
+    assert searched["op_options"] == manual["op_options"] == SUITE_OP_OPTIONS
+    a, b = retrain(searched), retrain(manual)
+    timing = ("train_time_s", "eval_time_s", "peak_memory_mb")
+    assert {k: v for k, v in a.to_dict().items() if k not in timing} == \
+           {k: v for k, v in b.to_dict().items() if k not in timing}
+    assert a.predictions == b.predictions
+    assert a.weights.keys() == b.weights.keys() and len(a.weights) > 0
+    assert all(torch.equal(a.weights[name], b.weights[name]) for name in a.weights)  # bit for bit
+
+
+def test_the_authors_recipe_is_each_methods_own():
+    assert op_options("authors", get_method("s3delta")) == {"lora": {"scaling": 16.0}}
+    assert op_options("authors", get_method("lora")) == {"lora": {"scaling": 2.0}}
+    assert op_options("authors", get_method("bipeft")) == {}  # the ops' defaults: BIPEFT's code
+    assert op_options("suite", get_method("s3delta")) == op_options("suite", get_method("bipeft"))
+    with pytest.raises(ValueError, match="valid: suite, authors"):
+        op_options("mine", get_method("lora"))
