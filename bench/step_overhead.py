@@ -31,7 +31,7 @@ from methods import get_method
 from spaces import build_space
 from spaces.inject import Supernet, inject_fixed
 from spaces.sites import describe
-from suite.backbones import build, load_config, load_pretrained
+from suite.backbones import build, load_backbone, load_config
 
 T5_BASE = Path(__file__).resolve().parents[2] / "shared" / "backbones" / "t5-base"
 
@@ -47,7 +47,7 @@ def t5_base_config():
 def make(backbone: str):
     torch.manual_seed(0)
     if backbone == "minilm":
-        return load_pretrained("all-MiniLM-L6-v2", num_labels=2)
+        return load_backbone("all-MiniLM-L6-v2", num_labels=2)
     return build(t5_base_config())
 
 

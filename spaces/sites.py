@@ -239,6 +239,19 @@ def _llama_sites(model: nn.Module) -> list[SiteSpec]:
 _ENUMERATORS = {"t5": _t5_sites, "bert": _bert_sites, "llama": _llama_sites}
 
 
+def model_class(family: str):
+    """The transformers class of a family's task model: T5 text-to-text, a BERT-like classifier (or
+    regressor), a Llama-like causal LM scored on label tokens."""
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoModelForSequenceClassification,
+        T5ForConditionalGeneration,
+    )
+
+    return {"t5": T5ForConditionalGeneration, "bert": AutoModelForSequenceClassification,
+            "llama": AutoModelForCausalLM}[family]
+
+
 def head_prefixes(model: nn.Module, family: str) -> tuple[str, ...]:
     """Module paths of a task head that is not part of the pretrained backbone (BERT's classifier)."""
     if family != "bert" or model.base_model is model:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from spaces.sites import BackboneSites, describe, family_of
+from spaces.sites import BackboneSites, describe, family_of, model_class
 
 MINILM = "all-MiniLM-L6-v2"
 TINY = ("tiny-t5", "tiny-t5-gated", "tiny-bert", "tiny-llama")
@@ -71,6 +71,11 @@ def resolve(name: str) -> str:
     return name
 
 
+def hub_id(name: str) -> str:
+    """The hub id a backbone name stands for (the packaged MiniLM is sentence-transformers')."""
+    return f"sentence-transformers/{MINILM}" if name == MINILM else name
+
+
 def _looks_like_path(name: str) -> bool:
     # Hub ids are "name" or "org/name"; anything else with a separator is meant as a local path.
     return name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
@@ -107,17 +112,6 @@ def load_config(name: str, vocab_size: int | None = None):
     return config
 
 
-def model_class(family: str):
-    from transformers import (
-        AutoModelForCausalLM,
-        AutoModelForSequenceClassification,
-        T5ForConditionalGeneration,
-    )
-
-    return {"t5": T5ForConditionalGeneration, "bert": AutoModelForSequenceClassification,
-            "llama": AutoModelForCausalLM}[family]
-
-
 def build(config, num_labels: int | None = None, device: str | torch.device | None = None) -> nn.Module:
     """A randomly initialised task model for ``config`` (``device="meta"``: shapes only)."""
     family = family_of(config)
@@ -136,7 +130,7 @@ def backbone_sites(name: str, vocab_size: int | None = None) -> BackboneSites:
     return describe(build(load_config(name, vocab_size), device="meta"))
 
 
-def load_pretrained(name: str, num_labels: int | None = None) -> nn.Module:
+def load_backbone(name: str, num_labels: int | None = None) -> nn.Module:
     """The task model with pretrained weights (tiny backbones are random, seeded by the caller)."""
     from transformers.utils import logging as hf_logging
 

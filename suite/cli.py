@@ -1,4 +1,4 @@
-"""``python -m suite``: run | table | ls | validate | count.
+"""``python -m suite``: run | table | export | ls | validate | count.
 
 Every subcommand turns bad input into one clear line naming the bad value and the valid choices
 (exit code 2), never a traceback.
@@ -183,6 +183,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from suite.export import export
+
+    print(export(args.out, args.run_id, args.to, args.format))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m suite", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -227,6 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="do not keep each retrain's trained weights (weights/<run_id>.safetensors)")
     run.add_argument("--allow-step-cap", action="store_true",
                      help="accept one-shot searches planned shorter than their method needs (rows marked)")
+    run.add_argument("--architecture", metavar="FILE.json|RUN_DIR:RUN_ID",
+                     help="retrain this architecture on --tasks (no search): structure transfer, kept apart "
+                          "in the tables as 'METHOD (from TASK)'")
     run.add_argument("--plugin", help="comma-separated modules to import in the driver and in every trial "
                                       "(they register out-of-tree methods); importable on every node")
     run.add_argument("--address", help="a running Ray cluster (default: local Ray)")
@@ -246,6 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--reference", help="the method every other is compared with in comparison.md "
                                            "(default: the first searched method of the run)")
     table.set_defaults(func=cmd_table)
+
+    exporter = sub.add_parser("export", help="a run's found model as a folder: the suite's format or HF peft")
+    exporter.add_argument("--out", required=True, help="the run's output folder (holding records/)")
+    exporter.add_argument("--run-id", required=True, help="the record to export (a file name in records/, no .json)")
+    exporter.add_argument("--to", required=True, help="a new folder to write")
+    exporter.add_argument("--format", default="suite", choices=("suite", "peft"),
+                          help="'suite' (load with spaces.pretrained.load_pretrained) or 'peft' "
+                               "(PeftModel.from_pretrained; LoRA, norms, biases and the head only)")
+    exporter.set_defaults(func=cmd_export)
 
     validate = sub.add_parser("validate", help="check every record of a run against the schema")
     validate.add_argument("--out", required=True, help="the run's output folder (holding records/)")

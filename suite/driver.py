@@ -281,7 +281,8 @@ class Runner:
         return build_record(
             job, status, error=error, retrain=retrain, backbone=self.plan.backbone,
             backbone_params=self.plan.backbone_params, harness=self.plan.harness,
-            method_config=self.plan.method(job.method).config_dict(), recipe=self.plan.retrain_recipe, files=files,
+            method_config=method.config_dict() if (method := self.plan.method(job.method)) else {},
+            recipe=self.plan.retrain_recipe, files=files,
             environment={**self.env, "hardware": hardware},
             architecture=found.architecture if found else None, search_s=found.search_s if found else None,
             search=found.info if found else {},
@@ -413,6 +414,9 @@ class Runner:
         for job in need_search:
             if job.kind == "manual":
                 self.manual(job)
+            elif job.kind == "transfer":  # a given architecture: nothing to search
+                self.save_found(job, Found(self.plan.transfer["architecture"], 0.0,
+                                           {"transfer": self.plan.transfer["source"]}))
         self.search_one_shot([j for j in need_search if j.kind == "one-shot"])
         for job in need_search:
             if job.kind == "black-box":

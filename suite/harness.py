@@ -165,10 +165,10 @@ class Experiment:
 
     def new_model(self):
         """A fresh task model: pretrained backbone (frozen by injection later) + seeded head."""
-        from suite.backbones import load_pretrained
+        from suite.backbones import load_backbone
 
         torch.manual_seed(self.seed)
-        model = load_pretrained(self.backbone, num_labels=self.task.num_labels)
+        model = load_backbone(self.backbone, num_labels=self.task.num_labels)
         if self._sites is None:
             self._sites = describe(model)
         task_model = make_task_model(model, self.task, self.tokenizer, self.config.scoring,

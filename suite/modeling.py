@@ -8,7 +8,9 @@
   ``[CLS]`` pooler (``pooling="cls"``, BERT's own) or on the mean of the last hidden states over the
   attention mask (``pooling="mean"``, what a sentence-transformers checkpoint such as
   all-MiniLM-L6-v2 was trained for: its ``modules.json`` declares mean pooling, and its pooler was
-  never trained with it); the head's parameters are trained with the PEFT weights and reported apart.
+  never trained with it; :func:`spaces.pooling.use_mean_pooling` puts the mean inside the model, so
+  an exported model computes the same logits); the head's parameters are trained with the PEFT
+  weights and reported apart.
 * :class:`LabelScoringModel` (Llama-like): the next-token logits after the prompt, restricted to
   the label tokens.
 
@@ -24,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spaces.pooling import use_mean_pooling
 from spaces.sites import family_of
 from suite.tasks.base import Task
 
@@ -138,32 +141,16 @@ class ClassifierModel(_Base):
         super().__init__(model, task, tokenizer, head_prefixes)
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
-        if pooling == "mean" and not isinstance(getattr(model, "classifier", None), nn.Linear):
-            raise ValueError(f"pooling='mean' needs a linear classifier on the pooled vector (BERT-style); "
-                             f"{type(model).__name__} has {type(getattr(model, 'classifier', None)).__name__}: "
-                             "use pooling='cls'")
+        if pooling == "mean":
+            use_mean_pooling(model)
         self.pooling = pooling
 
-    def logits(self, batch) -> torch.Tensor:
-        inputs = self.model_inputs(batch)
-        if self.pooling == "cls":
-            return self.model(**inputs).logits
-        hidden = self.model.base_model(**inputs).last_hidden_state
-        mask = inputs["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp_min(1)
-        return self.model.classifier(self.model.dropout(pooled))
-
     def forward(self, batch):
-        if self.pooling == "cls":  # the model's own loss (BertForSequenceClassification and kin)
-            return self.model(**self.model_inputs(batch), labels=batch["labels"]).loss
-        logits = self.logits(batch)
-        if self.task.kind == "regression":
-            return F.mse_loss(logits.squeeze(-1).float(), batch["labels"].float())
-        return F.cross_entropy(logits.float(), batch["labels"])
+        return self.model(**self.model_inputs(batch), labels=batch["labels"]).loss
 
     @torch.no_grad()
     def predict(self, batch) -> list[Any]:
-        logits = self.logits(batch)
+        logits = self.model(**self.model_inputs(batch)).logits
         if self.task.kind == "regression":
             return logits.squeeze(-1).float().tolist()
         return logits.argmax(-1).tolist()

@@ -31,7 +31,7 @@ PLAN_ARGS = ("methods", "space", "tasks", "backbone", "budget", "budget_params",
              "max_steps", "max_train_samples", "max_eval_samples", "batch_size", "eval_every", "max_source_length",
              "scoring",
              "method_option", "plugin",
-             "retrain_recipe", "no_save_weights", "allow_step_cap")
+             "retrain_recipe", "no_save_weights", "allow_step_cap", "architecture")
 
 
 class UsageError(ValueError):
@@ -75,11 +75,17 @@ class Plan:
     retrain_recipe: str = "suite"            # suite.recipe: one recipe for all, or each method's authors'
     save_weights: bool = True                # keep each retrain's trained weights beside its record
     allow_step_cap: bool = False             # accept searches planned shorter than a method needs
+    transfer: dict[str, Any] | None = None   # a given architecture to retrain: {"architecture", "source"}
 
     def jobs(self) -> list[Job]:
         """The plan's jobs, in a stable order."""
         from methods import METHODS
 
+        if self.transfer is not None:  # one given architecture, retrained on every task and seed
+            source = self.transfer["source"]
+            space = transfer_space(source)
+            return [Job(source["method"], "transfer", task, seed, source.get("budget_fraction"),
+                        source.get("budget_params"), space) for task in self.tasks for seed in self.seeds]
         out = []
         for method in self.methods:
             kind = METHODS.get(method).kind
@@ -98,9 +104,12 @@ class Plan:
         return out
 
     def method(self, name: str):
-        """The method ``name`` with this plan's options."""
-        from methods import get_method
+        """The method ``name`` with this plan's options (None: a transferred architecture's source
+        method that is not registered here)."""
+        from methods import METHODS, get_method
 
+        if self.transfer is not None and name not in METHODS:
+            return None
         return get_method(name, self.method_options.get(name))
 
     def trial_spec(self, job: Job, architecture: dict | None = None) -> dict[str, Any]:
@@ -113,6 +122,7 @@ class Plan:
                 "sizes": list(self.sizes), "data_dir": data_dir, "harness": dict(self.harness),
                 "method_options": dict(self.method_options.get(job.method, {})), "plugins": list(self.plugins),
                 "op_options": op_options(self.retrain_recipe, self.method(job.method)),
+                "transfer": (self.transfer or {}).get("source"),
                 "save_weights": self.save_weights, "architecture": architecture}
 
     def to_dict(self) -> dict[str, Any]:
@@ -132,6 +142,47 @@ class Plan:
         if not path.is_file():
             raise FileNotFoundError(f"--resume: {out} holds no run (no {PLAN_FILE}); start one without --resume")
         return cls.from_dict(json.loads(path.read_text()))
+
+
+def transfer_space(source: dict[str, Any]) -> str:
+    """The ``space`` field of a transferred architecture's jobs: where it came from
+    (``from_superglue_rte``), so that its run ids and table rows stay apart from searched ones."""
+    return "from_" + (source.get("task") or "file").replace("/", "_")
+
+
+def read_architecture(spec: str, sites) -> dict[str, Any]:
+    """``--architecture FILE.json`` or ``--architecture RUN_DIR:RUN_ID``: the architecture and where it
+    came from (its digest, and from a run its method, task, budget and backbone). Checked against
+    the target backbone's sites: an architecture of a deeper backbone is an error (no layer mapping
+    is applied)."""
+    from spaces.architecture import Architecture
+
+    folder, sep, run = spec.rpartition(":")
+    source: dict[str, Any] = {"method": "architecture", "task": None}
+    if sep and Path(folder).is_dir():
+        record_path = Path(folder) / "records" / f"{run}.json"
+        if not record_path.is_file():
+            raise UsageError(f"--architecture {spec}: {record_path} does not exist")
+        record = json.loads(record_path.read_text())
+        if not record.get("architecture"):
+            raise UsageError(f"--architecture {spec}: the record has no architecture (its search failed)")
+        arch = Architecture.from_dict(record["architecture"])
+        source = {"method": record["method"], "task": record["task"], "run_id": run, "backbone": record["backbone"],
+                  "budget_fraction": record["budget"]["fraction"], "budget_params": record["budget"]["params"]}
+    else:
+        path = Path(spec)
+        if not path.is_file():
+            raise UsageError(f"--architecture {spec}: no such file (or RUN_DIR:RUN_ID)")
+        try:
+            arch = Architecture.load(path)
+        except (ValueError, json.JSONDecodeError) as e:
+            raise UsageError(f"--architecture {spec}: {e}") from None
+    missing = [str(p.site) for p in arch.placements if p.site not in sites.by_site]
+    if missing:
+        layers = 1 + max((s.site.layer for s in sites.specs), default=-1)
+        raise UsageError(f"--architecture {spec} does not fit this backbone ({layers} layers): it has no site "
+                         f"{missing[0]} ({len(missing)} such placements); no mapping between depths is applied")
+    return {"architecture": arch.to_dict(), "source": {**source, "digest": arch.digest()}}
 
 
 # ---- reading the command line -------------------------------------------------------------------
@@ -212,6 +263,8 @@ def make_plan(args: Any) -> Plan:
 
     plugins = tuple(split_list(args.plugin or "")) if getattr(args, "plugin", None) else ()
     import_plugins(plugins)
+    if getattr(args, "architecture", None):
+        return _transfer_plan(args)
     if not args.methods:
         raise UsageError("run needs --methods, e.g. --methods lora,bitfit (see `python -m suite ls methods`)")
     methods = split_list(args.methods)
@@ -258,17 +311,7 @@ def make_plan(args: Any) -> Plan:
                     whole = "the whole" if capacity == space_obj.full_size() else f"what {m} can hold in the"
                     raise UsageError(f"budget {b:,} parameters is larger than {whole} {space} space "
                                      f"({capacity:,} = {capacity / total:.3g} of the backbone); choose a smaller one")
-    harness = {k: getattr(args, k, None) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples",
-                                                   "batch_size", "eval_every", "max_source_length", "scoring")
-               if getattr(args, k, None) is not None}
-    if args.tasks is None and args.backbone is None:  # the offline default: sized for a CPU (see above)
-        harness = {**{k: v for k, v in OFFLINE_HARNESS.items()
-                      if not (k == "epochs" and "max_steps" in harness)}, **harness}
-    recipe = getattr(args, "retrain_recipe", None) or "suite"
-    from suite.recipe import RECIPES
-
-    if recipe not in RECIPES:
-        raise UsageError(f"unknown --retrain-recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+    harness, recipe = _harness(args), _recipe(args)
     plan = Plan(methods=tuple(methods), space=space, tasks=tuple(tasks), backbone=backbone, seeds=seeds,
                 budgets=budgets, budget_params=args.budget_params, data_dir=args.data_dir, harness=harness,
                 method_options=options, backbone_params=total, plugins=plugins, retrain_recipe=recipe,
@@ -277,6 +320,51 @@ def make_plan(args: Any) -> Plan:
     if not plan.allow_step_cap:
         check_search_steps(plan)
     return plan
+
+
+def _harness(args: Any) -> dict[str, Any]:
+    """The harness overrides of the command line (the offline default's sizes when no task or backbone is given)."""
+    harness = {k: getattr(args, k, None) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples",
+                                                   "batch_size", "eval_every", "max_source_length", "scoring")
+               if getattr(args, k, None) is not None}
+    if args.tasks is None and args.backbone is None:  # the offline default: sized for a CPU (see above)
+        harness = {**{k: v for k, v in OFFLINE_HARNESS.items()
+                      if not (k == "epochs" and "max_steps" in harness)}, **harness}
+    return harness
+
+
+def _recipe(args: Any) -> str:
+    from suite.recipe import RECIPES
+
+    recipe = getattr(args, "retrain_recipe", None) or "suite"
+    if recipe not in RECIPES:
+        raise UsageError(f"unknown --retrain-recipe {recipe!r}; valid: {', '.join(RECIPES)}")
+    return recipe
+
+
+def _transfer_plan(args: Any) -> Plan:
+    """``run --architecture ...``: retrain one given architecture on the tasks (no search)."""
+    from methods import METHODS
+    from suite.backbones import backbone_sites
+    from suite.tasks import expand_tasks
+
+    if args.methods:
+        raise UsageError("--architecture retrains a given architecture: drop --methods")
+    tasks = expand_tasks(args.tasks or OFFLINE_TASK)
+    backbone = args.backbone or OFFLINE_BACKBONE
+    sites = backbone_sites(backbone)
+    transfer = read_architecture(args.architecture, sites)
+    recipe = _recipe(args)
+    source = transfer["source"]["method"]
+    if recipe == "authors" and source not in METHODS:
+        raise UsageError(f"--retrain-recipe authors needs the architecture's method, and {source!r} is not one "
+                         "here: use the suite's recipe")
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is not a directory")
+    return Plan(methods=(source,), space=transfer_space(transfer["source"]), tasks=tuple(tasks), backbone=backbone,
+                seeds=parse_seeds(args.seeds or "0"), data_dir=args.data_dir, harness=_harness(args),
+                backbone_params=sites.backbone_params, retrain_recipe=recipe,
+                save_weights=not getattr(args, "no_save_weights", False), transfer=transfer)
 
 
 def planned_search_steps(plan: Plan, task: str) -> tuple[int, int]:

@@ -56,10 +56,13 @@ SUITE_OP_OPTIONS: dict[str, dict[str, Any]] = {
 
 
 def op_options(recipe: str, method) -> dict[str, dict[str, Any]]:
-    """The op options a retrain under ``recipe`` uses for an architecture found by ``method``."""
+    """The op options a retrain under ``recipe`` uses for an architecture found by ``method`` (None:
+    an architecture from a file, which only the suite's recipe can retrain)."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown retrain recipe {recipe!r}; valid: {', '.join(RECIPES)}")
-    return dict(SUITE_OP_OPTIONS) if recipe == "suite" else method.authors_recipe()
+    if recipe == "suite" or method is None:
+        return dict(SUITE_OP_OPTIONS)
+    return method.authors_recipe()
 
 
 def recipe_label(recipe: str) -> str:

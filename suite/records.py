@@ -46,7 +46,7 @@ SCHEMA: dict[str, Any] = {
         "status": {"enum": ["ok", "failed"]},
         "error": _nullable({"type": "string"}),
         "method": {"type": "string"},
-        "method_kind": {"enum": ["manual", "one-shot", "black-box"]},
+        "method_kind": {"enum": ["manual", "one-shot", "black-box", "transfer"]},
         "method_config": {"type": "object"},
         "space": {"type": "string"},
         "task": {"type": "string", "pattern": "^[a-z0-9_]+/[a-z0-9_]+$"},
@@ -164,6 +164,7 @@ def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, 
         retrain_info = {k: retrain[k] for k in ("steps", "best_step", "peak_memory_mb", "history")}
         retrain_info["recipe"] = {"name": recipe, "op_options": retrain["op_options"]}
         retrain_info["pooling"] = retrain["pooling"]
+        retrain_info["backbone_revision"] = retrain.get("backbone_revision")
     return {
         "schema": SCHEMA_VERSION, "run_id": job.run_id, "status": status, "error": error,
         "method": job.method, "method_kind": job.kind, "method_config": method_config,

@@ -115,9 +115,10 @@ def retrain_trial(config: dict[str, Any], cpus: float) -> None:
     _setup(spec, cpus)
     arch = Architecture.from_dict(spec["architecture"])
     result = _experiment(spec).retrain(arch, report=tune.report, op_options=spec["op_options"])
+    backbone_revision = revision(spec["backbone"])
     with tempfile.TemporaryDirectory() as folder:
-        write_artifacts(Path(folder), result, spec, revision(spec["backbone"]))
-        tune.report({"done": 1, "retrain": json.dumps(result.to_dict())},
+        write_artifacts(Path(folder), result, spec, backbone_revision)
+        tune.report({"done": 1, "retrain": json.dumps({**result.to_dict(), "backbone_revision": backbone_revision})},
                     checkpoint=tune.Checkpoint.from_directory(folder))
 
 

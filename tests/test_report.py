@@ -158,7 +158,7 @@ def test_search_retrain_ratio_by_hand(run):
     assert row[0] == "S2"
     assert row[3:6] == [f"{search_min:.2f}", f"{retrain_min:.2f}", f"{search_min / retrain_min:.2f}"]
     assert row[3:6] == ["1.43", "2.31", "0.62"]
-    assert "Manual baselines do not search" in (run / "efficiency.md").read_text()
+    assert "Manual baselines and transferred structures do not search" in (run / "efficiency.md").read_text()
     assert "| Fine-tune |" not in (run / "efficiency.md").read_text()
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from suite.tasks import BENCHMARK_TITLES, GROUPS, TASKS
 
-KIND_ORDER = {"manual": 0, "one-shot": 1, "black-box": 1}
+KIND_ORDER = {"manual": 0, "one-shot": 1, "black-box": 1, "transfer": 2}
 KEY = ["backbone", "method", "method_kind", "setting", "space", "budget_fraction", "budget_params"]  # one table row
 AVG = "AVG"
 TIME_COLUMNS = ("ratio_permyriad", "search_min", "search_compute_min", "retrain_min", "peak_memory_mb")
@@ -43,7 +43,10 @@ def setting(record: dict[str, Any]) -> str:
     from suite.recipe import recipe_label
 
     parts = []
-    if record["method"] in METHODS:
+    transfer = (record.get("search") or {}).get("transfer")
+    if transfer is not None:  # a structure retrained on another task: apart from searched rows
+        parts.append(f"from {transfer['task']}" if transfer.get("task") else "given architecture")
+    elif record["method"] in METHODS:
         with contextlib.suppress(ValueError):  # a config this version no longer reads: no label, still a table
             parts += METHODS.get(record["method"])(record.get("method_config") or {}).settings()
     parts.append(recipe_label(((record.get("retrain") or {}).get("recipe") or {}).get("name", "suite")))
@@ -177,6 +180,9 @@ def method_label(key: tuple, several_backbones: bool = False, budget: bool = Tru
     backbone, method, kind, variant, space_name, fraction, params = key
     label = method_name_label(method)
     parts = []
+    if kind == "transfer":  # "BIPEFT (from superglue/rte)"
+        label += f" ({variant})"
+        return f"{label} [{backbone}]" if several_backbones else label
     if kind != "manual":
         parts = [space_name.upper()] if space else []
         if budget and (fraction is not None or params is not None):

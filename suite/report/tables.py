@@ -128,7 +128,8 @@ def accuracy(lb: pd.DataFrame, sm: pd.DataFrame) -> Document:
             task_rows = [cells.get((key, t)) for t in tasks]
             if all(r is None for r in task_rows):
                 continue
-            kind = "Manual PEFT methods" if key[2] == "manual" else "Automated PEFT methods"
+            kind = {"manual": "Manual PEFT methods", "transfer": "Transferred structures"}.get(
+                key[2], "Automated PEFT methods")
             if kind != section:
                 rows.append(["", f"**{kind}**", *[""] * (len(tasks) + 1)])
                 section = kind
@@ -175,7 +176,7 @@ def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]]
               "Search peak (MB)", "Re-train peak (MB)", "Tasks", "Runs"]
     rows, keys, capped = [], row_keys(lb), capped_keys(lb)
     for key in ordered_keys(lb):
-        if key[2] == "manual":
+        if key[2] in ("manual", "transfer"):  # nothing searched
             continue
         runs = lb[keys.map(lambda k, key=key: k == key)]
         ok = runs[runs.status == "ok"]
@@ -198,7 +199,8 @@ def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]]
         "side; a one-shot search is one trial, so the two agree). Ratio = Search compute / Re-train of "
         "these averages, as the paper's Table 3 (so running candidates in parallel does not make a search "
         "look cheaper). Peaks: the largest over the row's ok runs (GPU memory allocated on a GPU, resident "
-        f"set on a CPU). Manual baselines do not search and are left out. Hardware: {hardware_text}.")))
+        f"set on a CPU). Manual baselines and transferred structures do not search and are left out. "
+        f"Hardware: {hardware_text}.")))
     doc.tables += delivered(records)
     doc.notes += ([CAPPED_NOTE, ""] if capped else []) + failed_lines(lb)
     return doc
