@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from core.registry import UnknownName
-from suite.plan import PLAN_ARGS, UsageError, budget_params, make_plan
+from suite.plan import PLAN_ARGS, UsageError, budget_params, is_offline_default, make_plan
 
 
 def _ratio(params: int, total: int) -> str:
@@ -56,66 +56,117 @@ def cmd_count(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    import datetime
-    import os
+def check_out(out, resume: bool) -> None:
+    """``--out`` must be a folder (or a path that can become one), and hold a run exactly when resuming."""
     from pathlib import Path
 
+    from suite.plan import PLAN_FILE
+
+    out = Path(out)
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == out else f"is under the file {parent}"
+            raise UsageError(f"--out {out} {where}: give a folder")
+    if resume and not (out / PLAN_FILE).is_file():
+        raise UsageError(f"--resume: {out} holds no run (no {PLAN_FILE}); start one without --resume")
+    if not resume and (out / PLAN_FILE).exists():
+        raise UsageError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
+
+
+def failed_summary(out, run_ids: set[str]) -> str | None:
+    """``2 of 6 jobs failed: a (reason); b (reason); see records/`` for this run's failed records, or None."""
+    from suite.records import load_records
+    from suite.report.tables import first_line
+
+    records = [r for r in load_records(out) if r["run_id"] in run_ids]
+    failed = [r for r in records if r["status"] == "failed"]
+    if not failed:
+        return None
+    shown = "; ".join(f"{r['run_id']} ({first_line(r['error'])[:120]})" for r in failed[:3])
+    more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+    return f"{len(failed)} of {len(run_ids)} jobs failed: {shown}{more}; see {out}/records/"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import datetime
+    from pathlib import Path
+
+    from suite.cluster import prepare_environment
+
+    prepare_environment(args.address, args.verbose)  # before anything imports Ray
     from core.registry import import_plugins
+    from suite.cluster import check_resources, connect, quiet_ray
     from suite.driver import Cluster, Interrupted, Runner
-    from suite.plan import PLAN_FILE, Plan
+    from suite.plan import Plan
 
     if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise UsageError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
     if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
         raise UsageError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
+    if args.max_failures < 0:
+        raise UsageError(f"--max-failures must be >= 0, got {args.max_failures}")
     if args.resume:
         if not args.out:
             raise UsageError("--resume needs --out DIR, the folder of the run to continue")
         given = [f"--{a.replace('_', '-')}" for a in PLAN_ARGS if getattr(args, a) not in (None, [], False)]
         if given:
             raise UsageError(f"--resume continues the saved run in {args.out}; drop {', '.join(given)}")
-        plan = Plan.load(Path(args.out))
         out = Path(args.out)
+        check_out(out, resume=True)
+        plan = Plan.load(out)
         import_plugins(plan.plugins)
     else:
         plan = make_plan(args)
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path(args.out or f"results/runs/{stamp}")
-        if (out / PLAN_FILE).exists():
-            raise UsageError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
-        out.mkdir(parents=True, exist_ok=True)
+        out = Path(args.out or f"results/runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
+        check_out(out, resume=False)
+    cluster = Cluster(cpus_per_trial=args.cpus_per_trial or 1.0, gpus_per_trial=args.gpus_per_trial or 0.0,
+                      max_failures=args.max_failures, verbose=2 if args.verbose else 0, storage=args.storage)
+    connect(args.address)  # a cluster that does not answer, or is too small, is an error before anything is written
+    check_resources(cluster.cpus_per_trial, cluster.gpus_per_trial)
+    out.mkdir(parents=True, exist_ok=True)
+    if not args.resume:
         plan.save(out)
-    offline_default = not args.resume and args.tasks is None and args.backbone is None
+    if not args.verbose:
+        quiet_ray(out / "run.log")
     settings = ", ".join(f"{k}={v}" for k, v in plan.harness.items())
     print(f"run: {','.join(plan.methods)} on {','.join(plan.tasks)} with {plan.backbone}, space {plan.space}, "
           f"seeds {','.join(map(str, plan.seeds))}{f' ({settings})' if settings else ''} -> {out}")
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    import ray
-
-    if not ray.is_initialized():
-        ray.init(address=args.address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    cluster = Cluster(cpus_per_trial=args.cpus_per_trial or 1.0,
-                      gpus_per_trial=args.gpus_per_trial or 0.0, max_failures=args.max_failures)
     try:
         Runner(plan, out, cluster, resume=args.resume).run()
     except (Interrupted, KeyboardInterrupt) as e:
         print(f"interrupted ({e or 'Ctrl+C'}); every finished record is kept in {out / 'records'}. Continue with:\n"
               f"  python -m suite run --resume --out {out}", file=sys.stderr)
         return 130
-    try:
-        from suite.report import write_reports
-    except ImportError:
-        write_reports = None
-    if write_reports is not None:
-        for path in write_reports(out):
-            print(f"wrote {path}")
+    from suite.report import write_reports
+
+    written = write_reports(out)
+    for name in ("accuracy.md", "efficiency.md"):
+        print("\n" + (out / name).read_text().split("\nCells:")[0].split("\nMinutes averaged")[0].rstrip())
+    print("\nwrote " + ", ".join(p.name for p in written) + f" in {out}")
     print(f"records in {out / 'records'}; rebuild tables with `python -m suite table --out {out}`")
-    if offline_default:
-        print("This was the offline default (all-MiniLM-L6-v2 on demo/rotten_tomatoes). The paper's setting, "
-              "on a GPU cluster:\n  python -m suite run --methods " + ",".join(plan.methods) +
-              " --backbone t5-large --space s2 --tasks glue --budget 1.39e-4 --seeds 0,1,2 --gpus-per-trial 1")
+    if not args.resume and is_offline_default(args) and plan.transfer is None:
+        print(offline_note(plan))
+    summary = failed_summary(out, {job.run_id for job in plan.jobs()})
+    if summary:
+        print(summary, file=sys.stderr)
+        return 1
     return 0
+
+
+def offline_note(plan) -> str:
+    """The closing lines of an offline-default run: what it was, which budget and why, and the paper's setting."""
+    from suite.plan import OFFLINE_BUDGET
+
+    h = plan.harness
+    length = f"{h['epochs']} epochs" if "epochs" in h else f"{h['max_steps']} steps"
+    budget = ", ".join(f"{b:g}" for b in plan.budgets) if plan.budget_params is None else f"{plan.budget_params:,} parameters"
+    why = (f" of the backbone ({round(OFFLINE_BUDGET * plan.backbone_params):,} parameters, near BitFit's size and a "
+           "third of LoRA r=8's; the paper's 1.39e-4 is only 3,157 on MiniLM)") if plan.budgets == (OFFLINE_BUDGET,) else ""
+    return (f"This was the offline default: the packaged {plan.backbone} on {h['max_train_samples']:,} Rotten Tomatoes "
+            f"reviews, {length} at batch {h['batch_size']}, budget {budget}{why}. "
+            "The paper's setting, on a GPU cluster:\n"
+            f"  python -m suite run --methods {','.join(plan.methods)} --backbone t5-large --space s2 --tasks glue "
+            "--budget 1.39e-4 --seeds 0,1,2 --gpus-per-trial 1")
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -205,12 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="search and retrain methods on tasks (Ray Tune stages)",
                          description="With no --tasks/--backbone: the offline default, all-MiniLM-L6-v2 on "
-                                     "demo/rotten_tomatoes.")
+                                     "3,000 demo/rotten_tomatoes reviews, 2 epochs, batch 16, budget 1e-3.")
     run.add_argument("--methods", help="comma-separated methods, e.g. bipeft,s3delta or lora,bitfit")
     run.add_argument("--space", help="s1 or s2 (default s2)")
     run.add_argument("--tasks", help="comma-separated tasks or a group: glue, superglue (default demo/rotten_tomatoes)")
     run.add_argument("--backbone", help="hub id or local path (default all-MiniLM-L6-v2, offline)")
-    run.add_argument("--budget", help="comma-separated fractions of the backbone (default 1.39e-4 = 1.39‱)")
+    run.add_argument("--budget", help="comma-separated fractions of the backbone (default 1.39e-4 = 1.39‱; "
+                                          "1e-3 on the offline default)")
     run.add_argument("--budget-params", type=int, help="an absolute budget in parameters")
     run.add_argument("--seeds", help="comma-separated integer seeds (default 0)")
     run.add_argument("--data-dir", help="local GLUE/SuperGLUE files in their original formats (see README)")
@@ -239,10 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "in the tables as 'METHOD (from TASK)'")
     run.add_argument("--plugin", help="comma-separated modules to import in the driver and in every trial "
                                       "(they register out-of-tree methods); importable on every node")
-    run.add_argument("--address", help="a running Ray cluster (default: local Ray)")
+    run.add_argument("--address", help="a running Ray cluster: host:port of its head, or auto (the cluster this "
+                     "machine joined with `ray start`); default: a local Ray instance")
+    run.add_argument("--storage", help="Ray Tune's storage for trial state: a folder every node sees, or a pyarrow "
+                                       "URI such as s3://bucket/path (default: <out>/ray); records stay in --out")
+    run.add_argument("--verbose", action="store_true", help="show Ray Tune's own status tables and logs")
     run.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
     run.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
-    run.add_argument("--max-failures", type=int, default=1, help="retries of a crashed trial (default 1)")
+    run.add_argument("--max-failures", type=int, default=1, help="retries of a crashed trial (default 1, >= 0)")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     run.set_defaults(func=cmd_run)
 

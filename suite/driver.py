@@ -57,7 +57,8 @@ class Cluster:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     max_failures: int = 1
-    verbose: int = 1
+    verbose: int = 0             # Ray Tune's own status tables (2: every box, as --verbose asks)
+    storage: str | None = None   # Ray Tune's storage_path (a shared folder or a pyarrow URI); default <out>/ray
 
     def resources(self) -> dict[str, float]:
         return {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
@@ -171,7 +172,8 @@ class _RetrainWriter(_Writer):
         return set(run_ids) & (self.runner.done() | self.runner.failed())
 
     def save(self, job: Job, result: dict, trial) -> None:
-        self.runner.write_ok(job, json.loads(result["retrain"]), self.runner.file_artifacts(job, trial.checkpoint))
+        retrain = {**json.loads(result["retrain"]), "attempts": 1 + getattr(trial, "num_failures", 0)}
+        self.runner.write_ok(job, retrain, self.runner.file_artifacts(job, trial.checkpoint))
 
 
 def _callback(writer):
@@ -195,8 +197,9 @@ class _ResultTrial:
     """A ``ray.tune.Result`` seen through the attributes the writers read from a trial."""
 
     def __init__(self, result):
-        self.config, self.last_result, self._error = result.config, result.metrics, result.error
-        self.checkpoint = result.checkpoint
+        # a trial whose actor never started has no config: its folder is named after its run id
+        self.config = result.config or {"trial": {"run_id": Path(result.path).name}}
+        self.last_result, self._error, self.checkpoint = result.metrics, result.error, result.checkpoint
 
     error_file = None
 
@@ -297,16 +300,16 @@ class Runner:
         self.log(f"record {job.run_id}: FAILED ({error.splitlines()[0][:200]})")
 
     # ---- Ray ---------------------------------------------------------------------------------------
-    def _tuner(self, name: str, trainable, param_space: dict | None, writer=None, **tune_config):
+    def _tuner(self, name: str, trainable, param_space: dict | None, writer=None, view=None, **tune_config):
         from ray import tune
 
-        storage = str(self.out / RAY_DIR)
-        path = Path(storage) / name
-        callbacks = [_callback(writer)] if writer else []
+        storage = self.cluster.storage or str(self.out / RAY_DIR)
+        path = f"{storage.rstrip('/')}/{name}"
+        callbacks = [c for c in ([_callback(writer)] if writer else []) + [view] if c is not None]
         trainable = tune.with_resources(trainable, self.cluster.resources())
-        if self.resume and tune.Tuner.can_restore(str(path)):
+        if self.resume and tune.Tuner.can_restore(path):
             self.log(f"resuming stage {name}")
-            return tune.Tuner.restore(str(path), trainable, resume_unfinished=True, resume_errored=True,
+            return tune.Tuner.restore(path, trainable, resume_unfinished=True, resume_errored=True,
                                       param_space=param_space)
         run_config = tune.RunConfig(
             name=name, storage_path=storage, callbacks=callbacks, verbose=self.cluster.verbose,
@@ -325,16 +328,17 @@ class Runner:
         from the result grid for anything a restored experiment finished without our callback."""
         from ray import tune
 
+        from suite.progress import StageView
+
         fn = tune.with_parameters(trainable, cpus=self.cluster.cpus_per_trial, **parameters)
         tuner = self._tuner(self._stage_name(stage, [s["run_id"] for s in specs]), fn,
-                            {"trial": tune.grid_search(specs)}, writer,
+                            {"trial": tune.grid_search(specs)}, writer, StageView(stage, len(specs)),
                             trial_name_creator=_trial_name, trial_dirname_creator=_trial_name)
-        grid = _fit(tuner)
-        written = writer.written([result.config["trial"]["run_id"] for result in grid])  # read the records once
-        for result in grid:
-            if result.config["trial"]["run_id"] not in written:
-                trial = _ResultTrial(result)
-                (writer.error if result.error else writer.complete)(trial)
+        trials = [(_ResultTrial(result), result.error) for result in _fit(tuner)]
+        written = writer.written([trial.config["trial"]["run_id"] for trial, _ in trials])  # read the records once
+        for trial, error in trials:
+            if trial.config["trial"]["run_id"] not in written:
+                (writer.error if error else writer.complete)(trial)
 
     def search_one_shot(self, jobs: list[Job]) -> None:
         if jobs:
@@ -360,9 +364,11 @@ class Runner:
             return
         self.log(f"search stage: {job.method} proposes {n} candidates for {job.run_id}")
         searcher = ConcurrencyLimiter(searcher, max_concurrent=method.max_concurrent())
+        from suite.progress import StageView
+
         fn = tune.with_parameters(proxy_trial, spec=self.plan.trial_spec(job), cpus=self.cluster.cpus_per_trial)
-        tuner = self._tuner(f"blackbox-{job.run_id}", fn, None, None, search_alg=searcher, num_samples=n,
-                            metric=SCORE, mode="max")
+        tuner = self._tuner(f"blackbox-{job.run_id}", fn, None, None, StageView(f"search {job.run_id}", n),
+                            search_alg=searcher, num_samples=n, metric=SCORE, mode="max")
         grid = _fit(tuner)
         results = []
         for r in grid:
@@ -404,7 +410,15 @@ class Runner:
             self._sites = backbone_sites(self.plan.backbone)
         return self._sites
 
+    def clean_leftovers(self) -> None:
+        """Temporary files a killed writer left (``.<name>.<random>.tmp``): the rename never happened."""
+        for folder in ("records", ARCH_DIR, SEARCH_DIR, "weights", "predictions"):
+            for tmp in (self.out / folder).glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
     def run(self) -> None:
+        if self.resume:
+            self.clean_leftovers()
         jobs = self.plan.jobs()
         done = self.done()
         todo = [j for j in jobs if j.run_id not in done]

@@ -286,7 +286,8 @@ class Experiment:
                     t0 = time.perf_counter()
                     val = self.evaluate(task_model, self.splits.validation)
                     eval_time += time.perf_counter() - t0
-                    row = {"step": step, "train_loss": sum(losses) / len(losses), **{f"val_{k}": v for k, v in val.items()}}
+                    row = {"step": step, "total": total, "phase": "retrain" if test else "proxy",
+                           "train_loss": sum(losses) / len(losses), **{f"val_{k}": v for k, v in val.items()}}
                     history.append(row)
                     report(row)
                     losses = []

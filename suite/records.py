@@ -165,6 +165,8 @@ def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, 
         retrain_info["recipe"] = {"name": recipe, "op_options": retrain["op_options"]}
         retrain_info["pooling"] = retrain["pooling"]
         retrain_info["backbone_revision"] = retrain.get("backbone_revision")
+        retrain_info["placement"] = retrain.get("placement")
+        retrain_info["attempts"] = retrain.get("attempts", 1)
     return {
         "schema": SCHEMA_VERSION, "run_id": job.run_id, "status": status, "error": error,
         "method": job.method, "method_kind": job.kind, "method_config": method_config,
@@ -183,14 +185,27 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: readable by the group on shared storage
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file in the same folder and a rename."""
+    """Write JSON to ``path`` through a temporary file in the same folder, fsync and a rename (a
+    reader sees the old file or the whole new one, also after a crash)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 files
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, sort_keys=False, default=_jsonable)
             f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

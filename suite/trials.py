@@ -18,6 +18,25 @@ from methods.base import PARAMS, RATIO, SCORE
 TRACE_DIR = "traces"
 
 
+def placement(started_at: str) -> dict[str, Any]:
+    """Where and when this trial ran: its Ray node, the host, the GPUs Ray gave it
+    (``CUDA_VISIBLE_DEVICES``), and its work's start and end (UTC, ms: which trials overlapped)."""
+    import os
+    import socket
+
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
+            "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"), "started_at": started_at,
+            "ended_at": utc_now()}
+
+
+def utc_now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
+
+
 def _setup(spec: dict[str, Any], cpus: float) -> None:
     """Threads for this trial's CPUs, and the plugin modules that register out-of-tree entries."""
     import torch
@@ -59,6 +78,7 @@ def search_trial(config: dict[str, Any], out: str, cpus: float) -> None:
     from suite.harness import peak_memory_mb
 
     spec = config["trial"]
+    started_at = utc_now()
     _setup(spec, cpus)
     exp = _experiment(spec)
     method = _method(spec)
@@ -71,7 +91,8 @@ def search_trial(config: dict[str, Any], out: str, cpus: float) -> None:
     result = method.search(ctx)
     seconds = time.perf_counter() - start
     # the same measure as the retrain's: the efficiency table compares the two
-    info = {**result.info, "peak_memory_mb": peak_memory_mb(exp.device)}
+    info = {**result.info, "peak_memory_mb": peak_memory_mb(exp.device),
+            "placement": placement(started_at)}
     if any(key.startswith("trace_") for key in info):
         info["trace_dir"] = str(trace_dir)  # relative to --out: the record carries no machine path
     tune.report({"done": 1, "search_s": seconds, "architecture": result.architecture.to_json(indent=None),
@@ -112,14 +133,16 @@ def retrain_trial(config: dict[str, Any], cpus: float) -> None:
     from suite.backbones import revision
 
     spec = config["trial"]
+    started_at = utc_now()
     _setup(spec, cpus)
     arch = Architecture.from_dict(spec["architecture"])
     result = _experiment(spec).retrain(arch, report=tune.report, op_options=spec["op_options"])
     backbone_revision = revision(spec["backbone"])
     with tempfile.TemporaryDirectory() as folder:
         write_artifacts(Path(folder), result, spec, backbone_revision)
-        tune.report({"done": 1, "retrain": json.dumps({**result.to_dict(), "backbone_revision": backbone_revision})},
-                    checkpoint=tune.Checkpoint.from_directory(folder))
+        retrain = {**result.to_dict(), "backbone_revision": backbone_revision,
+                   "placement": placement(started_at)}
+        tune.report({"done": 1, "retrain": json.dumps(retrain)}, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def proxy_trial(config: dict[str, Any], spec: dict[str, Any], cpus: float) -> None:

@@ -44,6 +44,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
+def suggest_and_complete(searcher, space, n: int, result, start: int = 0) -> list[dict]:
+    """Drive a Tune searcher by hand: ``n`` suggestions, each completed at once with
+    ``result(space, config)``; returns the configs."""
+    configs = []
+    for i in range(start, start + n):
+        config = searcher.suggest(f"t{i}")
+        searcher.on_trial_complete(f"t{i}", result(space, config))
+        configs.append(config)
+    return configs
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return SHARED_DATA

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from conftest import suggest_and_complete
 
 from methods import get_method
 from methods.autopeft import bo
@@ -47,13 +48,7 @@ def searcher_for(space, budget, seed=0, **options):
 
 
 def run(searcher, space, n, start=0):
-    """Suggest and complete ``n`` trials one by one; returns their configs."""
-    configs = []
-    for i in range(start, start + n):
-        config = searcher.suggest(f"t{i}")
-        searcher.on_trial_complete(f"t{i}", result(space, config))
-        configs.append(config)
-    return configs
+    return suggest_and_complete(searcher, space, n, result, start)
 
 
 # ---- encodings ----------------------------------------------------------------------------------------

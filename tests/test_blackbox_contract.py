@@ -16,6 +16,7 @@ import math
 import cloudpickle
 import numpy as np
 import pytest
+from conftest import suggest_and_complete
 
 from methods import METHODS, get_method
 from methods.base import PARAMS, RATIO, SCORE, SearchProblem
@@ -55,12 +56,7 @@ def observe(space, config, score: float | None = None) -> dict:
 
 
 def drive(s, space, n: int, start: int = 0) -> list[dict]:
-    configs = []
-    for i in range(start, start + n):
-        config = s.suggest(f"t{i}")
-        s.on_trial_complete(f"t{i}", observe(space, config))
-        configs.append(config)
-    return configs
+    return suggest_and_complete(s, space, n, observe, start)
 
 
 def key(config: dict) -> str:

@@ -219,6 +219,16 @@ def test_cli_table_writes_the_reports(run, capsys):
     assert "--reference 'bipeftt' is not a method of this run; valid:" in capsys.readouterr().err
 
 
+def test_a_manual_reference_is_compared_with_the_other_baselines(run):
+    import pandas as pd
+
+    write_reports(run, reference="lora")
+    comparison = pd.read_csv(run / "comparison.csv")
+    baselines = comparison[comparison.method.isin(["BitFit", "Fine-tune"])]
+    assert set(baselines.reference) == {"LoRA(r=8)"} and set(baselines.method) == {"BitFit", "Fine-tune"}
+    assert baselines.outcome.isin(["win", "tie", "loss"]).all()
+
+
 @pytest.mark.parametrize("command", ["table", "validate"])
 def test_cli_on_a_folder_without_a_run(tmp_path, capsys, command):
     assert main([command, "--out", str(tmp_path)]) == 2

@@ -67,8 +67,9 @@ def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
     proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     deadline = time.time() + 600
-    while time.time() < deadline and not list((out / "records").glob("*.json")):
+    while time.time() < deadline and proc.poll() is None and not list((out / "records").glob("*.json")):
         time.sleep(0.5)
+    assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before it could be interrupted"
     first = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
     os.killpg(proc.pid, signal.SIGINT)
     proc.wait(timeout=300)
@@ -129,6 +130,21 @@ def test_plan_round_trip(tmp_path):
     assert len({j.run_id for j in jobs}) == len(jobs)
     assert json.loads((tmp_path / "run.json").read_text())["methods"] == ["lora", "bipeft"]
     assert Path(tmp_path / "run.json").is_file()
+
+
+def test_the_offline_default_lets_bipeft_reach_its_triggers_at_budget_1e_3():
+    """The first command users run: a budget near BitFit's size (the paper's 1.39e-4 would be 3,157
+    parameters on MiniLM), and enough search steps for BIPEFT's warm-up + H + Z without a step cap."""
+    from suite.cli import build_parser
+    from suite.plan import make_plan, planned_search_steps
+
+    plan = make_plan(build_parser().parse_args(["run", "--methods", "bipeft,s3delta"]))
+    assert plan.budgets == (1e-3,) and plan.backbone == "all-MiniLM-L6-v2"
+    assert plan.jobs()[0].budget_params == 22713
+    per_epoch, steps = planned_search_steps(plan, "demo/rotten_tomatoes", 8530)
+    assert steps >= plan.method("bipeft").min_steps(per_epoch) == 105
+    named = make_plan(build_parser().parse_args(["run", "--methods", "lora", "--backbone", "tiny-bert"]))
+    assert named.budgets == (1.39e-4,) and "batch_size" not in named.harness  # the paper's budget, the task's batch
 
 
 def test_ls_options_lists_every_method_option_with_its_default(capsys):

@@ -288,10 +288,12 @@ def test_malformed_row_names_the_file_and_the_line(tmp_path, task, filename, lin
     assert f"malformed row in {path} at line {line_no}: " in str(err.value) and why in str(err.value)
 
 
-def test_non_utf8_file_is_a_clear_error(tmp_path):
+def test_non_utf8_file_is_a_clear_error_at_its_line(tmp_path):
     path = _copy_task("glue/sst2", tmp_path) / "dev.tsv"
-    path.write_bytes(path.read_bytes() + b"caf\xe9 \t1\n")
-    with pytest.raises(TaskDataError, match=rf"{path} is not UTF-8 text: a bad byte after line \d"):
+    lines = path.read_bytes().split(b"\n")
+    lines.insert(3, b"caf\xe9 \t1")  # line 4 of the file, between good rows
+    path.write_bytes(b"\n".join(lines))
+    with pytest.raises(TaskDataError, match=rf"{path} is not UTF-8 text: line 4, column 4 has a bad byte"):
         load_splits("glue/sst2", 0, tmp_path)
 
 

@@ -222,7 +222,8 @@ class BIPEFT(OneShotMethod):
              event: Selection | None) -> dict[str, Any]:
         state = selector.state
         return {
-            "step": step + 1, "epoch": run.epoch(step), "phase": "search", "temperature": temp, "lr": run.lr(),
+            "step": step + 1, "total": run.total, "epoch": run.epoch(step), "phase": "search", "temperature": temp,
+            "lr": run.lr(),
             **losses,
             "beta": math.nan if obs.beta is None else obs.beta,
             "triggered": int(event is not None), "triggers": selector.done,

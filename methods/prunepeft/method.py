@@ -123,7 +123,8 @@ class PrunePEFT(OneShotMethod):
                 # that the last round can always still reach 0.8 B
                 final = select_sizes(groups, budget, floor=0.8 * budget) if rounds else None
                 sizes = select_sizes(groups, math.floor(round_budget), floor=0.8 * round_budget, at_least=final)
-                trace.add({"step": step, "loss": loss, "round_budget": round_budget, "scored_steps": importance.steps,
+                trace.add({"step": step, "total": steps, "loss": loss, "round_budget": round_budget,
+                           "scored_steps": importance.steps,
                            "kept_params": sum(g.cost(k) for g, k in zip(groups, sizes))})
                 if rounds:  # training goes on: prune the supernet itself
                     self._prune(net, groups, sizes, trainer.optimizer, importance)

@@ -207,7 +207,7 @@ class S3Delta(OneShotMethod):
 
             if eval_every and (step % eval_every == 0 or step == total):
                 score = self._validate(ctx, task_model, net, gates, alpha, costs)
-                trace.add({"step": step, "loss": loss, "shift": gates.shift,
+                trace.add({"step": step, "total": total, "loss": loss, "shift": gates.shift,
                            "expected_params": gates.expected_params(alpha), f"val_{ctx.selection_metric}": score})
                 if score >= best_score:
                     best_score, best_step, best_alpha = score, step, alpha.detach().clone()

@@ -56,7 +56,7 @@ def compare(lb: pd.DataFrame, predictions: dict[str, list], reference: str) -> p
     for task in ordered_tasks(lb.task):
         for key in keys:
             if key[2] == "manual":  # no budget of its own: against the reference at each of its budgets
-                targets = list(dict.fromkeys(v for b, v in refs.items() if b is not None))
+                targets = list(dict.fromkeys(v for b, v in refs.items() if b is not None)) or [refs[None]]
             else:
                 targets = [refs.get(key[6], refs[None])]
             for ref in targets:

@@ -41,7 +41,8 @@ def _log_ratio_axis(ax) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
-def _save(fig, axes, path: Path) -> None:
+def _save(axes, path: Path) -> None:
+    fig = axes[0].figure
     handles = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -61,19 +62,24 @@ def _interval(point: dict[str, Any]) -> tuple[float, float]:
     return (mean, mean) if math.isnan(low) else (low, high)
 
 
+def _panels(lb: pd.DataFrame, data: list[dict[str, Any]]):
+    """One panel per task of the run, and a colour per (backbone, method, kind, setting, space) of ``data``."""
+    tasks = ordered_tasks(lb.task)
+    keys = list(dict.fromkeys(row_key(r)[:5] for r in data))
+    colours = {k: f"C{i % 10}" for i, k in enumerate(keys)}
+    _, axes = _pyplot().subplots(1, len(tasks), figsize=(4.2 * len(tasks) + 2.4, 3.8), squeeze=False,
+                                 layout="constrained")
+    return tasks, keys, colours, list(axes[0])
+
+
 def budget_plot(lb: pd.DataFrame, sm: pd.DataFrame, path: Path) -> None:
     """Test score vs ratio ‱ (log x), one panel per task: a line per searched method over its budgets
     with its 95 % interval as a band, a point (with its interval) per manual baseline, full
     fine-tuning as a dashed level (as the paper's Figure 3)."""
-    plt = _pyplot()
-    tasks = ordered_tasks(lb.task)
     data = _points(sm)
+    tasks, line_keys, colours, axes = _panels(lb, data)
     several = lb.backbone.nunique() > 1
-    line_keys = list(dict.fromkeys(row_key(r)[:5] for r in data))  # (backbone, method, kind, setting, space)
-    colours = {k: f"C{i % 10}" for i, k in enumerate(line_keys)}
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks) + 2.4, 3.8), squeeze=False,
-                             layout="constrained")
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes, tasks):
         rows = [r for r in data if r["task"] == task]
         for line_key in line_keys:
             points = sorted((r for r in rows if row_key(r)[:5] == line_key), key=lambda r: r["ratio_permyriad_mean"])
@@ -95,21 +101,16 @@ def budget_plot(lb: pd.DataFrame, sm: pd.DataFrame, path: Path) -> None:
         metric = rows[0]["selection_metric"] if rows else ""
         ax.set(xlabel="trainable PEFT / backbone parameters (×1e4)", ylabel=f"test {metric} (×100)", title=_title(task))
         _log_ratio_axis(ax)
-    _save(fig, axes[0], path)
+    _save(axes, path)
 
 
 def pareto_plot(lb: pd.DataFrame, sm: pd.DataFrame, path: Path) -> None:
     """Accuracy against trainable parameters, one point per method × budget (with its 95 % interval)
     and one panel per task: the Pareto view of the run."""
-    plt = _pyplot()
-    tasks = ordered_tasks(lb.task)
     data = [r for r in _points(sm) if r["ratio_permyriad_mean"] < 1e4]  # full fine-tuning: off this scale
+    tasks, _, colours, axes = _panels(lb, data)
     several = lb.backbone.nunique() > 1
-    methods = list(dict.fromkeys(row_key(r)[:5] for r in data))
-    colours = {k: f"C{i % 10}" for i, k in enumerate(methods)}
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks) + 2.4, 3.8), squeeze=False,
-                             layout="constrained")
-    for ax, task in zip(axes[0], tasks):
+    for ax, task in zip(axes, tasks):
         rows = [r for r in data if r["task"] == task]
         for r in rows:
             key = row_key(r)
@@ -121,7 +122,7 @@ def pareto_plot(lb: pd.DataFrame, sm: pd.DataFrame, path: Path) -> None:
         metric = rows[0]["selection_metric"] if rows else ""
         ax.set(xlabel="trainable PEFT / backbone parameters (×1e4)", ylabel=f"test {metric} (×100)", title=_title(task))
         _log_ratio_axis(ax)
-    _save(fig, axes[0], path)
+    _save(axes, path)
 
 
 def ranks_plot(ranks: dict[str, Any], path: Path) -> None:

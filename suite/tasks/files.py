@@ -26,6 +26,8 @@ Every example gets ``idx``, its position in the file's examples, as HF's GLUE lo
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -56,17 +58,20 @@ class Layout:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(line number, text) of the non-empty lines; only ``\\n`` ends a line (fields may hold other breaks)."""
-    number = 0
-    with open(path, encoding="utf-8-sig", newline="\n") as f:
+    """(line number, text) of the non-empty lines; only ``\\n`` ends a line (fields may hold other breaks).
+
+    Each line is decoded on its own, so a byte that is not UTF-8 is reported at its own line and column
+    (a file decoder reads ahead in chunks and could only say "somewhere after line N")."""
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        raw = raw.removesuffix(b"\r")
+        if not raw:
+            continue
         try:
-            for number, line in enumerate(f, start=1):
-                line = line.removesuffix("\n").removesuffix("\r")
-                if line:
-                    yield number, line
+            yield number, raw.decode("utf-8")
         except UnicodeDecodeError as e:
-            # decoding runs ahead in chunks: the bad byte is after the last line read, maybe not right after
-            raise TaskDataError(f"{path} is not UTF-8 text: a bad byte after line {number} ({e.reason})") from None
+            raise TaskDataError(f"{path} is not UTF-8 text: line {number}, column {e.start + 1} has a bad byte "
+                                f"({e.reason})") from None
 
 
 def _malformed(path: Path, line: int, why: str) -> TaskDataError:
@@ -134,10 +139,21 @@ def read_jsonl_fields(fields: tuple[str, ...]) -> Callable[[Task, Path], list[Ex
     return read
 
 
+@contextlib.contextmanager
+def _row(path: Path, number: int):
+    """A missing key or a bad value in a nested JSON row is a malformed row at its line."""
+    try:
+        yield
+    except KeyError as e:
+        raise _malformed(path, number, f"missing key {e.args[0]!r}") from None
+    except (TypeError, ValueError) as e:
+        raise _malformed(path, number, str(e)) from None
+
+
 def read_multirc(task: Task, path: Path) -> list[Example]:
     examples = []
     for number, row in _json_lines(path):
-        try:
+        with _row(path, number):
             passage = row["passage"]
             for q_pos, question in enumerate(passage["questions"]):
                 group = f"{row.get('idx', number)}-{question.get('idx', q_pos)}"
@@ -146,17 +162,13 @@ def read_multirc(task: Task, path: Path) -> list[Example]:
                     examples.append({"paragraph": passage["text"], "question": question["question"],
                                      "answer": answer["text"], "label": task.label_index(label),
                                      "group": group, "idx": len(examples)})
-        except KeyError as e:
-            raise _malformed(path, number, f"missing key {e.args[0]!r}") from None
-        except (TypeError, ValueError) as e:
-            raise _malformed(path, number, str(e)) from None
     return examples
 
 
 def read_record(task: Task, path: Path) -> list[Example]:
     examples = []
     for number, row in _json_lines(path):
-        try:
+        with _row(path, number):
             text = row["passage"]["text"]
             spans = sorted(row["passage"]["entities"], key=lambda e: e["start"])
             entities = list(dict.fromkeys(text[e["start"]:e["end"] + 1] for e in spans))  # end is inclusive
@@ -165,10 +177,6 @@ def read_record(task: Task, path: Path) -> list[Example]:
                 examples.append({"passage": text, "query": qa["query"], "entities": entities, "label": answers,
                                  "group": f"{row.get('idx', number)}-{qa.get('idx', q_pos)}",
                                  "idx": len(examples)})
-        except KeyError as e:
-            raise _malformed(path, number, f"missing key {e.args[0]!r}") from None
-        except (TypeError, ValueError) as e:
-            raise _malformed(path, number, str(e)) from None
     return examples
 
 

@@ -1,0 +1,134 @@
+"""Runs that fail say so: bad input is one line and exit code 2 before Ray starts, with nothing
+written; a run in which a job failed exits 1 with a one-line summary; records survive a killed writer."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from suite.cli import main
+
+FIXTURES = ROOT / "tests" / "fixtures"
+TINY = ["--backbone", "tiny-bert", "--max-train-samples", "48", "--max-eval-samples", "24", "--epochs", "1"]
+
+
+def data_copy(tmp_path: Path) -> Path:
+    """A copy of the fixture task files to break."""
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES / "glue", data / "glue")
+    return data
+
+
+def one_line_error(capsys, argv: list[str], out: Path, message: str) -> None:
+    assert main(["run", *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not out.exists() or not (out / "run.json").exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--methods", ","], "--methods is empty"),
+    (["--methods", "lora", "--tasks", ""], "--tasks is empty"),
+    (["--methods", "lora", "--seeds", ""], "--seeds is empty"),
+    (["--methods", "lora", "--backbone", ""], "--backbone is empty"),
+    (["--methods", "lora", "--scoring", "bogus", *TINY], "unknown scoring 'bogus'; valid: generate, label_tokens"),
+    (["--methods", "bipeft", *TINY, "--method-option", "bipeft.code_compat=maybe"],
+     "BIPEFTConfig.code_compat must be true or false, got 'maybe'"),
+    (["--methods", "bipeft", *TINY, "--method-option", "bipeft.tau=high"], "BIPEFTConfig.tau must be a number"),
+    (["--methods", "bipeft", *TINY, "--method-option", "bipeft.max_triggers=1.5"],
+     "BIPEFTConfig.max_triggers must be an integer, got '1.5'"),
+    (["--methods", "lora", *TINY, "--max-failures", "-1"], "--max-failures must be >= 0"),
+    (["--methods", "bipeft", "--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--epochs", "1",
+      "--max-train-samples", "48"], "bipeft needs at least 105 search steps on demo/rotten_tomatoes"),
+])
+def test_bad_input_is_one_line_before_ray(tmp_path, capsys, argv, message):
+    one_line_error(capsys, argv, tmp_path / "run", message)
+
+
+def test_boolean_options_take_true_false_1_0_only():
+    from suite.plan import parse_method_options
+
+    assert parse_method_options(["bipeft.code_compat=False"]) == {"bipeft": {"code_compat": False}}
+    assert parse_method_options(["bipeft.code_compat=0", "s3delta.hard_forward=TRUE"]) == {
+        "bipeft": {"code_compat": False}, "s3delta": {"hard_forward": True}}
+    assert parse_method_options(["bipeft.warmup_epochs=null", "bipeft.arch_betas=0.5,0.9"]) == {
+        "bipeft": {"warmup_epochs": None, "arch_betas": (0.5, 0.9)}}
+
+
+def test_data_problems_are_found_before_ray_with_file_and_line(tmp_path, capsys):
+    data = data_copy(tmp_path)
+    argv = ["--methods", "lora", *TINY, "--tasks", "glue/mrpc", "--data-dir", str(data)]
+    (data / "glue" / "MRPC" / "dev.tsv").unlink()
+    one_line_error(capsys, argv, tmp_path / "a", "missing file")
+    shutil.copy(FIXTURES / "glue" / "MRPC" / "dev.tsv", data / "glue" / "MRPC" / "dev.tsv")
+    train = data / "glue" / "MRPC" / "train.tsv"
+    lines = train.read_text(encoding="utf-8-sig").splitlines()
+    lines[3] = "only\ttwo"
+    train.write_text("\n".join(lines) + "\n")
+    one_line_error(capsys, argv, tmp_path / "b", f"malformed row in {train} at line 4")
+    train.write_bytes(b"")
+    one_line_error(capsys, argv, tmp_path / "c", "is empty")
+
+
+def test_out_that_is_a_file_and_a_broken_plan_are_one_line(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    one_line_error(capsys, ["--methods", "lora", *TINY], blocker, "is a file: give a folder")
+    one_line_error(capsys, ["--methods", "lora", *TINY], blocker / "run", "is under the file")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text('{"methods": ["lora"], "spa')
+    assert main(["run", "--resume", "--out", str(run)]) == 2
+    assert "run.json is not a run plan: invalid JSON" in capsys.readouterr().err
+    (run / "run.json").write_text(json.dumps({"name": "something else"}))
+    assert main(["run", "--resume", "--out", str(run)]) == 2
+    assert "is not a run plan written by `python -m suite run`" in capsys.readouterr().err
+
+
+@pytest.mark.ray
+def test_trials_larger_than_the_cluster_are_refused_before_any_stage(tmp_path, capsys, ray_session):
+    out = tmp_path / "run"
+    one_line_error(capsys, ["--methods", "lora", *TINY, "--tasks", "demo/rotten_tomatoes", "--cpus-per-trial", "64"],
+                   out, "no node of the cluster can run a trial of 64 CPU(s)")
+    one_line_error(capsys, ["--methods", "lora", *TINY, "--tasks", "demo/rotten_tomatoes", "--gpus-per-trial", "1"],
+                   out, "and 1 GPU(s)")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_failed_job_makes_the_run_exit_1_with_a_summary(tmp_path, capsys, ray_session):
+    out = tmp_path / "run"
+    code = main(["run", "--methods", "s3delta,bitfit", *TINY, "--tasks", "demo/rotten_tomatoes", "--budget-params",
+                 "3", "--max-failures", "0", "--allow-step-cap", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "1 of 2 jobs failed: s3delta--s2--demo_rotten_tomatoes--seed0--b3 (search failed: ValueError: the budget" \
+        in captured.err
+    assert list((out / "records").glob("*.json"))  # what finished is written
+    assert "| BitFit" in captured.out and "wrote leaderboard.csv" in captured.out  # the tables, in the terminal
+    accuracy = (out / "accuracy.md").read_text()
+    assert "`s3delta--s2--demo_rotten_tomatoes--seed0--b3`: search failed: ValueError: the budget" in accuracy
+    assert "\x1b[" not in accuracy and "Traceback" not in accuracy
+    record = json.loads((out / "records" / "bitfit--manual--demo_rotten_tomatoes--seed0--bnone.json").read_text())
+    assert record["retrain"]["attempts"] == 1 and record["retrain"]["placement"]["node_id"]
+    mode = (out / "records" / "bitfit--manual--demo_rotten_tomatoes--seed0--bnone.json").stat().st_mode & 0o777
+    assert mode & 0o040  # readable by the group
+
+
+def test_resume_removes_what_a_killed_writer_left(tmp_path):
+    from suite.driver import Cluster, Runner
+    from suite.plan import Plan
+
+    plan = Plan(methods=("lora",), space="s2", tasks=("demo/rotten_tomatoes",), backbone="tiny-bert", seeds=(0,),
+                backbone_params=1)
+    out = tmp_path / "run"
+    (out / "records").mkdir(parents=True)
+    leftover = out / "records" / ".lora--manual--demo_rotten_tomatoes--seed0--bnone.json.abc123.tmp"
+    leftover.write_text('{"half": ')
+    Runner(plan, out, Cluster(), resume=True).clean_leftovers()
+    assert not leftover.exists()
