@@ -98,6 +98,7 @@ def export(out: Path | str, run_id: str, to: Path | str, fmt: str = "suite") -> 
         raise ExportError(f"{weights} is corrupted: its sha256 is not the one its record names")
     if fmt == "peft":
         refuse_for_peft(record)
+        _require_peft()
     to.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{to.name}.", dir=to.parent))
     try:
@@ -119,6 +120,14 @@ def export(out: Path | str, run_id: str, to: Path | str, fmt: str = "suite") -> 
 
 
 # ---- peft ---------------------------------------------------------------------------------------
+def _require_peft() -> None:
+    try:
+        import peft  # noqa: F401
+    except ImportError:
+        raise ExportError("--format peft needs the peft package: pip install -c constraints.txt -e '.[peft]' "
+                          "(or export with --format suite, which needs nothing more)") from None
+
+
 def refuse_for_peft(record: dict[str, Any]) -> None:
     """One error naming every placement peft cannot express (nothing is written)."""
     from suite.backbones import backbone_sites

@@ -178,3 +178,13 @@ def test_cli_export_is_one_line_on_bad_input(tmp_path, capsys):
     assert main(["export", "--out", str(out), "--run-id", "missing", "--to", str(tmp_path / "f")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no record 'missing'") and err.count("\n") == 1 and not (tmp_path / "f").exists()
+
+
+def test_peft_format_without_peft_installed_names_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    out, record, _, _ = retrained_run(tmp_path, "tiny-bert", "lora")
+    monkeypatch.setitem(sys.modules, "peft", None)  # `import peft` now raises ImportError
+    with pytest.raises(ExportError, match=r"needs the peft package: pip install .*\[peft\]"):
+        export(out, record["run_id"], tmp_path / "peft", "peft")
+    assert not (tmp_path / "peft").exists() and not list(tmp_path.glob(".peft.*"))

@@ -1,0 +1,55 @@
+"""The committed reference runs (``results/reference/*``) are what the README quotes: every record
+is valid, every file a record names is there with its hash, no file carries a path of the machine
+it was made on, and the committed tables are exactly what ``table`` rebuilds from the records."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+REFERENCE = Path(__file__).resolve().parents[1] / "results" / "reference"
+RUNS = sorted(p.parent for p in REFERENCE.rglob("records") if p.is_dir())
+IDS = [str(p.relative_to(REFERENCE)) for p in RUNS]
+# An absolute path of a build machine: the session's folders, a home, a temporary folder.
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|home|root|Users|private/var)/")
+TABLES = ("accuracy.md", "efficiency.md", "comparison.md", "leaderboard.csv", "summary.csv", "comparison.csv")
+
+
+def test_there_are_committed_runs():
+    assert {"offline-default/bipeft-s3delta", "offline-default/lora-bitfit"} <= set(IDS)
+
+
+@pytest.mark.parametrize("run", RUNS, ids=IDS)
+def test_records_valid_and_files_present(run):
+    from suite.records import load_records, validate_dir
+
+    assert validate_dir(run) == []
+    for record in load_records(run):
+        for kind, entry in (record.get("files") or {}).items():
+            path = run / entry["path"]
+            assert path.is_file(), f"{record['run_id']}: its {kind} file {entry['path']} is not committed"
+            assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"], path
+
+
+@pytest.mark.parametrize("run", RUNS, ids=IDS)
+def test_no_machine_paths(run):
+    for path in run.rglob("*"):
+        if path.suffix in (".json", ".md", ".csv", ".html", ".log", ".txt"):
+            match = MACHINE_PATH.search(path.read_text(errors="replace"))
+            assert match is None, f"{path.relative_to(run)} carries a machine path near {match.group(0)!r}"
+
+
+@pytest.mark.parametrize("run", RUNS, ids=IDS)
+def test_tables_rebuild_from_records(run, tmp_path):
+    from suite.report import write_reports
+
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*TABLES, "*.png", "report.html"))
+    write_reports(copy)  # the default reference, as the committed tables were built
+    for name in TABLES:
+        if (run / name).is_file():
+            assert (copy / name).read_text() == (run / name).read_text(), f"{run}/{name} is stale"
