@@ -20,7 +20,7 @@ TABLES = ("accuracy.md", "efficiency.md", "comparison.md", "leaderboard.csv", "s
 
 
 def test_there_are_committed_runs():
-    assert {"offline-default/bipeft-s3delta", "offline-default/lora-bitfit"} <= set(IDS)
+    assert {"offline-default/bipeft-s3delta", "offline-default/lora-bitfit", "minilm-cpu", "transfer"} <= set(IDS)
 
 
 @pytest.mark.parametrize("run", RUNS, ids=IDS)
