@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import torch
 
 from core.batches import to_device
 from core.configs import check, check_positive_ints, option
-from core.schedules import linear_decay
+from core.training import Trainer, autocast_context
 from methods.base import SearchContext
 from spaces.architecture import Architecture
 from spaces.inject import inject_fixed, peft_parameters
@@ -159,9 +160,7 @@ class Experiment:
 
     # ---- building blocks ---------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda" and self.config.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_context(self.device, self.config.bf16)
 
     def new_model(self):
         """A fresh task model: pretrained backbone (frozen by injection later) + seeded head."""
@@ -255,8 +254,7 @@ class Experiment:
         per_epoch = len(train_loader)
         total = self.planned_steps(per_epoch, self.retrain_epochs)
         eval_every = min(cfg.eval_every or self.task.eval_every or per_epoch, total)
-        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        schedule = linear_decay(optimizer, total)
+        trainer = Trainer(trainable, cfg.lr, total, cfg.weight_decay, cfg.grad_clip, autocast=self.autocast)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
@@ -268,18 +266,7 @@ class Experiment:
         task_model.train()
         while step < total:
             for batch in train_loader:
-                batch = to_device(batch, self.device)
-                with self.autocast():
-                    loss = task_model(batch)
-                value = loss.item()  # one sync, before the backward pass rather than after the update
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"non-finite training loss {value} at step {step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-                optimizer.step()
-                schedule.step()
+                value = trainer.step(partial(task_model, to_device(batch, self.device)))
                 step += 1
                 losses.append(value)
                 if step % eval_every == 0 or step == total:

@@ -76,3 +76,37 @@ def test_harness_config_rejects_bad_values():
         HarnessConfig(scoring="beam")
     with pytest.raises(ValueError, match="max_steps must be a positive int"):
         HarnessConfig(max_steps=0)
+
+
+def test_the_training_step_is_adamw_with_linear_decay_and_clipping_in_that_order():
+    """``core.training.Trainer`` against the loop the harness and the searches wrote by hand: the same
+    weights bit for bit; ``on_grads`` sees the raw gradients; a NaN loss names its step."""
+    from core.schedules import linear_decay
+    from core.training import Trainer
+
+    def batches():
+        g = torch.Generator().manual_seed(0)
+        return [(torch.randn(4, 3, generator=g) * 10, torch.randn(4, generator=g)) for _ in range(4)]
+
+    torch.manual_seed(0)
+    mine, theirs = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    theirs.load_state_dict(mine.state_dict())
+    trainer = Trainer(mine.parameters(), lr=0.1, total_steps=4, weight_decay=0.01, grad_clip=0.5)
+    optimizer = torch.optim.AdamW(theirs.parameters(), lr=0.1, weight_decay=0.01)
+    schedule = linear_decay(optimizer, 4)
+    raw = []
+    for x, y in batches():
+        trainer.step(lambda x=x, y=y: ((mine(x).squeeze(-1) - y) ** 2).mean(),
+                     on_grads=lambda: raw.append(mine.weight.grad.norm().item()))
+        loss = ((theirs(x).squeeze(-1) - y) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        unclipped = theirs.weight.grad.norm().item()
+        torch.nn.utils.clip_grad_norm_(list(theirs.parameters()), 0.5)
+        optimizer.step()
+        schedule.step()
+        assert raw[-1] == unclipped > 0.5
+    assert torch.equal(mine.weight, theirs.weight) and torch.equal(mine.bias, theirs.bias)
+    assert trainer.steps == 4 and trainer.lr == 0.0
+    with pytest.raises(FloatingPointError, match="non-finite training loss nan at step 4"):
+        trainer.step(lambda: torch.tensor(float("nan"), requires_grad=True))

@@ -77,7 +77,7 @@ class SearchSession:
     # ---- updates ---------------------------------------------------------------------------------
     def weight_step(self, on_grads: Callable[[], None] | None = None) -> float:
         """ΔW on the next weight-train batch, under the gates set last; returns the loss."""
-        return self.trainer.step(self.task_model, next(self.weight_batches), on_grads)
+        return self.trainer.train_on(self.task_model, next(self.weight_batches), on_grads)
 
     def next_arch_batch(self) -> dict:
         return next(self.arch_batches)
@@ -145,7 +145,7 @@ class SearchSession:
         return self.trace.save(self.ctx.out_dir, stem, plot)
 
     def lr(self) -> float:
-        return self.trainer.optimizer.param_groups[0]["lr"]
+        return self.trainer.lr
 
 
 def fit_summary(space, fit: BudgetFit, before: int) -> dict:

@@ -115,7 +115,7 @@ class PrunePEFT(OneShotMethod):
         trace = Trace(ctx.report)
         sizes: list[int] = []
         for step in range(1, steps + 1):
-            loss = trainer.step(task_model, next(batches), on_grads=importance.update)
+            loss = trainer.train_on(task_model, next(batches), on_grads=importance.update)
             while rounds and rounds[0][0] <= step:
                 _, round_budget = rounds.pop(0)
                 groups = self._groups(net, importance)

@@ -61,8 +61,8 @@ import torch
 from torch import nn
 
 from core.batches import cycle
-from core.schedules import linear_decay
 from core.trace import Trace, TracePlot
+from core.training import Trainer
 from methods.base import OneShotMethod, SearchContext, SearchResult
 from methods.knapsack import greedy_fill
 from methods.s3delta.config import S3DeltaConfig
@@ -165,8 +165,9 @@ class S3Delta(OneShotMethod):
         total = ctx.total_steps
         trainer = WeightTrainer(weights, ctx, total, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
         alpha = nn.Parameter(torch.zeros(len(space), dtype=torch.float64, device=ctx.device))
-        arch_opt = torch.optim.AdamW([alpha], lr=cfg.arch_lr, weight_decay=0.0)
-        arch_schedule = linear_decay(arch_opt, total)
+        # alpha's update is the suite's training step too (AdamW, linear decay, clipping), on a
+        # gradient computed here (first- or second-order DARTS) rather than by a backward pass
+        arch_trainer = Trainer([alpha], cfg.arch_lr, total, weight_decay=0.0, grad_clip=cfg.arch_grad_clip)
         gates = _Gates(cfg, costs, ctx.budget, ctx.seed, ctx.device)
 
         def set_gates(z: torch.Tensor) -> None:
@@ -195,15 +196,12 @@ class S3Delta(OneShotMethod):
                 (grad,) = torch.autograd.grad(arch_loss(val), [alpha], allow_unused=True)
                 grad = torch.zeros_like(alpha) if grad is None else grad
             alpha.grad = grad
-            if cfg.arch_grad_clip:
-                torch.nn.utils.clip_grad_norm_([alpha], cfg.arch_grad_clip)
-            arch_opt.step()
-            arch_schedule.step()
+            arch_trainer.update()
             # --- weight step on a weight-train batch, with fresh gates (no gradient to alpha) ---
             gates.resample(alpha)
             with torch.no_grad():
                 set_gates(gates.sample(alpha))
-            loss = trainer.step(task_model, trn)
+            loss = trainer.train_on(task_model, trn)
 
             if eval_every and (step % eval_every == 0 or step == total):
                 score = self._validate(ctx, task_model, net, gates, alpha, costs)
