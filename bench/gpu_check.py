@@ -53,7 +53,6 @@ from methods import get_method  # noqa: E402
 from methods.base import SearchContext  # noqa: E402
 from methods.bipeft.config import BIPEFTConfig  # noqa: E402
 from methods.bipeft.method import BIPEFT  # noqa: E402
-from methods.bipeft.session import smallest_module  # noqa: E402
 from spaces import build_space  # noqa: E402
 from spaces.inject import Supernet, inject_fixed  # noqa: E402
 from spaces.sites import describe  # noqa: E402
@@ -164,7 +163,7 @@ def part1(config, device, autocast, batch, steps: int) -> list[dict]:
 def part2(config, device, autocast, batch, steps: int) -> dict:
     """BIPEFT's search on ``WARMUP + steps`` steps; step times from the trace callback (one row per step)."""
     space = build_space("s2", describe(build(config, device="meta")), backbone_name="t5-large")
-    budget = max(round(BUDGET_RATIO * space.sites.backbone_params), smallest_module(space))
+    budget = max(round(BUDGET_RATIO * space.sites.backbone_params), space.smallest_module()[1])
     marks: list[float] = []
 
     def report(row: dict) -> None:

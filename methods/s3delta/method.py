@@ -54,7 +54,6 @@ import dataclasses
 import json
 import math
 import time
-import warnings
 
 import numpy as np
 import torch
@@ -63,7 +62,7 @@ from torch import nn
 from core.batches import cycle
 from core.trace import Trace, TracePlot
 from core.training import Trainer
-from methods.base import OneShotMethod, SearchContext, SearchResult
+from methods.base import OneShotMethod, SearchContext, SearchResult, whole_space
 from methods.knapsack import greedy_fill
 from methods.s3delta.config import S3DeltaConfig
 from methods.s3delta.gates import concrete_gates, keep_probs, l0_penalty, solve_shift
@@ -126,7 +125,11 @@ class S3Delta(OneShotMethod):
 
     def capacity(self, space) -> int:
         """S3Delta-M spends at most its fixed-size space: every module at ``module_size``."""
-        return fixed_size_space(space, self.config.module_size).full_size()
+        return self.searched_space(space).full_size()
+
+    def searched_space(self, space):
+        """S3Delta-M searches ``space`` with every sized module at ``module_size``."""
+        return fixed_size_space(space, self.config.module_size)
 
     def authors_recipe(self) -> dict[str, dict]:
         return {"lora": {"scaling": self.config.lora_scale()}}
@@ -134,29 +137,22 @@ class S3Delta(OneShotMethod):
     def settings(self) -> list[str]:
         return ["1st-order DARTS"] if self.config.darts == "first_order" else []
 
-    def search(self, ctx: SearchContext) -> SearchResult:
+    def run_search(self, ctx: SearchContext) -> SearchResult:
         """Search ``ctx.space`` (sized modules fixed at ``module_size``) under ``ctx.budget``.
 
         Returns the greedy structure of the best validation checkpoint's ``alpha``; its ``info``
         holds the best step, the last shift and each module's exported ``alpha``. The trace (one row
         per validation: loss, shift, expected size, score) goes to ``ctx.out_dir`` when set.
-        Raises ``ValueError`` for a budget below the smallest module or a ``module_size`` that is
-        not a candidate size; warns when the whole fixed-size space is below ``0.8 B``.
+        (:meth:`search` raises ``ValueError`` for a budget below the smallest module or a
+        ``module_size`` that is not a candidate size.) Returns the whole fixed-size space when it
+        fits, with a warning when it is below the floor (``methods.base.whole_space``).
         """
         cfg: S3DeltaConfig = self.config
-        if ctx.budget <= 0:
-            raise ValueError(f"the budget must be > 0 parameters, got {ctx.budget}")
-        space = fixed_size_space(ctx.space, cfg.module_size)
+        space = self.searched_space(ctx.space)
+        fits = whole_space(space, ctx.budget)
+        if fits is not None:
+            return fits
         costs = np.array([space.choice_params(i)[-1] for i in range(len(space))], dtype=float)
-        if costs.min() > ctx.budget:
-            raise ValueError(f"the budget of {ctx.budget} parameters is below the smallest module of the "
-                             f"size-{space.sizes[0]} space ({int(costs.min())} parameters)")
-        if costs.sum() <= ctx.budget:
-            if costs.sum() < 0.8 * ctx.budget:
-                warnings.warn(f"S3Delta's space (every module at size {space.sizes[0]}) has only {int(costs.sum())} "
-                              f"parameters, less than 0.8 x the budget of {ctx.budget}: returning all of it",
-                              stacklevel=2)
-            return SearchResult(_export(space, [True] * len(space)), {"whole_space": True})
 
         start = time.perf_counter()
         # the search runs with the authors' op settings (LoRA scale 16): searching is the method's own business
