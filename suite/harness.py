@@ -196,7 +196,7 @@ class Experiment:
 
         torch.manual_seed(self.seed)
         model = load_backbone(self.backbone, num_labels=self.task.num_labels)
-        if self._sites is None:
+        if self._sites is None:  # the loaded model describes itself: no second build for :attr:`sites`
             self._sites = describe(model)
         task_model = make_task_model(model, self.task, self.tokenizer, self.config.scoring,
                                      head_prefixes=self._sites.head_prefixes, pooling=self.pooling)
@@ -204,6 +204,8 @@ class Experiment:
 
     @property
     def sites(self):
+        """The backbone's sites: described from the first model :meth:`new_model` loaded, else from
+        the backbone's config alone (a meta-device build)."""
         if self._sites is None:
             from suite.backbones import backbone_sites
 
@@ -263,7 +265,7 @@ class Experiment:
         cfg, report = self.config, report or (lambda m: None)
         task_model = self.new_model()
         torch.manual_seed(self.seed)  # op init depends on the seed only, not on what ran before
-        inject_fixed(task_model.model, arch, self._sites, op_options=op_options)
+        inject_fixed(task_model.model, arch, self.sites, op_options=op_options)
         head = task_model.head_parameters()
         for p in head:
             p.requires_grad_(True)
