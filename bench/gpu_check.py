@@ -48,11 +48,11 @@ except ImportError:
 
 import torch  # noqa: E402
 
+from core.training import Trainer, autocast_context  # noqa: E402
 from methods import get_method  # noqa: E402
 from methods.base import SearchContext  # noqa: E402
 from methods.bipeft.config import BIPEFTConfig  # noqa: E402
 from methods.bipeft.method import BIPEFT  # noqa: E402
-from methods.bipeft.session import smallest_module  # noqa: E402
 from spaces import build_space  # noqa: E402
 from spaces.inject import Supernet, inject_fixed  # noqa: E402
 from spaces.sites import describe  # noqa: E402
@@ -121,18 +121,12 @@ def variant(name: str, config, device: torch.device):
 
 
 def train_step(task_model, params, batch, autocast):
-    """The harness's retrain step: autocast forward, one sync for the loss, backward, clip, AdamW."""
-    optimizer = torch.optim.AdamW(params, lr=3e-4)
+    """The harness's retrain step (``core.training.Trainer``): autocast forward, one sync for the loss,
+    backward, clip, AdamW, the linear schedule (long enough that the lr never reaches 0 here)."""
+    trainer = Trainer(params, lr=3e-4, total_steps=10**6, grad_clip=1.0, autocast=autocast)
 
     def step() -> None:
-        with autocast():
-            loss = task_model(batch)
-        if not math.isfinite(loss.item()):
-            raise FloatingPointError("non-finite training loss")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
+        trainer.step(lambda: task_model(batch))
 
     return step
 
@@ -169,7 +163,7 @@ def part1(config, device, autocast, batch, steps: int) -> list[dict]:
 def part2(config, device, autocast, batch, steps: int) -> dict:
     """BIPEFT's search on ``WARMUP + steps`` steps; step times from the trace callback (one row per step)."""
     space = build_space("s2", describe(build(config, device="meta")), backbone_name="t5-large")
-    budget = max(round(BUDGET_RATIO * space.sites.backbone_params), smallest_module(space))
+    budget = max(round(BUDGET_RATIO * space.sites.backbone_params), space.smallest_module()[1])
     marks: list[float] = []
 
     def report(row: dict) -> None:
@@ -279,7 +273,7 @@ def main(argv: list[str] | None = None) -> dict:
         config.vocab_size = VOCAB
 
     def autocast():
-        return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+        return autocast_context(device, bf16=True)
 
     batch = random_batch(config.vocab_size, device)
     rows = part1(config, device, autocast, batch, args.steps)

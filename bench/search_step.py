@@ -113,7 +113,7 @@ def main() -> None:
                         HarnessConfig(**harness, max_steps=args.retrain_steps, eval_every=10**9))
     retrain = capped.retrain(result.architecture, op_options=SUITE_OP_OPTIONS, test=False)
     retrain_step = (retrain.train_time_s - retrain.eval_time_s) / retrain.steps
-    planned_retrain = exp.planned_steps(len(exp.loader(exp.splits.train, train=True)), exp.retrain_epochs)
+    planned_retrain = exp.config.planned_steps(len(exp.loader(exp.splits.train, train=True)), exp.retrain_epochs)
 
     search_step = search_s / steps
     figures = {

@@ -79,7 +79,7 @@ def main() -> None:
     exp = Experiment(task, splits, args.backbone, 0, HarnessConfig(**harness))
     space = build_space("s2", exp.sites, backbone_name=args.backbone)
     budget = round(args.budget * exp.sites.backbone_params)
-    retrain_steps = exp.planned_steps(len(exp.loader(exp.splits.train, train=True)), exp.retrain_epochs)
+    retrain_steps = exp.config.planned_steps(len(exp.loader(exp.splits.train, train=True)), exp.retrain_epochs)
     exp_args = (task, splits, args.backbone, 0, harness)
     print(f"{args.task}: {splits.sizes()}, {exp.retrain_epochs} epochs ({retrain_steps} retrain steps), "
           f"budget {budget:,}, {args.threads} thread(s)", flush=True)

@@ -6,7 +6,8 @@ retrain harness that scores it knows nothing about methods. Three kinds, each an
 * :class:`ManualMethod` — ``architecture(sites)``: a fixed architecture for a backbone (LoRA,
   Adapter, BitFit, LNFit, full fine-tuning).
 * :class:`OneShotMethod` — ``search(ctx) -> SearchResult`` in one trial (BIPEFT, S3Delta,
-  PrunePEFT). It sees only the search splits of ``ctx``: never the test split.
+  PrunePEFT): the shared budget check, then the method's ``run_search(ctx)``. It sees only the
+  search splits of ``ctx``: never the test split.
 * :class:`BlackBoxMethod` — ``make_searcher(problem)`` returns a Ray Tune ``Searcher``; each
   candidate architecture is its own trial, proxy-trained by the harness; ``select(problem,
   results) -> SearchResult`` picks the final one (AutoPEFT, APET, optuna).
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -180,14 +182,69 @@ class ManualMethod(Method):
         """The fixed architecture on a backbone with these sites."""
 
 
+# The budget window of a one-shot search: an architecture holds BUDGET_FLOOR * B <= params <= B
+# (S3Delta's and PrunePEFT's exports; the default of BIPEFT's budget_floor option).
+BUDGET_FLOOR = 0.8
+
+
+def budget_floor(budget: float) -> float:
+    """The fewest parameters a search should keep under ``budget``: ``BUDGET_FLOOR * budget``."""
+    return BUDGET_FLOOR * budget
+
+
+def check_budget(budget: int, space: SearchSpace) -> None:
+    """Raise ``ValueError`` unless some non-empty architecture of ``space`` fits ``budget`` (the
+    message names the budget and the smallest module)."""
+    if budget <= 0:
+        raise ValueError(f"the budget must be > 0 parameters, got {budget}")
+    module, params = space.smallest_module()
+    if params > budget:
+        at = f" at size {module.sizes[0]}" if module.sizes else ""
+        raise ValueError(f"the budget of {budget} parameters is below the smallest module of space {space.name!r} "
+                         f"({module.key}{at}: {params} parameters): no architecture fits")
+
+
+def whole_space(space: SearchSpace, budget: int) -> SearchResult | None:
+    """The whole space as the search's result when it fits in ``budget`` (a warning when it holds
+    less than the floor: a bigger budget buys nothing more), else None: there is something to search."""
+    full = space.full_size()
+    if full > budget:
+        return None
+    if full < budget_floor(budget):
+        warnings.warn(f"the whole space {space.name!r} ({full} parameters: every module, the sized ones at "
+                      f"{space.sizes[-1]}) is less than {BUDGET_FLOOR:g} x the budget of {budget}: returning all of it",
+                      stacklevel=2)
+    return SearchResult(space.full(), {"whole_space": True})
+
+
 class OneShotMethod(Method):
-    """A method that searches inside one trial and returns a fixed architecture."""
+    """A method that searches inside one trial and returns a fixed architecture.
+
+    Subclasses implement :meth:`run_search`; the suite calls :meth:`search`.
+    """
 
     kind = "one-shot"
 
-    @abstractmethod
     def search(self, ctx: SearchContext) -> SearchResult:
-        """Search ``ctx.space`` under ``ctx.budget`` on the search splits of ``ctx``."""
+        """Search ``ctx.space`` under ``ctx.budget`` on the search splits of ``ctx``.
+
+        A template method: it checks the budget against :meth:`searched_space` (:func:`check_budget`),
+        then runs the method's :meth:`run_search`. The check lives here, not in a helper each search
+        calls first, so that no method (a plugin's included) can skip it: every one refuses a budget
+        no module fits with the same message, before it builds a supernet.
+        """
+        check_budget(ctx.budget, self.searched_space(ctx.space))
+        return self.run_search(ctx)
+
+    @abstractmethod
+    def run_search(self, ctx: SearchContext) -> SearchResult:
+        """The method's own search of ``ctx.space`` under ``ctx.budget``, on the search splits of
+        ``ctx``; the budget is known to hold the smallest module of :meth:`searched_space`."""
+
+    def searched_space(self, space: SearchSpace) -> SearchSpace:
+        """The part of ``space`` this method searches (default: all of it; S3Delta-M: every sized
+        module at one size)."""
+        return space
 
     def min_steps(self, steps_per_epoch: int) -> int:
         """The fewest planned search steps (over ``weight_train``) with which this method can do what

@@ -117,6 +117,18 @@ class SearchSpace(ABC):
     def full_size(self) -> int:
         return sum(s[-1] for s in self._sizes_of)
 
+    def smallest_module(self) -> tuple[Dim, int]:
+        """The module that costs least at its smallest size, and that cost: the fewest parameters a
+        non-empty architecture of the space holds (ties: the first in :meth:`dims` order).
+
+        Raises:
+            ValueError: the space has no modules on this backbone.
+        """
+        if not self._dims:
+            raise ValueError(f"space {self.name!r} has no modules on this backbone")
+        i = min(range(len(self._dims)), key=lambda j: self._sizes_of[j][1])
+        return self._dims[i], self._sizes_of[i][1]
+
     def from_choices(self, choices: list[int]) -> Architecture:
         """The architecture with module ``i`` at ``choices[i]`` (0 = absent)."""
         placements = tuple(

@@ -23,10 +23,15 @@ class Splits:
         return {"train": len(self.train), "validation": len(self.validation), "test": len(self.test)}
 
 
+def weight_half_size(n_train: int) -> int:
+    """Examples in the weight-train half of a train split of ``n_train`` (:func:`search_halves`)."""
+    return n_train // 2
+
+
 def search_halves(train: list[Example], seed: int) -> tuple[list[Example], list[Example]]:
     """The 50/50 weight-train / arch-train split of train used by searches (DARTS; paper App. B)."""
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed)).tolist()
-    half = len(train) // 2
+    half = weight_half_size(len(train))
     return [train[i] for i in order[:half]], [train[i] for i in order[half:]]
 
 

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ import torch
 
 from core.batches import to_device
 from core.configs import check, check_positive_ints, option
-from core.schedules import linear_decay
+from core.training import Trainer, autocast_context
 from methods.base import SearchContext
 from spaces.architecture import Architecture
 from spaces.inject import inject_fixed, peft_parameters
@@ -71,6 +72,38 @@ class HarnessConfig:
         check(self.scoring in SCORINGS, f"unknown scoring {self.scoring!r}; valid: {', '.join(SCORINGS)}")
         check(self.pooling in ("auto", *POOLINGS),
               f"unknown pooling {self.pooling!r}; valid: auto, {', '.join(POOLINGS)}")
+
+    # ---- the training length: one owner for the harness and the plan's step check -----------------
+    def train_size(self, n: int) -> int:
+        """Training examples used of a split of ``n``: at most ``max_train_samples`` and at most
+        ``train_fraction`` of the split, the smaller winning (all ``n`` when neither is set).
+
+        The fraction is of the task's whole split, not of what ``max_train_samples`` left: a fraction
+        is a fidelity relative to the task (AutoPEFT's 1 % subsample), and the cap a cost limit beside
+        it; taking the fraction after the cap would shrink every capped split a second time.
+        """
+        size = n if self.max_train_samples is None else min(n, self.max_train_samples)
+        if self.train_fraction is not None:
+            size = min(size, max(1, round(self.train_fraction * n)))
+        return size
+
+    def train_batch_size(self, task: Task) -> int:
+        return self.batch_size or task.batch_size
+
+    def search_epochs(self, task: Task) -> int:
+        return self.epochs or task.epochs
+
+    def retrain_epochs(self, task: Task) -> int:
+        return self.epochs or task.retrain_epochs or task.epochs  # BoolQ retrains longer
+
+    def steps_per_epoch(self, examples: int, task: Task) -> int:
+        """Batches in one pass over ``examples`` training examples (the last batch may be short)."""
+        return math.ceil(examples / self.train_batch_size(task))
+
+    def planned_steps(self, steps_per_epoch: int, epochs: int) -> int:
+        """``epochs`` passes of ``steps_per_epoch``, capped by ``max_steps``."""
+        steps = epochs * steps_per_epoch
+        return min(steps, self.max_steps) if self.max_steps else steps
 
 
 @dataclass
@@ -136,12 +169,8 @@ class Experiment:
         self.task, self.backbone, self.seed = task, backbone, seed
         self.config = config or HarnessConfig()
         cfg = self.config
-        n_train = cfg.max_train_samples
-        if cfg.train_fraction is not None:
-            by_fraction = max(1, round(cfg.train_fraction * len(splits.train)))
-            n_train = by_fraction if n_train is None else min(n_train, by_fraction)
         self.splits = Splits(
-            train=subsample(splits.train, n_train, seed),
+            train=subsample(splits.train, cfg.train_size(len(splits.train)), seed),
             validation=subsample(splits.validation, cfg.max_eval_samples, seed),
             test=subsample(splits.test, cfg.max_eval_samples, seed),
         )
@@ -152,16 +181,14 @@ class Experiment:
         self.pooling = cfg.pooling if cfg.pooling != "auto" else (declared_pooling(backbone) or "cls")
         self.tokenizer = load_tokenizer(backbone)
         self.collator = Collator(task, self.tokenizer, self.family, cfg.max_source_length)
-        self.batch_size = cfg.batch_size or task.batch_size
-        self.epochs = cfg.epochs or task.epochs  # search epochs
-        self.retrain_epochs = cfg.epochs or task.retrain_epochs or task.epochs  # BoolQ retrains longer
+        self.batch_size = cfg.train_batch_size(task)
+        self.epochs = cfg.search_epochs(task)
+        self.retrain_epochs = cfg.retrain_epochs(task)
         self._sites = None
 
     # ---- building blocks ---------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
-        if self.device.type == "cuda" and self.config.bf16:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast_context(self.device, self.config.bf16)
 
     def new_model(self):
         """A fresh task model: pretrained backbone (frozen by injection later) + seeded head."""
@@ -169,7 +196,7 @@ class Experiment:
 
         torch.manual_seed(self.seed)
         model = load_backbone(self.backbone, num_labels=self.task.num_labels)
-        if self._sites is None:
+        if self._sites is None:  # the loaded model describes itself: no second build for :attr:`sites`
             self._sites = describe(model)
         task_model = make_task_model(model, self.task, self.tokenizer, self.config.scoring,
                                      head_prefixes=self._sites.head_prefixes, pooling=self.pooling)
@@ -177,6 +204,8 @@ class Experiment:
 
     @property
     def sites(self):
+        """The backbone's sites: described from the first model :meth:`new_model` loaded, else from
+        the backbone's config alone (a meta-device build)."""
         if self._sites is None:
             from suite.backbones import backbone_sites
 
@@ -208,11 +237,6 @@ class Experiment:
         return predictions
 
     # ---- one-shot search ---------------------------------------------------------------------------
-    def planned_steps(self, steps_per_epoch: int, epochs: int) -> int:
-        """``epochs`` passes of ``steps_per_epoch``, capped by ``max_steps`` (the one owner of both)."""
-        steps = epochs * steps_per_epoch
-        return min(steps, self.config.max_steps) if self.config.max_steps else steps
-
     def search_context(self, space, budget: int, report: Callable[[dict], None] | None = None,
                        out_dir: Path | None = None) -> SearchContext:
         """The context of a one-shot search: train halves and validation, never the test split."""
@@ -222,10 +246,10 @@ class Experiment:
             space=space, budget=budget, seed=self.seed, make_model=self.new_model,
             weight_train=weight_train,
             arch_train=self.loader(arch_half, train=True, seed_offset=1),
-            train=train, train_steps=self.planned_steps(len(train), self.epochs),
+            train=train, train_steps=self.config.planned_steps(len(train), self.epochs),
             validation=self.loader(self.splits.validation, train=False),
             evaluate=lambda tm: self.evaluate(tm, self.splits.validation),
-            total_steps=self.planned_steps(len(weight_train), self.epochs),
+            total_steps=self.config.planned_steps(len(weight_train), self.epochs),
             device=self.device, lr=self.config.lr, report=report or (lambda m: None), out_dir=out_dir,
             autocast=self.autocast, selection_metric=self.task.selection_metric,
         )
@@ -241,7 +265,7 @@ class Experiment:
         cfg, report = self.config, report or (lambda m: None)
         task_model = self.new_model()
         torch.manual_seed(self.seed)  # op init depends on the seed only, not on what ran before
-        inject_fixed(task_model.model, arch, self._sites, op_options=op_options)
+        inject_fixed(task_model.model, arch, self.sites, op_options=op_options)
         head = task_model.head_parameters()
         for p in head:
             p.requires_grad_(True)
@@ -253,10 +277,9 @@ class Experiment:
 
         train_loader = self.loader(self.splits.train, train=True)
         per_epoch = len(train_loader)
-        total = self.planned_steps(per_epoch, self.retrain_epochs)
+        total = cfg.planned_steps(per_epoch, self.retrain_epochs)
         eval_every = min(cfg.eval_every or self.task.eval_every or per_epoch, total)
-        optimizer = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-        schedule = linear_decay(optimizer, total)
+        trainer = Trainer(trainable, cfg.lr, total, cfg.weight_decay, cfg.grad_clip, autocast=self.autocast)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
@@ -268,18 +291,7 @@ class Experiment:
         task_model.train()
         while step < total:
             for batch in train_loader:
-                batch = to_device(batch, self.device)
-                with self.autocast():
-                    loss = task_model(batch)
-                value = loss.item()  # one sync, before the backward pass rather than after the update
-                if not math.isfinite(value):
-                    raise FloatingPointError(f"non-finite training loss {value} at step {step}")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(trainable, cfg.grad_clip)
-                optimizer.step()
-                schedule.step()
+                value = trainer.step(partial(task_model, to_device(batch, self.device)))
                 step += 1
                 losses.append(value)
                 if step % eval_every == 0 or step == total:

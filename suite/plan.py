@@ -418,20 +418,14 @@ def planned_search_steps(plan: Plan, task: str, n_train: int) -> tuple[int, int]
     """``(steps per epoch, planned steps)`` of a one-shot search on ``task`` with ``n_train``
     training examples: batches of the weight-train half of the (subsampled) train split, the
     harness's epochs, its step cap."""
-    import math
-
+    from suite.data import weight_half_size
     from suite.harness import HarnessConfig
     from suite.tasks import get_task
 
     task_obj = get_task(task)
     cfg = HarnessConfig(**plan.harness)
-    if cfg.max_train_samples is not None:
-        n_train = min(n_train, cfg.max_train_samples)
-    if cfg.train_fraction is not None:
-        n_train = min(n_train, max(1, round(cfg.train_fraction * n_train)))
-    per_epoch = math.ceil((n_train // 2) / (cfg.batch_size or task_obj.batch_size))
-    steps = per_epoch * (cfg.epochs or task_obj.epochs)
-    return per_epoch, min(steps, cfg.max_steps) if cfg.max_steps else steps
+    per_epoch = cfg.steps_per_epoch(weight_half_size(cfg.train_size(n_train)), task_obj)
+    return per_epoch, cfg.planned_steps(per_epoch, cfg.search_epochs(task_obj))
 
 
 def check_search_steps(plan: Plan, train_sizes: dict[str, int]) -> None:

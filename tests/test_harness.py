@@ -76,3 +76,58 @@ def test_harness_config_rejects_bad_values():
         HarnessConfig(scoring="beam")
     with pytest.raises(ValueError, match="max_steps must be a positive int"):
         HarnessConfig(max_steps=0)
+
+
+def test_the_plan_and_the_harness_agree_on_the_search_steps():
+    """The plan's step check counts what the harness will run, with both training limits given: the
+    fraction is of the whole split (32 of 64), not of what ``max_train_samples`` left (20 of 40)."""
+    from helpers import toy_splits
+
+    from suite.harness import Experiment, HarnessConfig
+    from suite.plan import Plan, planned_search_steps
+    from suite.tasks import get_task
+
+    task = "demo/rotten_tomatoes"  # only counted here: no batch is built, so the toy examples do
+    limits = {"max_train_samples": 40, "train_fraction": 0.5, "batch_size": 4, "epochs": 3, "max_steps": 11}
+    for harness in (limits, {**limits, "max_steps": None}):
+        exp = Experiment(get_task(task), toy_splits(n_train=64), "tiny-bert", 0, HarnessConfig(**harness))
+        ctx = exp.search_context(build_space("s2", exp.sites), budget=1000)
+        plan = Plan(methods=("bipeft",), space="s2", tasks=(task,), backbone="tiny-bert", seeds=(0,),
+                    harness={k: v for k, v in harness.items() if v is not None})
+        assert len(exp.splits.train) == HarnessConfig(**harness).train_size(64) == 32
+        assert planned_search_steps(plan, task, 64) == (ctx.steps_per_epoch, ctx.total_steps)
+    assert ctx.total_steps == 4 * 3
+
+
+def test_the_training_step_is_adamw_with_linear_decay_and_clipping_in_that_order():
+    """``core.training.Trainer`` against the loop the harness and the searches wrote by hand: the same
+    weights bit for bit; ``on_grads`` sees the raw gradients; a NaN loss names its step."""
+    from core.schedules import linear_decay
+    from core.training import Trainer
+
+    def batches():
+        g = torch.Generator().manual_seed(0)
+        return [(torch.randn(4, 3, generator=g) * 10, torch.randn(4, generator=g)) for _ in range(4)]
+
+    torch.manual_seed(0)
+    mine, theirs = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
+    theirs.load_state_dict(mine.state_dict())
+    trainer = Trainer(mine.parameters(), lr=0.1, total_steps=4, weight_decay=0.01, grad_clip=0.5)
+    optimizer = torch.optim.AdamW(theirs.parameters(), lr=0.1, weight_decay=0.01)
+    schedule = linear_decay(optimizer, 4)
+    raw = []
+    for x, y in batches():
+        trainer.step(lambda x=x, y=y: ((mine(x).squeeze(-1) - y) ** 2).mean(),
+                     on_grads=lambda: raw.append(mine.weight.grad.norm().item()))
+        loss = ((theirs(x).squeeze(-1) - y) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        unclipped = theirs.weight.grad.norm().item()
+        torch.nn.utils.clip_grad_norm_(list(theirs.parameters()), 0.5)
+        optimizer.step()
+        schedule.step()
+        assert raw[-1] == unclipped > 0.5
+    assert torch.equal(mine.weight, theirs.weight) and torch.equal(mine.bias, theirs.bias)
+    assert trainer.steps == 4 and trainer.lr == 0.0
+    with pytest.raises(FloatingPointError, match="non-finite training loss nan at step 4"):
+        trainer.step(lambda: torch.tensor(float("nan"), requires_grad=True))

@@ -8,8 +8,10 @@ on the CPU; the config survives a JSON round trip and unknown keys are clear err
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import re
 
 import pytest
 from helpers import capped_context, tiny_model, toy_experiment
@@ -55,6 +57,24 @@ def test_search_returns_a_valid_architecture_within_the_budget(name, backbone, s
     model = tiny_model(backbone)
     apply_architecture(model, arch)
     assert trainable_parameters(model) == params
+
+
+@pytest.mark.parametrize("name", ONE_SHOT)
+def test_a_budget_below_the_smallest_module_is_refused_before_anything_is_built(name):
+    """``OneShotMethod.search`` checks the budget against the space the method searches (S3Delta-M:
+    its size-1 space) and names the smallest module, before the method builds a model."""
+    exp = experiment("tiny-bert", 0)
+    space = build_space("s2", exp.sites, backbone_name="tiny-bert")
+    method = get_method(name)
+    module, params = method.searched_space(space).smallest_module()
+
+    def no_model():
+        raise AssertionError(f"{name} built a model for a budget it cannot spend")
+
+    ctx = dataclasses.replace(capped_context(exp, space, params - 1, max_steps=MAX_STEPS), make_model=no_model)
+    with pytest.raises(ValueError, match=rf"budget of {params - 1} parameters is below the smallest module of "
+                                         rf"space 's2' \({re.escape(module.key)}.*: {params} parameters\)"):
+        method.search(ctx)
 
 
 @pytest.mark.parametrize("name", ONE_SHOT)

@@ -111,6 +111,10 @@ def test_space_contract(backbone, space_name):
     # analytic count == materialised count, on a real model
     apply_architecture(model, full)
     assert trainable_parameters(model) == space.param_count(full) == space.full_size()
+    module, params = space.smallest_module()
+    i = [d.key for d in dims].index(module.key)
+    assert params == space.count_at(i, module.choices[1]) == min(space.choice_params(j)[1] for j in range(len(dims)))
+    assert params == space.param_count(space.from_choices([module.choices[1] if j == i else 0 for j in range(len(dims))]))
 
 
 def test_space_bad_input():
@@ -129,6 +133,13 @@ def test_space_bad_input():
         space.sample(0, budget=0)
     with pytest.raises(ValueError, match="no site enc.9.attn.q"):
         sites.spec(Site("enc", 9, "attn.q"))
+
+    class Empty(type(space)):
+        def candidates(self):
+            return []
+
+    with pytest.raises(ValueError, match="space 's2' has no modules on this backbone"):
+        Empty(sites).smallest_module()
 
 
 @pytest.mark.parametrize("backbone", TINY_BACKBONES)

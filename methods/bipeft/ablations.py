@@ -40,7 +40,7 @@ class _Ablation(OneShotMethod):
     Config: ClassVar[type] = SearchConfig
     weights: ClassVar[type] = DisentangledWeights
 
-    def search(self, ctx: SearchContext) -> SearchResult:
+    def run_search(self, ctx: SearchContext) -> SearchResult:
         run = SearchSession(ctx, self.config, self.weights)
         for step in range(run.total):
             temp = run.temperature(step)
@@ -138,9 +138,9 @@ class _TwoStage(_Ablation):
     Config: ClassVar[type] = StagedConfig
     first: ClassVar[str]  # "binary" or "dimension"
 
-    def search(self, ctx):
+    def run_search(self, ctx):
         self._switched = False
-        return super().search(ctx)
+        return super().run_search(ctx)
 
     def step(self, run, step, temp):
         stage = self.first if step < math.ceil(self.config.stage_split * run.total) else self._second()

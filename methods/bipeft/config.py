@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.configs import check, check_positive_ints, option
+from methods.base import BUDGET_FLOOR
 
 TEMPERATURE_SCHEDULES = ("linear", "epoch", "constant")
 BUDGET_COUNTS = ("exported", "expected", "authors")
@@ -35,7 +36,7 @@ class SearchConfig:
     weight_decay: float = option(0.0, "AdamW weight decay of the PEFT weights ΔW (authors' scripts: 1e-4)")
     grad_clip: float = option(1.0, "gradient-norm clipping of ΔW (0: off; the authors clip at 2.0)")
     budget_floor: float = option(
-        0.8, "a removal never takes the kept parameters below budget_floor * B; and if the exported "
+        BUDGET_FLOOR, "a removal never takes the kept parameters below budget_floor * B; and if the exported "
              "architecture has fewer, it is filled up (most important absent modules first, then larger sizes) "
              "until it reaches that, never above B")
     report_every: int = option(10, "send every N-th trace row to the context's report callback (Ray's tune.report in a "

@@ -146,7 +146,7 @@ class BIPEFT(OneShotMethod):
         cfg: BIPEFTConfig = self.config
         return math.ceil(cfg.effective_warmup_epochs * steps_per_epoch) + cfg.window + cfg.max_triggers
 
-    def search(self, ctx: SearchContext) -> SearchResult:
+    def run_search(self, ctx: SearchContext) -> SearchResult:
         cfg: BIPEFTConfig = self.config
         run = SearchSession(ctx, cfg, DisentangledWeights)
         run.anneal_steps = min(run.total, self.min_steps(run.steps_per_epoch))

@@ -24,10 +24,6 @@ from methods.training import WeightTrainer, batch_loss, build_supernet
 from spaces.architecture import Architecture
 
 
-def smallest_module(space) -> int:
-    return min(space.choice_params(i)[1] for i in range(len(space)))
-
-
 class SearchSession:
     """The supernet, optimisers, batch streams and trace of one search.
 
@@ -38,16 +34,10 @@ class SearchSession:
     """
 
     def __init__(self, ctx: SearchContext, config: SearchConfig, weights: Callable[..., nn.Module]):
-        space = ctx.space
-        if len(space) == 0:
-            raise ValueError(f"space {space.name!r} has no modules on this backbone")
-        if ctx.budget < smallest_module(space):
-            raise ValueError(f"budget {ctx.budget} is below the smallest module of space {space.name!r} "
-                             f"({smallest_module(space)} parameters): no architecture fits")
-        self.ctx, self.config, self.space = ctx, config, space
+        self.ctx, self.config, self.space = ctx, config, ctx.space
         self.task_model, self.net = build_supernet(ctx)
         self.generator = torch.Generator().manual_seed(ctx.seed)
-        self.arch = weights(self.net, len(space.sizes), config.arch_init_std, self.generator)
+        self.arch = weights(self.net, len(self.space.sizes), config.arch_init_std, self.generator)
         self.steps_per_epoch = ctx.steps_per_epoch
         self.total = ctx.total_steps
         self.anneal_steps = self.total  # the linear temperature reaches its end here (BIPEFT: sooner)
@@ -77,7 +67,7 @@ class SearchSession:
     # ---- updates ---------------------------------------------------------------------------------
     def weight_step(self, on_grads: Callable[[], None] | None = None) -> float:
         """ΔW on the next weight-train batch, under the gates set last; returns the loss."""
-        return self.trainer.step(self.task_model, next(self.weight_batches), on_grads)
+        return self.trainer.train_on(self.task_model, next(self.weight_batches), on_grads)
 
     def next_arch_batch(self) -> dict:
         return next(self.arch_batches)
@@ -145,7 +135,7 @@ class SearchSession:
         return self.trace.save(self.ctx.out_dir, stem, plot)
 
     def lr(self) -> float:
-        return self.trainer.optimizer.param_groups[0]["lr"]
+        return self.trainer.lr
 
 
 def fit_summary(space, fit: BudgetFit, before: int) -> dict:

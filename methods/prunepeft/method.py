@@ -57,7 +57,7 @@ import torch
 
 from core.batches import cycle
 from core.trace import Trace
-from methods.base import OneShotMethod, SearchContext, SearchResult
+from methods.base import BUDGET_FLOOR, OneShotMethod, SearchContext, SearchResult, budget_floor, whole_space
 from methods.prunepeft.config import PrunePEFTConfig
 from methods.prunepeft.groups import ModuleGroups, channel_dims, module_groups, select_sizes
 from methods.prunepeft.taylor import TaylorImportance
@@ -83,26 +83,19 @@ class PrunePEFT(OneShotMethod):
              "Pre-trained Language Models, Findings of ACL 2023 (re-implementation; no public code)")
     Config = PrunePEFTConfig
 
-    def search(self, ctx: SearchContext) -> SearchResult:
+    def run_search(self, ctx: SearchContext) -> SearchResult:
         """Train the supernet of ``ctx.space``, prune it to ``ctx.budget`` and return the sizes kept.
 
         Traces each pruning round (``step``, ``round_budget``, ``kept_params``, ``scored_steps``).
-        Raises ``ValueError`` for a budget below the smallest module; returns the whole space (with a
-        warning when it is below ``0.8 B``) when it fits in the budget.
+        Returns the whole space when it fits in the budget, with a warning when it is below the
+        floor (``methods.base.whole_space``).
         """
         cfg: PrunePEFTConfig = self.config
         space, budget = ctx.space, ctx.budget
-        if budget <= 0:
-            raise ValueError(f"the budget must be > 0 parameters, got {budget}")
-        smallest = min(space.choice_params(i)[1] for i in range(len(space)))
-        if smallest > budget:
-            raise ValueError(f"the budget of {budget} parameters is below the smallest module ({smallest} parameters)")
+        fits = whole_space(space, budget)
+        if fits is not None:
+            return fits
         full = space.full_size()
-        if full <= budget:
-            if full < 0.8 * budget:
-                warnings.warn(f"the whole space ({full} parameters) is less than 0.8 x the budget of {budget}: "
-                              "returning all of it", stacklevel=2)
-            return SearchResult(space.full(), {"whole_space": True})
 
         task_model, net = build_supernet(ctx)
         steps = ctx.train_steps
@@ -115,14 +108,14 @@ class PrunePEFT(OneShotMethod):
         trace = Trace(ctx.report)
         sizes: list[int] = []
         for step in range(1, steps + 1):
-            loss = trainer.step(task_model, next(batches), on_grads=importance.update)
+            loss = trainer.train_on(task_model, next(batches), on_grads=importance.update)
             while rounds and rounds[0][0] <= step:
                 _, round_budget = rounds.pop(0)
                 groups = self._groups(net, importance)
                 # an intermediate round keeps a superset of today's best final architecture, so
                 # that the last round can always still reach 0.8 B
-                final = select_sizes(groups, budget, floor=0.8 * budget) if rounds else None
-                sizes = select_sizes(groups, math.floor(round_budget), floor=0.8 * round_budget, at_least=final)
+                final = select_sizes(groups, budget, floor=budget_floor(budget)) if rounds else None
+                sizes = select_sizes(groups, math.floor(round_budget), floor=budget_floor(round_budget), at_least=final)
                 trace.add({"step": step, "total": steps, "loss": loss, "round_budget": round_budget,
                            "scored_steps": importance.steps,
                            "kept_params": sum(g.cost(k) for g, k in zip(groups, sizes))})
@@ -131,8 +124,9 @@ class PrunePEFT(OneShotMethod):
 
         arch = space.from_choices(sizes)
         kept = space.param_count(arch)
-        if kept < 0.8 * budget:
-            warnings.warn(f"PrunePEFT kept {kept} parameters, less than 0.8 x the budget of {budget}", stacklevel=2)
+        if kept < budget_floor(budget):
+            warnings.warn(f"PrunePEFT kept {kept} parameters, less than {BUDGET_FLOOR:g} x the budget of {budget}",
+                          stacklevel=2)
         return SearchResult(arch, {"steps": steps, "rounds": cfg.rounds if cfg.schedule == "iterative" else 1,
                                    "params": kept, **trace.save(ctx.out_dir, self.name)})
 

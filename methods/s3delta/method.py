@@ -54,16 +54,15 @@ import dataclasses
 import json
 import math
 import time
-import warnings
 
 import numpy as np
 import torch
 from torch import nn
 
 from core.batches import cycle
-from core.schedules import linear_decay
 from core.trace import Trace, TracePlot
-from methods.base import OneShotMethod, SearchContext, SearchResult
+from core.training import Trainer
+from methods.base import OneShotMethod, SearchContext, SearchResult, whole_space
 from methods.knapsack import greedy_fill
 from methods.s3delta.config import S3DeltaConfig
 from methods.s3delta.gates import concrete_gates, keep_probs, l0_penalty, solve_shift
@@ -126,7 +125,11 @@ class S3Delta(OneShotMethod):
 
     def capacity(self, space) -> int:
         """S3Delta-M spends at most its fixed-size space: every module at ``module_size``."""
-        return fixed_size_space(space, self.config.module_size).full_size()
+        return self.searched_space(space).full_size()
+
+    def searched_space(self, space):
+        """S3Delta-M searches ``space`` with every sized module at ``module_size``."""
+        return fixed_size_space(space, self.config.module_size)
 
     def authors_recipe(self) -> dict[str, dict]:
         return {"lora": {"scaling": self.config.lora_scale()}}
@@ -134,29 +137,22 @@ class S3Delta(OneShotMethod):
     def settings(self) -> list[str]:
         return ["1st-order DARTS"] if self.config.darts == "first_order" else []
 
-    def search(self, ctx: SearchContext) -> SearchResult:
+    def run_search(self, ctx: SearchContext) -> SearchResult:
         """Search ``ctx.space`` (sized modules fixed at ``module_size``) under ``ctx.budget``.
 
         Returns the greedy structure of the best validation checkpoint's ``alpha``; its ``info``
         holds the best step, the last shift and each module's exported ``alpha``. The trace (one row
         per validation: loss, shift, expected size, score) goes to ``ctx.out_dir`` when set.
-        Raises ``ValueError`` for a budget below the smallest module or a ``module_size`` that is
-        not a candidate size; warns when the whole fixed-size space is below ``0.8 B``.
+        (:meth:`search` raises ``ValueError`` for a budget below the smallest module or a
+        ``module_size`` that is not a candidate size.) Returns the whole fixed-size space when it
+        fits, with a warning when it is below the floor (``methods.base.whole_space``).
         """
         cfg: S3DeltaConfig = self.config
-        if ctx.budget <= 0:
-            raise ValueError(f"the budget must be > 0 parameters, got {ctx.budget}")
-        space = fixed_size_space(ctx.space, cfg.module_size)
+        space = self.searched_space(ctx.space)
+        fits = whole_space(space, ctx.budget)
+        if fits is not None:
+            return fits
         costs = np.array([space.choice_params(i)[-1] for i in range(len(space))], dtype=float)
-        if costs.min() > ctx.budget:
-            raise ValueError(f"the budget of {ctx.budget} parameters is below the smallest module of the "
-                             f"size-{space.sizes[0]} space ({int(costs.min())} parameters)")
-        if costs.sum() <= ctx.budget:
-            if costs.sum() < 0.8 * ctx.budget:
-                warnings.warn(f"S3Delta's space (every module at size {space.sizes[0]}) has only {int(costs.sum())} "
-                              f"parameters, less than 0.8 x the budget of {ctx.budget}: returning all of it",
-                              stacklevel=2)
-            return SearchResult(_export(space, [True] * len(space)), {"whole_space": True})
 
         start = time.perf_counter()
         # the search runs with the authors' op settings (LoRA scale 16): searching is the method's own business
@@ -165,8 +161,9 @@ class S3Delta(OneShotMethod):
         total = ctx.total_steps
         trainer = WeightTrainer(weights, ctx, total, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)
         alpha = nn.Parameter(torch.zeros(len(space), dtype=torch.float64, device=ctx.device))
-        arch_opt = torch.optim.AdamW([alpha], lr=cfg.arch_lr, weight_decay=0.0)
-        arch_schedule = linear_decay(arch_opt, total)
+        # alpha's update is the suite's training step too (AdamW, linear decay, clipping), on a
+        # gradient computed here (first- or second-order DARTS) rather than by a backward pass
+        arch_trainer = Trainer([alpha], cfg.arch_lr, total, weight_decay=0.0, grad_clip=cfg.arch_grad_clip)
         gates = _Gates(cfg, costs, ctx.budget, ctx.seed, ctx.device)
 
         def set_gates(z: torch.Tensor) -> None:
@@ -195,15 +192,12 @@ class S3Delta(OneShotMethod):
                 (grad,) = torch.autograd.grad(arch_loss(val), [alpha], allow_unused=True)
                 grad = torch.zeros_like(alpha) if grad is None else grad
             alpha.grad = grad
-            if cfg.arch_grad_clip:
-                torch.nn.utils.clip_grad_norm_([alpha], cfg.arch_grad_clip)
-            arch_opt.step()
-            arch_schedule.step()
+            arch_trainer.update()
             # --- weight step on a weight-train batch, with fresh gates (no gradient to alpha) ---
             gates.resample(alpha)
             with torch.no_grad():
                 set_gates(gates.sample(alpha))
-            loss = trainer.step(task_model, trn)
+            loss = trainer.train_on(task_model, trn)
 
             if eval_every and (step % eval_every == 0 or step == total):
                 score = self._validate(ctx, task_model, net, gates, alpha, costs)

@@ -24,7 +24,7 @@ class Greedy(OneShotMethod):
     paper = "none: a throw-away method for the plugin tests"
     Config = GreedyConfig
 
-    def search(self, ctx: SearchContext) -> SearchResult:
+    def run_search(self, ctx: SearchContext) -> SearchResult:
         space = ctx.space
         pick = -1 if self.config.size == "largest" else 1
         costs = [space.choice_params(i)[pick] for i in range(len(space))]

@@ -1,0 +1,102 @@
+"""The one training step of the suite, used by the retrain harness and by every search.
+
+* :func:`autocast_context`: the mixed-precision policy (bf16 autocast on a CUDA device when asked;
+  fp32 everywhere else). The harness's evaluation and the searches' forward passes enter it too.
+* :func:`finite_loss`: a loss's value, read once; a non-finite loss is an error, not a silent NaN run.
+* :class:`Trainer`: AdamW with linear decay over the planned steps (paper App. B), gradient-norm
+  clipping, the forward pass under autocast and the non-finite-loss guard.
+
+The order of one update is fixed here (forward, guard, ``zero_grad``, backward, the ``on_grads``
+hook, clip, optimizer step, schedule step): the retrain and the searches' weight steps train the
+same way, and precision or speed work changes this one module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterable
+
+import torch
+from torch import nn
+
+from core.schedules import linear_decay
+
+AutocastFactory = Callable[[], contextlib.AbstractContextManager]
+
+
+def autocast_context(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast on a CUDA device when ``bf16``; no autocast elsewhere (CPU training stays fp32)."""
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def finite_loss(loss: torch.Tensor, what: str, step: int | None = None) -> float:
+    """The value of ``loss`` (one sync); raises ``FloatingPointError`` naming ``what`` (and the
+    step) when it is NaN or infinite."""
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(f"non-finite {what} loss {value}" + (f" at step {step}" if step is not None else ""))
+    return value
+
+
+class Trainer:
+    """AdamW + linear decay over ``total_steps`` on the parameters that require a gradient.
+
+    Args:
+        params: the parameters to train (those without ``requires_grad`` are left out).
+        lr: the AdamW learning rate at step 0 (it decays linearly to 0 at ``total_steps``).
+        total_steps: the length of the linear decay.
+        weight_decay: AdamW's decoupled weight decay.
+        grad_clip: gradient-norm clipping over ``params`` (0: off).
+        autocast: a factory of the context the forward pass runs in (:func:`autocast_context`).
+        what: how a non-finite loss is named in the error (``"training"``, ``"search"``).
+
+    Attributes:
+        params, optimizer, schedule: as built; a method may read the optimizer's state (S3Delta's
+            virtual step) or reorder it with the weights (PrunePEFT).
+        steps: updates done so far.
+    """
+
+    def __init__(self, params: Iterable[nn.Parameter], lr: float, total_steps: int, weight_decay: float = 0.0,
+                 grad_clip: float = 1.0, autocast: AutocastFactory = contextlib.nullcontext, what: str = "training"):
+        self.params = [p for p in params if p.requires_grad]
+        self.grad_clip, self.autocast, self.what = grad_clip, autocast, what
+        self.optimizer = torch.optim.AdamW(self.params, lr=lr, weight_decay=weight_decay)
+        self.schedule = linear_decay(self.optimizer, total_steps)
+        self.steps = 0
+
+    def step(self, forward: Callable[[], torch.Tensor], on_grads: Callable[[], None] | None = None) -> float:
+        """One update on the loss ``forward()`` builds (under autocast); returns the loss's value.
+
+        The value is read before the backward pass (the step's one sync, rather than a wait for the
+        update after it). ``on_grads``, if given, is called after the backward pass and before
+        clipping and the update: a method reads the raw gradients there (BIPEFT's sensitivities,
+        PrunePEFT's Taylor scores) without a second backward pass.
+        """
+        with self.autocast():
+            loss = forward()
+        value = finite_loss(loss, self.what, self.steps)
+        self.optimizer.zero_grad(set_to_none=True)
+        if loss.requires_grad:  # False when a search gated every kept module off (and there is no head)
+            loss.backward()
+        if on_grads is not None:
+            on_grads()
+        self.update()
+        return value
+
+    def update(self) -> None:
+        """Clip the gradients the parameters hold, step the optimizer, then the schedule (for a
+        caller that computed the gradients itself, e.g. S3Delta's architecture gradient)."""
+        live = [p for p in self.params if p.grad is not None]
+        if self.grad_clip and live:
+            torch.nn.utils.clip_grad_norm_(live, self.grad_clip)
+        self.optimizer.step()
+        self.schedule.step()
+        self.steps += 1
+
+    @property
+    def lr(self) -> float:
+        """The learning rate of the next update."""
+        return self.optimizer.param_groups[0]["lr"]
