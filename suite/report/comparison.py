@@ -121,18 +121,20 @@ def _cells(r) -> list[str]:
 def interval_note(comparison: pd.DataFrame, interval: str) -> str:
     """What the intervals of ``comparison`` are, as the footnote says it."""
     over = set(comparison.get("ci_over", pd.Series(dtype=str)).dropna())
-    bootstrap = (f"a percentile bootstrap of that mean that resamples each seed's test examples ({stats.RESAMPLES} "
-                 "resamples, seeded) with the seeds held fixed, so it measures example noise only")
+    resamples = f"({stats.RESAMPLES} resamples, seeded)"
     if interval == "examples":
-        return (f"95 % interval: {bootstrap} (`table --paired-interval examples`; the default, a t-interval over "
-                "the per-seed differences, also counts the training seeds' noise). ")
+        return (f"95 % interval: a percentile bootstrap of that mean that resamples each seed's test examples "
+                f"{resamples} with the seeds held fixed, so it measures example noise only (`table "
+                "--paired-interval examples`; the default, a t-interval over the per-seed differences, also "
+                "counts the training seeds' noise). ")
     parts = []
     if "seeds" in over or not over:
         parts.append("with two or more seeds, the t-interval (n − 1 degrees of freedom) over the per-seed "
                      "differences: the training seed is the unit of replication, and each per-seed difference "
                      "carries its test examples' noise")
     if "examples" in over:
-        parts.append(f"with one seed, {bootstrap} (marked \"one seed: example noise only\")")
+        parts.append(f"with one seed, a percentile bootstrap over its test examples {resamples}, which measures "
+                     "example noise only (marked \"one seed: example noise only\")")
     return ("95 % interval: " + "; ".join(parts) + ". `table --paired-interval examples` gives the example "
             "bootstrap for every cell (example noise only, the seeds held fixed). ")
 

@@ -212,8 +212,8 @@ def ranks_plot(ranks: dict[str, Any], path: Path, styles: dict[str, Style]) -> N
 
 def comparison_plot(comparison: pd.DataFrame, path: Path, styles: dict[str, Style]) -> None:
     """The paired differences of ``comparison.csv`` (its compared rows), a panel per task: each row's
-    mean difference (its marker) and 95 % interval (a line), the per-seed differences as dots beside
-    it, and 0 as a dashed line."""
+    mean difference (its marker) and 95 % interval (a line; "example noise only" under the label of
+    an interval over test examples), the per-seed differences as dots beside it, and 0 dashed."""
     from matplotlib.lines import Line2D
 
     from suite.report.comparison import parse_seed_differences
@@ -235,7 +235,8 @@ def comparison_plot(comparison: pd.DataFrame, path: Path, styles: dict[str, Styl
                        s=50, zorder=3)
             per_seed = list(parse_seed_differences(r.seed_differences).values())
             ax.scatter(per_seed, [y + 0.22] * len(per_seed), color="black", s=10, zorder=4)
-            labels.append(f"{r.method} vs {r.reference}" if several_references else r.method)
+            label = f"{r.method} vs {r.reference}" if several_references else r.method
+            labels.append(label + ("\n(example noise only)" if r.ci_over == "examples" else ""))
         ax.axvline(0, color="grey", linestyle="--", linewidth=1)
         ax.set_yticks(range(len(labels)), labels, fontsize="small")
         ax.set_ylim(len(labels) - 0.5, -0.7)
