@@ -217,7 +217,7 @@ def print_options(name: str | None) -> None:
 def cmd_table(args: argparse.Namespace) -> int:
     from suite.report import write_reports
 
-    for path in write_reports(args.out, reference=args.reference):
+    for path in write_reports(args.out, reference=args.reference, paired_interval=args.paired_interval):
         print(path)
     return 0
 
@@ -311,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", required=True, help="the run's output folder (holding records/)")
     table.add_argument("--reference", help="the method every other is compared with in comparison.md "
                                            "(default: the first searched method of the run)")
+    table.add_argument("--paired-interval", default="seeds", choices=("seeds", "examples"),
+                       help="comparison.md's interval: 'seeds' (t over the per-seed differences; the example "
+                            "bootstrap with one seed) or 'examples' (the example bootstrap, seeds held fixed)")
     table.set_defaults(func=cmd_table)
 
     exporter = sub.add_parser("export", help="a run's found model as a folder: the suite's format or HF peft")

@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RECORDS = FIXTURES / "records"
 GOLDEN = FIXTURES / "golden"
 TABLES = ("leaderboard.csv", "summary.csv", "comparison.csv", "accuracy.md", "efficiency.md", "comparison.md")
-WRITTEN = [*TABLES, "ranks.png", "pareto.png", "budget.png", "report.html"]
+WRITTEN = [*TABLES, "comparison.png", "ranks.png", "pareto.png", "budget.png", "report.html"]
 FAILED = "bipeft--s2--glue_stsb--seed2--b12629"
 
 
@@ -227,6 +227,42 @@ def test_a_manual_reference_is_compared_with_the_other_baselines(run):
     baselines = comparison[comparison.method.isin(["BitFit", "Fine-tune"])]
     assert set(baselines.reference) == {"LoRA(r=8)"} and set(baselines.method) == {"BitFit", "Fine-tune"}
     assert baselines.outcome.isin(["win", "tie", "loss"]).all()
+
+
+def test_paired_differences_count_the_seeds(run, capsys):
+    """comparison.csv's per-seed differences are the records' test scores' differences, its interval
+    the t-interval over them; with one seed, or --paired-interval examples, the example bootstrap,
+    marked as example noise only."""
+    import pandas as pd
+    from scipy import stats as scipy_stats
+
+    write_reports(run, reference="bipeft")
+    comparison = pd.read_csv(run / "comparison.csv")
+    row = comparison[(comparison.task == "glue/stsb") & (comparison.method == "LoRA(r=8)")].iloc[0]
+    scores = {m: [load(f"{m}--{'manual' if m == 'lora' else 's2'}--glue_stsb--seed{s}--b{'none' if m == 'lora' else 3157}")
+                  ["metrics"]["test"]["pearson"] for s in (0, 1, 2)] for m in ("lora", "bipeft")}
+    by_hand = [a - b for a, b in zip(scores["lora"], scores["bipeft"])]
+    assert [float(d.split(":")[1]) for d in row.seed_differences.split()] == pytest.approx(by_hand, abs=1e-4)
+    low, high = scipy_stats.t.interval(0.95, 2, loc=sum(by_hand) / 3, scale=scipy_stats.sem(by_hand))
+    assert (row.ci_low, row.ci_high, row.ci_over) == (pytest.approx(low, abs=1e-4), pytest.approx(high, abs=1e-4), "seeds")
+    assert "one seed" not in (run / "comparison.md").read_text()
+
+    assert main(["table", "--out", str(run), "--reference", "bipeft", "--paired-interval", "examples"]) == 0
+    comparison, text = pd.read_csv(run / "comparison.csv"), (run / "comparison.md").read_text()
+    assert set(comparison.ci_over) == {"examples"} and "win (example noise only)" in text
+    assert "`table --paired-interval examples`; the default" in text
+    with pytest.raises(SystemExit) as exit_:  # argparse's own refusal, before anything is read or written
+        main(["table", "--out", str(run), "--paired-interval", "folds"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'folds' (choose from 'seeds', 'examples')" in capsys.readouterr().err
+
+    for path in (run / "records").glob("*--seed[12]--*.json"):  # one seed left
+        path.unlink()
+    write_reports(run, reference="bipeft")
+    comparison, text = pd.read_csv(run / "comparison.csv"), (run / "comparison.md").read_text()
+    assert set(comparison.ci_over) == {"examples"} and (comparison.seeds == 1).all()
+    assert text.count(" (one seed: example noise only) ") == len(comparison)  # every outcome cell says so
+    assert "with one seed, a percentile bootstrap" in text
 
 
 @pytest.mark.parametrize("command", ["table", "validate"])
