@@ -16,7 +16,6 @@ and prints the wall times and the ratios stages/plain and cli/plain.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -24,15 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from _common import ROOT, bench_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--methods", default="lora,bitfit")
     parser.add_argument("--extra", default="", help="extra `suite run` arguments, e.g. '--max-train-samples 500'")
     args = parser.parse_args()

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 from methods.base import ManualMethod
 from spaces.architecture import Architecture, Placement
-from spaces.sites import BackboneSites
-
-LINEARS = ("attn.q", "attn.k", "attn.v", "attn.o", "ffn.gate", "ffn.up", "ffn.down")
+from spaces.sites import LINEARS, BackboneSites
 
 
-def _arch(name: str, backbone: str, placements, **kwargs) -> Architecture:
+def _arch(backbone: str, placements, **kwargs) -> Architecture:
+    """A baseline's fixed architecture on ``backbone``; its space is ``"manual"`` (designed, not searched)."""
     return Architecture("manual", backbone, tuple(placements), **kwargs)
+
 
 class LoRABaseline(ManualMethod):
     name = "lora"
@@ -36,7 +36,7 @@ class LoRABaseline(ManualMethod):
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
         placements = [Placement(s.site, "lora", 8) for s in sites.sites("linear", ("attn.q", "attn.v"))]
-        return _arch(self.name, backbone_name, placements)
+        return _arch(backbone_name, placements)
 
     def authors_recipe(self) -> dict[str, dict]:
         return {"lora": {"scaling": 2.0}}  # LoraConfig(r=8, alpha=16) in S3Delta's lora.json
@@ -49,7 +49,7 @@ class AdapterBaseline(ManualMethod):
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
         placements = [Placement(s.site, "adapter_serial", 24) for s in sites.sites("sublayer", ("attn", "ffn"))]
-        return _arch(self.name, backbone_name, placements)
+        return _arch(backbone_name, placements)
 
 
 class BitFitBaseline(ManualMethod):
@@ -59,7 +59,7 @@ class BitFitBaseline(ManualMethod):
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
         specs = sites.sites("linear", LINEARS) + sites.sites("norm") + sites.sites("head")
-        return _arch(self.name, backbone_name, [Placement(s.site, "bitfit") for s in specs])
+        return _arch(backbone_name, [Placement(s.site, "bitfit") for s in specs])
 
 
 class LNFitBaseline(ManualMethod):
@@ -68,7 +68,7 @@ class LNFitBaseline(ManualMethod):
     paper = "LN tuning as in Hu et al., Sparse Structure Search for Delta Tuning, NeurIPS 2022"
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
-        return _arch(self.name, backbone_name, [Placement(s.site, "lnfit") for s in sites.sites("norm")])
+        return _arch(backbone_name, [Placement(s.site, "lnfit") for s in sites.sites("norm")])
 
 
 class FullFineTuning(ManualMethod):
@@ -77,4 +77,4 @@ class FullFineTuning(ManualMethod):
     paper = "full fine-tuning of every backbone parameter"
 
     def architecture(self, sites: BackboneSites, backbone_name: str = "") -> Architecture:
-        return _arch(self.name, backbone_name, [], full_finetune=True)
+        return _arch(backbone_name, [], full_finetune=True)

@@ -202,9 +202,6 @@ class Supernet:
         """The trainable PEFT weights (ΔW) of the modules still in the supernet."""
         return [p for op in self.modules if not op.removed for p in op.parameters()]
 
-    def module_weights(self, i: int) -> list[nn.Parameter]:
-        return list(self.modules[i].parameters())
-
     # ---- export -------------------------------------------------------------------------------------
     def export(self, keep: Sequence[bool], sizes: Sequence[int | None], space_name: str | None = None,
                backbone: str | None = None) -> Architecture:

@@ -6,9 +6,12 @@ tables with their labels."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from conftest import ROOT
 
+from core.registry import Registry, load_target
 from methods import METHODS
 from suite.cli import main
 from suite.records import load_records, validate_dir
@@ -30,8 +33,6 @@ def test_no_file_of_the_suite_names_the_plugin():
 
 
 def test_a_registry_line_naming_another_class_is_refused():
-    from core.registry import Registry
-
     registry = Registry("method", base="methods.base:Method")
     registry.register("not-greedy", "throwaway_methods.greedy:Greedy")
     with pytest.raises(TypeError, match="name must equal its registry key"):
@@ -39,6 +40,47 @@ def test_a_registry_line_naming_another_class_is_refused():
     registry.register("config", "throwaway_methods.greedy:GreedyConfig")
     with pytest.raises(TypeError, match="not a Method"):
         registry.get("config")
+
+
+def installed_entry_points(root, **entry_points: str) -> None:
+    """A distribution under ``root`` (put ``root`` on sys.path) declaring ``entry_points`` in the methods group."""
+    dist = root / "someone_elses_methods-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: someone-elses-methods\nVersion: 0.1\n")
+    lines = "".join(f"{name} = {target}\n" for name, target in entry_points.items())
+    (dist / "entry_points.txt").write_text(f"[autopeft_suite.methods]\n{lines}")
+
+
+def test_an_entry_point_with_a_built_in_name_is_an_error_naming_both(tmp_path, monkeypatch):
+    installed_entry_points(tmp_path, lora="someone_elses_methods.lora:BetterLoRA")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(METHODS, "_loaded_entry_points", False)  # read the entry points again
+    for use in (lambda: METHODS.get("lora"), METHODS.names):  # every use refuses, not only the first
+        with pytest.raises(ValueError, match="method 'lora' is already registered as methods.manual:LoRABaseline; "
+                                             "it cannot also be an entry point of 'autopeft_suite.methods' as "
+                                             "someone_elses_methods.lora:BetterLoRA"):
+            use()
+
+
+def test_entry_points_join_a_registry_and_a_name_is_registered_once(tmp_path, monkeypatch):
+    installed_entry_points(tmp_path, mine="throwaway_methods.greedy:Greedy",
+                           same="methods.manual:LoRABaseline")  # the target registered already: no conflict
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("method", entry_point_group="autopeft_suite.methods")
+    registry.register("same", "methods.manual:LoRABaseline")
+    assert {"mine", "same"} <= set(registry.names())
+    with pytest.raises(ValueError, match="'mine' is already registered as throwaway_methods.greedy:Greedy; it "
+                                         "cannot also be registered as pkg.module:Other"):
+        registry.register("mine", "pkg.module:Other")
+
+
+def test_every_built_in_registry_line_names_the_module_that_defines_its_class():
+    targets = {}
+    for path in ("methods/__init__.py", "spaces/__init__.py", "spaces/ops/__init__.py"):
+        targets[path] = re.findall(r'"[\w-]+"[:,] "((?:methods|spaces)\.[\w.]+:\w+)"', (ROOT / path).read_text())
+        for target in targets[path]:
+            assert load_target(target).__module__ == target.partition(":")[0], f"{path}: {target} is a re-export"
+    assert len(targets["methods/__init__.py"]) == len([n for n in METHODS.names() if not n.startswith("throwaway")])
 
 
 @pytest.mark.ray

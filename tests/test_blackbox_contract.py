@@ -19,7 +19,8 @@ import pytest
 from conftest import suggest_and_complete
 
 from methods import METHODS, get_method
-from methods.base import PARAMS, RATIO, SCORE, SearchProblem
+from methods.base import PARAMS, RATIO, SCORE, BlackBoxMethod, SearchProblem
+from methods.blackbox import BlackBoxConfig, ParetoSelect, ProxyFidelity
 from spaces import build_space
 from suite.backbones import backbone_sites
 
@@ -144,3 +145,41 @@ def test_config_json_round_trip_and_unknown_keys(name):
     assert again.config == m.config
     with pytest.raises(ValueError, match=r"unknown \w+ key 'no_such_option'.*valid keys"):
         METHODS.get(name)({"no_such_option": 1})
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_the_stage_reads_candidates_concurrency_and_fidelity_from_a_black_box_config(name):
+    m = get_method(name, {**FAST.get(name, {}), "max_steps": 7})
+    assert isinstance(m.config, BlackBoxConfig)
+    assert m.num_candidates() == m.config.candidates
+    assert m.max_concurrent() == m.config.concurrency() >= 1
+    assert m.fidelity() == m.config.overrides() and m.fidelity()["max_steps"] == 7
+
+
+def test_a_black_box_method_whose_config_is_not_a_black_box_config_is_refused():
+    class Unconfigured(BlackBoxMethod):
+        name = "unconfigured"
+        Config = ProxyFidelity  # proxy fields, but no candidates: the stage could not run it
+
+        def make_searcher(self, problem, metric=SCORE, mode="max"):
+            raise AssertionError("never reached")
+
+    with pytest.raises(TypeError, match="must derive from methods.blackbox.BlackBoxConfig"):
+        Unconfigured()
+
+
+def test_the_default_and_the_pareto_selection_filter_and_refuse_alike(space):
+    budget = space.full_size() // 3
+    problem = SearchProblem(space, budget, 0)
+    config = space.to_tune_config(space.sample(np.random.default_rng(0), budget))
+    over = space.to_tune_config(space.full())
+    results = [{"config": config, **observe(space, config, math.nan)},                   # failed
+               {"config": config, **observe(space, config, 60.0), PARAMS: math.nan},    # no parameter count
+               {"config": over, **observe(space, over, 90.0)}]                          # over the budget
+    refusals = []
+    for select in (BlackBoxMethod.select, ParetoSelect.select):
+        with pytest.raises(RuntimeError, match="within the budget") as refused:
+            select(get_method("apet"), problem, results)
+        refusals.append(str(refused.value))
+    assert refusals[0] == refusals[1] == (f"no candidate of 3 finished within the budget of {budget} parameters "
+                                          "(1 finished, 1 of them over the budget)")

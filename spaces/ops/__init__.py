@@ -20,8 +20,3 @@ for _name, _target in {
     "prefix": "spaces.ops.prefix:Prefix",
 }.items():
     OPS.register(_name, _target)
-
-
-def get_op(name: str):
-    """The op class called ``name``; a clear error naming the valid ops otherwise."""
-    return OPS.get(name)
