@@ -20,6 +20,8 @@ for _name, _target in {
     "bitfit": "methods.manual:BitFitBaseline",
     "lnfit": "methods.manual:LNFitBaseline",
     "full": "methods.manual:FullFineTuning",
+    "ia3": "methods.manual:IA3Baseline",
+    "dora": "methods.manual:DoRABaseline",
     "autopeft": "methods.autopeft.method:AutoPEFT",
     "apet": "methods.apet.method:APET",
     "optuna": "methods.optuna_baseline.method:OptunaBaseline",

@@ -249,7 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--backbone", required=True, help="hub id, local directory with config.json, or a tiny-* name")
     count.add_argument("--vocab-size", type=int, help="resize the vocabulary (the paper's T5-large uses 32100)")
     count.add_argument("--space", help="s1 or s2")
-    count.add_argument("--method", help="a manual baseline: lora, adapter, bitfit, lnfit, full")
+    count.add_argument("--method", help="a manual baseline: lora, adapter, bitfit, lnfit, full, ia3, dora")
     count.add_argument("--budget", type=float, help="a budget as a fraction of the backbone (1.39e-4 = 1.39‱)")
     count.add_argument("--budget-params", type=int, help="a budget as an absolute parameter count")
     count.set_defaults(func=cmd_count)

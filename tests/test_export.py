@@ -38,6 +38,12 @@ def architecture(backbone: str, kind: str, sites) -> Architecture:
     if kind == "lora_lnfit_bitfit":
         placements += [Placement(Site(stack, layer, "ln.ffn"), "lnfit"), Placement(Site(stack, layer, "ln.ffn"), "bitfit"),
                        Placement(Site(stack, layer, "attn.o"), "bitfit")]
+    elif kind == "ia3":  # an output scale (k), an input scale (ffn.down) and a norm beside them
+        placements = [Placement(Site(stack, 0, "attn.k"), "ia3"), Placement(Site(stack, layer, "ffn.down"), "ia3"),
+                      Placement(Site(stack, layer, "ln.ffn"), "lnfit")]
+    elif kind == "dora":
+        placements = [Placement(Site(stack, 0, "attn.q"), "dora", 4), Placement(Site(stack, layer, "attn.v"), "dora", 8),
+                      Placement(Site(stack, layer, "ln.ffn"), "lnfit")]
     elif kind == "mixed_s1":
         placements = [Placement(Site(stack, layer, "ffn"), "adapter_serial", 4),
                       Placement(Site(stack, 0, "ffn"), "adapter_parallel", 8), Placement(Site(stack, layer, "attn"), "prefix", 4)]
@@ -120,7 +126,8 @@ def test_suite_format_loads_to_the_same_logits_and_score(tmp_path, backbone, kin
     assert exp.evaluate(task_model, exp.splits.test) == record["metrics"]["test"]
 
 
-@pytest.mark.parametrize("backbone, kind", [("tiny-bert", "lora"), ("tiny-bert", "lora_lnfit_bitfit"), ("tiny-t5", "lora")])
+@pytest.mark.parametrize("backbone, kind", [("tiny-bert", "lora"), ("tiny-bert", "lora_lnfit_bitfit"), ("tiny-t5", "lora"),
+                                           *((b, k) for b in ("tiny-bert", "tiny-t5") for k in ("ia3", "dora"))])
 def test_peft_format_loads_with_plain_peft_to_the_same_logits(tmp_path, backbone, kind):
     from peft import PeftModel
 

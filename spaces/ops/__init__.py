@@ -18,5 +18,7 @@ for _name, _target in {
     "adapter_serial": "spaces.ops.adapter_serial:SerialAdapter",
     "adapter_parallel": "spaces.ops.adapter_parallel:ParallelAdapter",
     "prefix": "spaces.ops.prefix:Prefix",
+    "ia3": "spaces.ops.ia3:IA3",
+    "dora": "spaces.ops.dora:DoRA",
 }.items():
     OPS.register(_name, _target)
