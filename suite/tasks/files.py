@@ -213,10 +213,7 @@ def read_original(task: Task, data_dir: str | Path) -> dict[str, list[Example]]:
     out = {}
     for split, path in layout.paths(data_dir).items():
         if not path.is_file():
-            raise MissingDataFile(
-                f"missing file {path} for {task.name}. Expected the original release files "
-                f"{expected_layout(task, data_dir)} (layout: DIR/glue/<Task>/train.tsv, dev.tsv; "
-                f"DIR/superglue/<Task>/train.jsonl, val.jsonl)")
+            raise MissingDataFile(f"missing file {path} for {task.name}")
         if isinstance(layout.reader, Tsv):
             out[split] = read_tsv(task, path, layout.reader)
         else:

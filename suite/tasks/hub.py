@@ -5,7 +5,7 @@ names and label order; what changes is ``idx`` (the example's position in its sp
 reader) and what the task's :meth:`~suite.tasks.base.Task.from_hub` reshapes (MultiRC's and
 ReCoRD's ``group`` from their nested ``idx``, ReCoRD's ``answers`` as the label list).
 :func:`hub_examples` converts the hub's rows wherever they come from: the hub, or a
-copy of its files.
+``save_to_disk`` folder or parquet files under ``--data-dir`` (``suite.tasks.datadir``).
 """
 
 from __future__ import annotations
@@ -77,11 +77,11 @@ def hub_examples(task: Task, splits: Mapping[str, Any], source: str) -> dict[str
 
 def load_hub(task: Task) -> dict[str, list[Example]]:
     """The task's original ``train`` and ``validation`` examples from the hub (or its local cache)."""
-    from suite.tasks.files import expected_layout
+    from suite.tasks.datadir import accepted_layouts
 
     if task.hub is None:
         raise TaskDataError(f"{task.name} is not on the HuggingFace hub (its definition has no `hub`): "
-                             f"pass --data-dir DIR with its release files")
+                             f"pass --data-dir DIR holding {accepted_layouts(task)}")
     path, config = task.hub.path, task.hub.config
     try:
         import datasets
@@ -92,5 +92,5 @@ def load_hub(task: Task) -> dict[str, list[Example]]:
         raise HubUnavailable(
             f"cannot load {task.name} from the HuggingFace hub ({path}, config {config!r}): the hub is "
             f"unreachable or the dataset is not cached ({type(e).__name__}: {e}). Pass --data-dir DIR "
-            f"with the original release files: {expected_layout(task)}") from e
+            f"holding {accepted_layouts(task)}") from e
     return hub_examples(task, splits, f"{path} (config {config!r})")
