@@ -11,7 +11,8 @@ from conftest import ROOT
 
 from methods import METHODS
 from suite.cli import main
-from suite.records import load_records, validate_dir
+from suite.records import validate_dir
+from suite.rundir import load_records
 
 TINY = ["--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--max-train-samples", "48",
         "--max-eval-samples", "24", "--epochs", "1", "--seeds", "0"]

@@ -22,7 +22,7 @@ The split: :mod:`~suite.report.aggregate` (records to rows), :mod:`~suite.report
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from suite.report.aggregate import (
@@ -34,7 +34,7 @@ from suite.report.aggregate import (
 )
 from suite.report.tables import Document
 
-__all__ = ["write_reports", "task_blocks", "leaderboard", "summary", "default_reference"]
+__all__ = ["write_reports", "make_reports", "Reports", "task_blocks", "leaderboard", "summary", "default_reference"]
 
 PLOTS = {"ranks.png": "Ranks over tasks (critical-difference diagram)", "pareto.png": "Accuracy vs parameters",
          "budget.png": "Budget curves"}
@@ -42,19 +42,32 @@ PLOTS = {"ranks.png": "Ranks over tasks (critical-difference diagram)", "pareto.
 
 def default_reference(out: Path, records: list[dict]) -> str:
     """The first searched method of the run's plan (``run.json``), else of the records."""
-    from suite.plan import PLAN_FILE
+    from suite.rundir import RunDir, read_json
 
     searched = [r["method"] for r in records if r["method_kind"] != "manual"]
-    plan = Path(out) / PLAN_FILE
+    plan = RunDir(out).plan
     if plan.is_file():
-        methods = json.loads(plan.read_text()).get("methods", [])
+        methods = read_json(plan, "a run plan").get("methods", [])
         searched_in_plan = [m for m in methods if m in searched]
         if searched_in_plan:
             return searched_in_plan[0]
     return searched[0] if searched else records[0]["method"]
 
 
+@dataclass
+class Reports:
+    """What :func:`make_reports` wrote, and the documents of its Markdown tables by name."""
+
+    paths: list[Path]
+    documents: dict[str, Document]
+
+
 def write_reports(out_dir: Path | str, reference: str | None = None) -> list[Path]:
+    """:func:`make_reports`, returning the paths written."""
+    return make_reports(out_dir, reference).paths
+
+
+def make_reports(out_dir: Path | str, reference: str | None = None) -> Reports:
     """Rebuild every table, statistic and plot of the run in ``out_dir`` from its records.
 
     Args:
@@ -63,7 +76,8 @@ def write_reports(out_dir: Path | str, reference: str | None = None) -> list[Pat
             method of the run).
 
     Returns:
-        The paths written (a plot that does not apply is not written, and a stale one is removed).
+        The paths written (a plot that does not apply is not written, and a stale one is removed)
+        and the documents of accuracy.md, efficiency.md and comparison.md.
 
     Raises:
         FileNotFoundError: ``out_dir`` holds no run (no records).
@@ -73,8 +87,9 @@ def write_reports(out_dir: Path | str, reference: str | None = None) -> list[Pat
     from suite.records import read_records
     from suite.report import comparison, plots, stats, tables
     from suite.report.html import write_html
+    from suite.rundir import RunDir
 
-    out = Path(out_dir)
+    out, run = Path(out_dir), RunDir(out_dir)
     records, problems = read_records(out)
     if problems:
         raise ValueError(f"{len(problems)} invalid record(s) in {out}, e.g. {problems[0]}; "
@@ -94,7 +109,7 @@ def write_reports(out_dir: Path | str, reference: str | None = None) -> list[Pat
     written = []
 
     def write_text(name: str, text: str) -> None:
-        path = out / name
+        path = run.report(name)
         path.write_text(text)
         written.append(path)
 
@@ -107,13 +122,13 @@ def write_reports(out_dir: Path | str, reference: str | None = None) -> list[Pat
             "pareto.png": lambda p: plots.pareto_plot(lb, sm, p),
             "budget.png": (lambda p: plots.budget_plot(lb, sm, p)) if plots.several_budgets(lb) else None}
     for name, plot in draw.items():
-        path = out / name
+        path = run.report(name)
         if plot is None:
             path.unlink(missing_ok=True)
         else:
             plot(path)
             written.append(path)
     title = f"AutoPEFT suite run: {', '.join(sorted(lb.method.unique()))} on {', '.join(sorted(lb.task.unique()))}"
-    written.append(write_html(out / "report.html", title, documents,
-                              {caption: out / name for name, caption in PLOTS.items()}, records))
-    return written
+    written.append(write_html(run.report("report.html"), title, documents,
+                              {caption: run.report(name) for name, caption in PLOTS.items()}, records))
+    return Reports(written, documents)
