@@ -159,3 +159,18 @@ def test_ls_options_lists_every_method_option_with_its_default(capsys):
     assert f"bipeft.max_triggers={config.max_triggers!r}" in out and f"bipeft.tau={config.tau!r}" in out
     assert main(["ls", "options", "lorra"]) == 2
     assert "Did you mean: lora?" in capsys.readouterr().err
+
+
+def test_a_plan_saved_before_its_absolute_budget_was_named_so_resumes(tmp_path):
+    """A ``run.json`` of an earlier version: ``budget_params`` for the plan's one absolute budget, and
+    the harness as a dict of overrides."""
+    from suite.plan import Plan
+
+    saved = {"methods": ["bipeft"], "space": "s2", "tasks": ["glue/rte"], "backbone": "tiny-bert", "seeds": [0],
+             "budgets": [], "budget_params": 3000, "harness": {"epochs": 1, "max_train_samples": 48},
+             "backbone_params": 1000}
+    (tmp_path / "run.json").write_text(json.dumps(saved))
+    plan = Plan.load(tmp_path)
+    assert plan.absolute_budget == 3000 and [j.budget_params for j in plan.jobs()] == [3000]
+    assert plan.harness.epochs == 1 and plan.harness.max_train_samples == 48
+    assert plan.harness_overrides() == {"epochs": 1, "max_train_samples": 48}
