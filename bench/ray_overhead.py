@@ -37,8 +37,8 @@ def main() -> None:
     from methods import get_method
     from suite.cli import build_parser
     from suite.driver import Cluster, Runner
-    from suite.harness import Experiment, HarnessConfig
-    from suite.plan import make_plan
+    from suite.harness import Experiment
+    from suite.inputs import make_plan
     from suite.tasks import get_task, load_splits
 
     argv = ["run", "--methods", args.methods, *args.extra.split()]
@@ -52,7 +52,7 @@ def main() -> None:
     for job in jobs:
         task = get_task(job.task)
         exp = Experiment(task, load_splits(task, job.seed, plan.data_dir), plan.backbone, job.seed,
-                         HarnessConfig(**plan.harness))
+                         plan.harness)
         exp.retrain(get_method(job.method).architecture(exp.sites, plan.backbone))
     plain = time.perf_counter() - start
 

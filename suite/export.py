@@ -39,7 +39,7 @@ class ExportError(ValueError):
 
 
 def find_record(out: Path, run_id: str) -> dict[str, Any]:
-    from suite.records import load_records
+    from suite.rundir import load_records
 
     records = {r["run_id"]: r for r in load_records(out)}
     if run_id not in records:

@@ -14,7 +14,8 @@ from conftest import ROOT
 from core.registry import Registry, load_target
 from methods import METHODS
 from suite.cli import main
-from suite.records import load_records, validate_dir
+from suite.records import validate_dir
+from suite.rundir import load_records
 
 TINY = ["--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--max-train-samples", "48",
         "--max-eval-samples", "24", "--epochs", "1", "--seeds", "0"]

@@ -51,7 +51,7 @@ def test_bad_input_is_one_line_before_ray(tmp_path, capsys, argv, message):
 
 
 def test_boolean_options_take_true_false_1_0_only():
-    from suite.plan import parse_method_options
+    from suite.inputs import parse_method_options
 
     assert parse_method_options(["bipeft.code_compat=False"]) == {"bipeft": {"code_compat": False}}
     assert parse_method_options(["bipeft.code_compat=0", "s3delta.hard_forward=TRUE"]) == {
@@ -121,14 +121,11 @@ def test_a_failed_job_makes_the_run_exit_1_with_a_summary(tmp_path, capsys, ray_
 
 
 def test_resume_removes_what_a_killed_writer_left(tmp_path):
-    from suite.driver import Cluster, Runner
-    from suite.plan import Plan
+    from suite.rundir import RunDir
 
-    plan = Plan(methods=("lora",), space="s2", tasks=("demo/rotten_tomatoes",), backbone="tiny-bert", seeds=(0,),
-                backbone_params=1)
     out = tmp_path / "run"
     (out / "records").mkdir(parents=True)
     leftover = out / "records" / ".lora--manual--demo_rotten_tomatoes--seed0--bnone.json.abc123.tmp"
     leftover.write_text('{"half": ')
-    Runner(plan, out, Cluster(), resume=True).clean_leftovers()
+    RunDir(out).clean_leftovers()
     assert not leftover.exists()

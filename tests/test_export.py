@@ -9,7 +9,6 @@ suite's own model's logits (within 1e-5) and reproduce the record's test metric.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,13 @@ from spaces.pretrained import ArtifactError, load_pretrained
 from suite.backbones import load_backbone
 from suite.export import ExportError, export
 from suite.harness import Experiment, HarnessConfig
+from suite.outcomes import SearchOutcome
 from suite.plan import Job
 from suite.recipe import SUITE_OP_OPTIONS
 from suite.records import build_record, environment, write_record
+from suite.rundir import RunDir
 from suite.tasks import get_task, load_splits
-from suite.trials import PREDICTIONS_FILE, WEIGHTS_FILE, write_artifacts
+from suite.trials import write_artifacts
 
 TASK = "demo/rotten_tomatoes"
 HARNESS = {"max_train_samples": 32, "max_eval_samples": 16, "max_steps": 6, "eval_every": 3, "scoring": "label_tokens"}
@@ -64,17 +65,11 @@ def retrained_run(tmp_path: Path, backbone: str, kind: str):
     spec = {"architecture": arch.to_dict(), "backbone": backbone, "run_id": "x", "save_weights": True}
     write_artifacts(folder, result, spec, None)
     job = Job("lora", "manual", TASK, 0, None, None, "manual")
-    files = {}
-    for key, name, suffix in (("weights", WEIGHTS_FILE, ".safetensors"), ("predictions", PREDICTIONS_FILE, ".jsonl.gz")):
-        (out / key).mkdir(parents=True)
-        shutil.copyfile(folder / name, out / key / f"{job.run_id}{suffix}")
-        import hashlib
-
-        files[key] = {"path": f"{key}/{job.run_id}{suffix}",
-                      "sha256": hashlib.sha256((out / key / f"{job.run_id}{suffix}").read_bytes()).hexdigest()}
+    files = RunDir(out).file_checkpoint(job.run_id, folder)
+    assert set(files) == {"weights", "predictions"}
     record = build_record(job, "ok", backbone=backbone, backbone_params=exp.sites.backbone_params, harness=HARNESS,
-                          method_config={}, environment=environment(), architecture=arch.to_dict(), search_s=0.0,
-                          retrain={**result.to_dict(), "backbone_revision": None}, files=files)
+                          method_config={}, environment=environment(), search=SearchOutcome(arch.to_dict(), 0.0),
+                          retrain=result, files=files)
     write_record(out, record)
     return out, record, exp, result
 

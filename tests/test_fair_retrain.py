@@ -15,6 +15,7 @@ import torch
 
 from methods import get_method
 from spaces.architecture import Architecture
+from suite.harness import HarnessConfig
 from suite.plan import Job, Plan
 from suite.recipe import SUITE_OP_OPTIONS, op_options
 from suite.trials import _experiment
@@ -24,7 +25,8 @@ HARNESS = {"max_train_samples": 32, "max_eval_samples": 16, "max_steps": 4, "eva
 
 def plan(recipe: str = "suite") -> Plan:
     return Plan(methods=("s3delta", "lora"), space="s2", tasks=("demo/rotten_tomatoes",), backbone="tiny-bert",
-                seeds=(0,), budget_params=3000, backbone_params=1, harness=HARNESS, retrain_recipe=recipe)
+                seeds=(0,), absolute_budget=3000, backbone_params=1, harness=HarnessConfig(**HARNESS),
+                retrain_recipe=recipe)
 
 
 def retrain(spec: dict):

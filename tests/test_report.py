@@ -88,6 +88,20 @@ def test_tables_equal_golden_files(run):
         assert (run / name).read_text() == (GOLDEN / name).read_text(), f"{name} differs from its golden file"
 
 
+def test_the_terminal_shows_each_documents_tables_apart_from_their_notes(run):
+    from suite.report import make_reports
+    from suite.report.tables import Document, Table
+
+    documents = make_reports(run, reference="bipeft").documents
+    accuracy, efficiency = (run / "accuracy.md").read_text(), (run / "efficiency.md").read_text()
+    assert documents["accuracy"].tables_markdown() == accuracy.split("\nCells:")[0].rstrip()
+    assert documents["efficiency"].tables_markdown() == efficiency.split("\nMinutes averaged")[0].rstrip()
+    doc = Document("T", [Table(None, ["a"], [["1"]], "r", note="a note"),
+                         Table("More", ["b"], [["2"]], "r", note="its note", detail=True)], ["closing"])
+    assert "## More" in doc.to_markdown() and "its note" in doc.to_markdown()
+    assert doc.tables_markdown() == "# T\n\n|   a |\n|----:|\n|   1 |"
+
+
 def test_accuracy_cell_and_avg_by_hand(run):
     write_reports(run)
     accuracy = (run / "accuracy.md").read_text()

@@ -14,7 +14,8 @@ import pytest
 from conftest import ROOT
 
 from suite.cli import main
-from suite.records import load_records, validate_dir
+from suite.records import validate_dir
+from suite.rundir import load_records
 
 TINY = ["--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--max-train-samples", "48",
         "--max-eval-samples", "24", "--epochs", "1"]
@@ -118,10 +119,11 @@ def test_resume_on_a_folder_without_a_run(tmp_path, capsys):
 
 
 def test_plan_round_trip(tmp_path):
+    from suite.harness import HarnessConfig
     from suite.plan import Plan
 
     plan = Plan(methods=("lora", "bipeft"), space="s2", tasks=("glue/rte",), backbone="tiny-bert", seeds=(0, 1),
-                   budgets=(1e-3, 2e-3), backbone_params=1000, harness={"epochs": 1})
+                   budgets=(1e-3, 2e-3), backbone_params=1000, harness=HarnessConfig(epochs=1))
     plan.save(tmp_path)
     again = Plan.load(tmp_path)
     assert again == plan
@@ -136,7 +138,8 @@ def test_the_offline_default_lets_bipeft_reach_its_triggers_at_budget_1e_3():
     """The first command users run: a budget near BitFit's size (the paper's 1.39e-4 would be 3,157
     parameters on MiniLM), and enough search steps for BIPEFT's warm-up + H + Z without a step cap."""
     from suite.cli import build_parser
-    from suite.plan import make_plan, planned_search_steps
+    from suite.inputs import make_plan
+    from suite.plan import planned_search_steps
 
     plan = make_plan(build_parser().parse_args(["run", "--methods", "bipeft,s3delta"]))
     assert plan.budgets == (1e-3,) and plan.backbone == "all-MiniLM-L6-v2"
@@ -144,7 +147,7 @@ def test_the_offline_default_lets_bipeft_reach_its_triggers_at_budget_1e_3():
     per_epoch, steps = planned_search_steps(plan, "demo/rotten_tomatoes", 8530)
     assert steps >= plan.method("bipeft").min_steps(per_epoch) == 105
     named = make_plan(build_parser().parse_args(["run", "--methods", "lora", "--backbone", "tiny-bert"]))
-    assert named.budgets == (1.39e-4,) and "batch_size" not in named.harness  # the paper's budget, the task's batch
+    assert named.budgets == (1.39e-4,) and named.harness.batch_size is None  # the paper's budget, the task's batch
 
 
 def test_ls_options_lists_every_method_option_with_its_default(capsys):
@@ -156,3 +159,18 @@ def test_ls_options_lists_every_method_option_with_its_default(capsys):
     assert f"bipeft.max_triggers={config.max_triggers!r}" in out and f"bipeft.tau={config.tau!r}" in out
     assert main(["ls", "options", "lorra"]) == 2
     assert "Did you mean: lora" in capsys.readouterr().err
+
+
+def test_a_plan_saved_before_its_absolute_budget_was_named_so_resumes(tmp_path):
+    """A ``run.json`` of an earlier version: ``budget_params`` for the plan's one absolute budget, and
+    the harness as a dict of overrides."""
+    from suite.plan import Plan
+
+    saved = {"methods": ["bipeft"], "space": "s2", "tasks": ["glue/rte"], "backbone": "tiny-bert", "seeds": [0],
+             "budgets": [], "budget_params": 3000, "harness": {"epochs": 1, "max_train_samples": 48},
+             "backbone_params": 1000}
+    (tmp_path / "run.json").write_text(json.dumps(saved))
+    plan = Plan.load(tmp_path)
+    assert plan.absolute_budget == 3000 and [j.budget_params for j in plan.jobs()] == [3000]
+    assert plan.harness.epochs == 1 and plan.harness.max_train_samples == 48
+    assert plan.harness_overrides() == {"epochs": 1, "max_train_samples": 48}

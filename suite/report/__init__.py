@@ -25,7 +25,7 @@ The split: :mod:`~suite.report.aggregate` (records to rows), :mod:`~suite.report
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from suite.report.aggregate import (
@@ -37,7 +37,7 @@ from suite.report.aggregate import (
 )
 from suite.report.tables import Document
 
-__all__ = ["write_reports", "task_blocks", "leaderboard", "summary", "default_reference"]
+__all__ = ["write_reports", "make_reports", "Reports", "task_blocks", "leaderboard", "summary", "default_reference"]
 
 PLOTS = {"ranks.png": "Ranks over tasks (critical-difference diagram)", "pareto.png": "Accuracy vs parameters",
          "budget.png": "Budget curves"}
@@ -46,19 +46,32 @@ PAIRED_PLOT = ("comparison.png", "Paired differences: mean and 95 % interval, th
 
 def default_reference(out: Path, records: list[dict]) -> str:
     """The first searched method of the run's plan (``run.json``), else of the records."""
-    from suite.plan import PLAN_FILE
+    from suite.rundir import RunDir, read_json
 
     searched = [r["method"] for r in records if r["method_kind"] != "manual"]
-    plan = Path(out) / PLAN_FILE
+    plan = RunDir(out).plan
     if plan.is_file():
-        methods = json.loads(plan.read_text()).get("methods", [])
+        methods = read_json(plan, "a run plan").get("methods", [])
         searched_in_plan = [m for m in methods if m in searched]
         if searched_in_plan:
             return searched_in_plan[0]
     return searched[0] if searched else records[0]["method"]
 
 
+@dataclass
+class Reports:
+    """What :func:`make_reports` wrote, and the documents of its Markdown tables by name."""
+
+    paths: list[Path]
+    documents: dict[str, Document]
+
+
 def write_reports(out_dir: Path | str, reference: str | None = None, paired_interval: str = "seeds") -> list[Path]:
+    """:func:`make_reports`, returning the paths written."""
+    return make_reports(out_dir, reference, paired_interval).paths
+
+
+def make_reports(out_dir: Path | str, reference: str | None = None, paired_interval: str = "seeds") -> Reports:
     """Rebuild every table, statistic and plot of the run in ``out_dir`` from its records.
 
     Args:
@@ -70,7 +83,8 @@ def write_reports(out_dir: Path | str, reference: str | None = None, paired_inte
             for every cell); :func:`suite.report.stats.paired_difference`.
 
     Returns:
-        The paths written (a plot that does not apply is not written, and a stale one is removed).
+        The paths written (a plot that does not apply is not written, and a stale one is removed)
+        and the documents of accuracy.md, efficiency.md and comparison.md.
 
     Raises:
         FileNotFoundError: ``out_dir`` holds no run (no records).
@@ -80,10 +94,11 @@ def write_reports(out_dir: Path | str, reference: str | None = None, paired_inte
     from suite.records import read_records
     from suite.report import comparison, plots, stats, tables
     from suite.report.html import write_html
+    from suite.rundir import RunDir
 
     if paired_interval not in stats.INTERVALS:
         raise ValueError(f"unknown paired interval {paired_interval!r}; valid: {', '.join(stats.INTERVALS)}")
-    out = Path(out_dir)
+    out, run = Path(out_dir), RunDir(out_dir)
     records, problems = read_records(out)
     if problems:
         raise ValueError(f"{len(problems)} invalid record(s) in {out}, e.g. {problems[0]}; "
@@ -103,7 +118,7 @@ def write_reports(out_dir: Path | str, reference: str | None = None, paired_inte
     written = []
 
     def write_text(name: str, text: str) -> None:
-        path = out / name
+        path = run.report(name)
         path.write_text(text)
         written.append(path)
 
@@ -119,14 +134,14 @@ def write_reports(out_dir: Path | str, reference: str | None = None, paired_inte
             "pareto.png": lambda p: plots.pareto_plot(lb, sm, p),
             "budget.png": (lambda p: plots.budget_plot(lb, sm, p)) if plots.several_budgets(lb) else None}
     for name, plot in draw.items():
-        path = out / name
+        path = run.report(name)
         if plot is None:
             path.unlink(missing_ok=True)
         else:
             plot(path)
             written.append(path)
     title = f"AutoPEFT suite run: {', '.join(sorted(lb.method.unique()))} on {', '.join(sorted(lb.task.unique()))}"
-    written.append(write_html(out / "report.html", title, documents,
-                              {caption: out / name for name, caption in PLOTS.items()}, records,
-                              beside={"comparison": {PAIRED_PLOT[1]: out / PAIRED_PLOT[0]}}))
-    return written
+    written.append(write_html(run.report("report.html"), title, documents,
+                              {caption: run.report(name) for name, caption in PLOTS.items()}, records,
+                              beside={"comparison": {PAIRED_PLOT[1]: run.report(PAIRED_PLOT[0])}}))
+    return Reports(written, documents)
