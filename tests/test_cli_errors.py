@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from helpers import refused_before_ray
 
 from suite.cli import main
 
@@ -23,12 +24,15 @@ def data_copy(tmp_path: Path) -> Path:
     return data
 
 
-def one_line_error(capsys, argv: list[str], out: Path, message: str) -> None:
-    assert main(["run", *argv, "--out", str(out)]) == 2
+def one_line_error(capsys, argv: list[str], out: Path, message: str, ray_starts: bool = False) -> None:
+    """``run ARGV --out OUT`` is refused with ``message`` in one line, exit 2, before Ray starts (unless
+    ``ray_starts``: a check of the cluster itself) and with nothing written."""
+    folder = next(p for p in (out, *out.parents) if p.is_dir())
+    with refused_before_ray(folder, ray_starts):
+        assert main(["run", *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert not out.exists() or not (out / "run.json").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -83,20 +87,18 @@ def test_out_that_is_a_file_and_a_broken_plan_are_one_line(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text('{"methods": ["lora"], "spa')
-    assert main(["run", "--resume", "--out", str(run)]) == 2
-    assert "run.json is not a run plan: invalid JSON" in capsys.readouterr().err
+    one_line_error(capsys, ["--resume"], run, "run.json is not a run plan: invalid JSON")
     (run / "run.json").write_text(json.dumps({"name": "something else"}))
-    assert main(["run", "--resume", "--out", str(run)]) == 2
-    assert "is not a run plan written by `python -m suite run`" in capsys.readouterr().err
+    one_line_error(capsys, ["--resume"], run, "is not a run plan written by `python -m suite run`")
 
 
 @pytest.mark.ray
 def test_trials_larger_than_the_cluster_are_refused_before_any_stage(tmp_path, capsys, ray_session):
     out = tmp_path / "run"
     one_line_error(capsys, ["--methods", "lora", *TINY, "--tasks", "demo/rotten_tomatoes", "--cpus-per-trial", "64"],
-                   out, "no node of the cluster can run a trial of 64 CPU(s)")
+                   out, "no node of the cluster can run a trial of 64 CPU(s)", ray_starts=True)
     one_line_error(capsys, ["--methods", "lora", *TINY, "--tasks", "demo/rotten_tomatoes", "--gpus-per-trial", "1"],
-                   out, "and 1 GPU(s)")
+                   out, "and 1 GPU(s)", ray_starts=True)
 
 
 @pytest.mark.ray

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import toy_experiment
+from helpers import toy_examples, toy_experiment, toy_task
 
 from methods import get_method
 from spaces import build_space
@@ -51,21 +51,38 @@ def test_regression_task_on_encoder_and_decoder():
         assert set(result.test) == {"pearson", "spearmanr"}
 
 
-def test_search_context_never_holds_the_test_split():
-    exp = toy_experiment("tiny-bert")
-    space = build_space("s2", exp.sites)
-    ctx = exp.search_context(space, budget=1000)
-    seen = set()
+def test_search_context_never_holds_the_test_split(monkeypatch):
+    from suite.data import Splits
+    from suite.harness import Experiment, HarnessConfig
+
+    # validation and test of different sizes, every test sentence marked: a swap of the two cannot pass
+    test = [{**ex, "sentence": f"{ex['sentence']} zebra"} for ex in toy_examples(12, 2)]
+    exp = Experiment(toy_task(), Splits(toy_examples(64, 0), toy_examples(16, 1), test), "tiny-bert", 0,
+                     HarnessConfig())
+    ctx = exp.search_context(build_space("s2", exp.sites), budget=1000)
+
+    def rows(loader) -> list[tuple[int, ...]]:
+        """Each example of ``loader`` as its unpadded token ids."""
+        return [tuple(ids[mask.bool()].tolist())
+                for b in loader for ids, mask in zip(b["input_ids"], b["attention_mask"])]
+
+    test_rows = set(rows(exp.loader(exp.splits.test, train=False)))
+    validation_rows = rows(exp.loader(exp.splits.validation, train=False))
+    assert len(test_rows) == 12 and not test_rows & set(validation_rows)
     for loader in (ctx.weight_train, ctx.arch_train, ctx.train, ctx.validation):
-        for batch in loader:
-            seen.update(batch["input_ids"].flatten().tolist())
+        assert not set(rows(loader)) & test_rows, "a search loader holds test examples"
+    assert sorted(rows(ctx.validation)) == sorted(validation_rows), "the search's validation is not the split's"
     assert {i for b in ctx.train for i in b["index"].tolist()} == set(range(len(exp.splits.train)))
     weight_idx = {i for b in ctx.weight_train for i in b["index"].tolist()}
     arch_idx = {i for b in ctx.arch_train for i in b["index"].tolist()}
     assert len(weight_idx) + len(arch_idx) == len(exp.splits.train)
     assert ctx.total_steps == len(ctx.weight_train) * exp.epochs
+    scored = []
+    evaluate = exp.evaluate
+    monkeypatch.setattr(exp, "evaluate", lambda tm, examples: scored.append(examples) or evaluate(tm, examples))
     model = ctx.make_model()
     assert set(ctx.evaluate(model)) == {"accuracy"}
+    assert len(scored) == 1 and scored[0] is exp.splits.validation, "the search's evaluate is not on validation"
     assert isinstance(model(next(iter(ctx.weight_train))), torch.Tensor)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from helpers import refused_before_ray
 
 from suite.cli import main
 from suite.records import load_records, validate_dir
@@ -97,24 +98,25 @@ def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
 ])
 def test_run_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
     out = tmp_path / "run"
-    assert main(["run", *argv, "--out", str(out)]) == 2
+    with refused_before_ray(tmp_path):  # nothing half-written
+        assert main(["run", *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
-    assert not out.exists()  # nothing half-written
 
 
 def test_budget_larger_than_the_space_is_an_error(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--methods", "bipeft", "--backbone", "tiny-bert", "--budget", "0.5", "--out", str(out)]) == 2
+    with refused_before_ray(tmp_path):
+        assert main(["run", "--methods", "bipeft", "--backbone", "tiny-bert", "--budget", "0.5", "--out", str(out)]) == 2
     assert "larger than the whole s2 space" in capsys.readouterr().err
-    assert not out.exists()
 
 
 def test_resume_on_a_folder_without_a_run(tmp_path, capsys):
-    assert main(["run", "--resume", "--out", str(tmp_path)]) == 2
-    assert "holds no run" in capsys.readouterr().err
-    assert main(["run", "--resume", "--methods", "lora", "--out", str(tmp_path)]) == 2
-    assert "drop --methods" in capsys.readouterr().err
+    with refused_before_ray(tmp_path):
+        assert main(["run", "--resume", "--out", str(tmp_path)]) == 2
+        assert "holds no run" in capsys.readouterr().err
+        assert main(["run", "--resume", "--methods", "lora", "--out", str(tmp_path)]) == 2
+        assert "drop --methods" in capsys.readouterr().err
 
 
 def test_plan_round_trip(tmp_path):
