@@ -231,6 +231,17 @@ def test_options_run_and_stay_within_budget(space, budget, options):
     assert [o.source for o in searcher.observations][-2:] == ["bo", "bo"]
 
 
+def test_by_default_every_module_of_an_op_shares_one_size(space, budget):
+    """AutoPEFT's own space form, as published: one size per op, shared by every layer that has it."""
+
+    def shared(config) -> bool:
+        placements = space.from_tune(config).placements
+        return all(len({p.size for p in placements if p.op == op}) == 1 for op in {p.op for p in placements})
+
+    assert all(shared(c) for c in run(searcher_for(space, budget), space, 6))  # 4 initial, then BO
+    assert not all(shared(c) for c in run(searcher_for(space, budget, space_form="per_layer"), space, 4))
+
+
 def test_free_budget_mode_may_propose_over_the_budget(space):
     small = space.full_size() // 10
     searcher = searcher_for(space, small, budget_mode="free", n_init=6)
