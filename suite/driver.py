@@ -140,7 +140,10 @@ class _Writer:
         self.save(self._job(trial), result, trial)
 
     def error(self, trial) -> None:
-        self.runner.write_failed(self._job(trial), f"{self.stage} failed: {_error_text(trial)}")
+        # Tune has counted the last failure when it reports the trial's error: every attempt failed
+        attempts = getattr(trial, "num_failures", None)  # None: a trial read back from a result grid
+        self.runner.write_failed(self._job(trial), f"{self.stage} failed: {_error_text(trial)}",
+                                 {self.stage: attempts} if attempts else None)
 
     def save(self, job: Job, result: dict, trial) -> None:
         raise NotImplementedError
@@ -295,8 +298,12 @@ class Runner:
         path = write_record(self.out, self._record(job, "ok", None, retrain, files))
         self.log(f"record {path.name}: test {retrain['test']}")
 
-    def write_failed(self, job: Job, error: str) -> None:
-        write_record(self.out, self._record(job, "failed", error, None))
+    def write_failed(self, job: Job, error: str, attempts: dict[str, int] | None = None) -> None:
+        """A failed record; ``attempts``: the attempts of the stage that failed (``{"search": 2}``)."""
+        record = self._record(job, "failed", error, None)
+        for stage, n in (attempts or {}).items():
+            record[stage] = {**record[stage], "attempts": n}
+        write_record(self.out, record)
         self.log(f"record {job.run_id}: FAILED ({error.splitlines()[0][:200]})")
 
     # ---- Ray ---------------------------------------------------------------------------------------
