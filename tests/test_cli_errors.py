@@ -12,6 +12,7 @@ from conftest import ROOT
 from helpers import refused_before_ray
 
 from suite.cli import main
+from suite.records import validate_dir
 
 FIXTURES = ROOT / "tests" / "fixtures"
 TINY = ["--backbone", "tiny-bert", "--max-train-samples", "48", "--max-eval-samples", "24", "--epochs", "1"]
@@ -118,19 +119,40 @@ def test_a_failed_job_makes_the_run_exit_1_with_a_summary(tmp_path, capsys, ray_
     assert "\x1b[" not in accuracy and "Traceback" not in accuracy
     record = json.loads((out / "records" / "bitfit--manual--demo_rotten_tomatoes--seed0--bnone.json").read_text())
     assert record["retrain"]["attempts"] == 1 and record["retrain"]["placement"]["node_id"]
+    failed = json.loads((out / "records" / "s3delta--s2--demo_rotten_tomatoes--seed0--b3.json").read_text())
+    assert failed["search"]["attempts"] == 1  # --max-failures 0: no retry
     mode = (out / "records" / "bitfit--manual--demo_rotten_tomatoes--seed0--bnone.json").stat().st_mode & 0o777
     assert mode & 0o040  # readable by the group
 
 
-def test_resume_removes_what_a_killed_writer_left(tmp_path):
-    from suite.driver import Cluster, Runner
-    from suite.plan import Plan
-
-    plan = Plan(methods=("lora",), space="s2", tasks=("demo/rotten_tomatoes",), backbone="tiny-bert", seeds=(0,),
-                backbone_params=1)
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_failing_trial_is_retried_once_by_default_then_recorded_as_failed(tmp_path, capsys, ray_session):
     out = tmp_path / "run"
-    (out / "records").mkdir(parents=True)
-    leftover = out / "records" / ".lora--manual--demo_rotten_tomatoes--seed0--bnone.json.abc123.tmp"
-    leftover.write_text('{"half": ')
-    Runner(plan, out, Cluster(), resume=True).clean_leftovers()
-    assert not leftover.exists()
+    assert main(["run", "--methods", "s3delta", *TINY, "--tasks", "demo/rotten_tomatoes", "--budget-params", "3",
+                 "--allow-step-cap", "--out", str(out)]) == 1  # no --max-failures: the default, 1
+    assert "1 of 1 jobs failed" in capsys.readouterr().err
+    (path,) = (out / "records").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "failed" and record["architecture"] is None
+    assert record["error"].startswith("search failed: ValueError: the budget of 3 parameters is below the smallest")
+    assert record["search"]["attempts"] == 2  # the first attempt and its one retry
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_resume_removes_what_a_killed_writer_left(tmp_path, ray_session):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "lnfit", *TINY, "--tasks", "demo/rotten_tomatoes", "--out", str(out)]) == 0
+    (record,) = (out / "records").glob("*.json")
+    folders = ("records", "architectures", "search", "predictions", "weights")
+    written = {p: p.read_bytes() for folder in folders for p in (out / folder).iterdir()}
+    # what `kill -9` of a writer leaves: the temporary file of an atomic write whose rename never came
+    leftovers = [out / folder / f".{record.stem}{suffix}.k9ll3d.tmp" for folder, suffix in (
+        ("records", ".json"), ("architectures", ".json"), ("search", ".json"), ("predictions", ".jsonl.gz"))]
+    for leftover in leftovers:
+        leftover.write_text('{"half": ')
+    assert main(["run", "--resume", "--out", str(out)]) == 0
+    assert not [p for p in leftovers if p.exists()]
+    assert {p: p.read_bytes() for folder in folders for p in (out / folder).iterdir()} == written  # untouched
+    assert validate_dir(out) == []
