@@ -70,8 +70,12 @@ class Recorder:
         path = write_record(self.run.root, self._record(job, "ok", None, retrain, files))
         self.log(f"record {path.name}: test {retrain.test}")
 
-    def write_failed(self, job: Job, error: str) -> None:
-        write_record(self.run.root, self._record(job, "failed", error))
+    def write_failed(self, job: Job, error: str, attempts: dict[str, int] | None = None) -> None:
+        """A failed record; ``attempts``: the attempts of the stage that failed (``{"search": 2}``)."""
+        record = self._record(job, "failed", error)
+        for stage, n in (attempts or {}).items():
+            record[stage] = {**record[stage], "attempts": n}
+        write_record(self.run.root, record)
         self.log(f"record {job.run_id}: FAILED ({error.splitlines()[0][:200]})")
 
 
@@ -113,7 +117,10 @@ class Writer:
         self.save(self._job(trial), result[self.result_key], trial)
 
     def error(self, trial) -> None:
-        self.recorder.write_failed(self._job(trial), f"{self.stage} failed: {_error_text(trial)}")
+        # Tune has counted the last failure when it reports the trial's error: every attempt failed
+        attempts = getattr(trial, "num_failures", None)  # None: a trial read back from a result grid
+        self.recorder.write_failed(self._job(trial), f"{self.stage} failed: {_error_text(trial)}",
+                                   {self.stage: attempts} if attempts else None)
 
     def save(self, job: Job, reported: str, trial) -> None:
         raise NotImplementedError

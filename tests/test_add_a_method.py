@@ -1,19 +1,21 @@
 """The README's "Add a method", followed once: a throw-away package (``tests/plugins/throwaway_methods``)
 that touches no file of the suite. Its methods are registered (the catalogues of
 ``test_one_shot_contract.py`` and ``test_blackbox_contract.py`` run over them, since the test
-session imports the package), run through the real Ray stages with ``--plugin``, and appear in the
-tables with their labels."""
+session imports the package), run through the real Ray stages with ``--plugin`` by a driver of their
+own (which imports the package only as ``--plugin`` says), and appear in the tables with their labels."""
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from conftest import ROOT
 
 from core.registry import Registry, load_target
 from methods import METHODS
-from suite.cli import main
 from suite.records import validate_dir
 from suite.rundir import load_records
 
@@ -84,12 +86,22 @@ def test_every_built_in_registry_line_names_the_module_that_defines_its_class():
     assert len(targets["methods/__init__.py"]) == len([n for n in METHODS.names() if not n.startswith("throwaway")])
 
 
+def suite_run(*argv: str) -> subprocess.CompletedProcess:
+    """``python -m suite run`` as a user runs it: a driver that has imported nothing of the plugin
+    (this session has, for the catalogues), with the plugin's folder on PYTHONPATH (conftest)."""
+    return subprocess.run([sys.executable, "-m", "suite", "run", *argv], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "RAY_USAGE_STATS_ENABLED": "0"})
+
+
 @pytest.mark.ray
 @pytest.mark.slow
-def test_plugin_methods_run_through_ray_and_reach_the_tables(tmp_path, ray_session):
+def test_plugin_methods_run_through_ray_and_reach_the_tables(tmp_path):
     out = tmp_path / "run"
-    assert main(["run", "--methods", "throwaway-greedy,throwaway-random,lnfit", "--plugin", "throwaway_methods",
-                 *TINY, "--budget-params", "2000", "--out", str(out)]) == 0
+    argv = ["--methods", "throwaway-greedy,throwaway-random,lnfit", *TINY, "--budget-params", "2000", "--out", str(out)]
+    unknown = suite_run(*argv)  # importable, but not imported without --plugin: the driver does not know it
+    assert unknown.returncode == 2 and "unknown method 'throwaway-greedy'" in unknown.stderr, unknown.stderr
+    done = suite_run(*argv, "--plugin", "throwaway_methods")  # the driver and every trial import it
+    assert done.returncode == 0, done.stderr[-3000:]
     records = {r["method"]: r for r in load_records(out)}
     assert all(r["status"] == "ok" for r in records.values()), {m: r["error"] for m, r in records.items()}
     assert set(records) == {"throwaway-greedy", "throwaway-random", "lnfit"}

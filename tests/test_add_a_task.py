@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT
 from helpers import toy_examples
 
-from suite.records import load_records
+from suite.rundir import load_records
 from suite.tasks import TASKS
 
 # The whole definition, as the README's "Add a task" has it: fields, settings, where its files are.

@@ -76,19 +76,36 @@ def test_suggestions_decode_to_architectures_of_the_space(name, space):
         space.validate(m.candidate(space, config))
 
 
+# Results a searcher must take as a failed trial: a non-finite or missing score, or an error (even
+# after a score was reported).
+BAD_RESULTS = {
+    "nan": lambda space, config: ({**observe(space, config), SCORE: math.nan}, False),
+    "inf": lambda space, config: ({**observe(space, config), SCORE: math.inf}, False),
+    "-inf": lambda space, config: ({**observe(space, config), SCORE: -math.inf}, False),
+    "no score": lambda space, config: ({"something_else": 1.0}, False),
+    "errored after reporting": lambda space, config: (observe(space, config), True),
+}
+
+
 @pytest.mark.parametrize("name", BLACK_BOX)
 def test_nan_inf_and_failed_trials_do_not_stop_the_search(name, space):
-    s = searcher(name, space)
-    outcomes = [({SCORE: math.nan}, False), ({SCORE: math.inf}, False), ({SCORE: -math.inf}, False),
-                (None, True), ({"something_else": 1.0}, False), ("ok", True)]
-    for i, (result, error) in enumerate(outcomes):
-        config = s.suggest(f"t{i}")
-        if result == "ok":  # errored after reporting a score: still a failure
-            result = observe(space, config)
-        elif result is not None and SCORE in result:
-            result = {**observe(space, config), **result}
-        s.on_trial_complete(f"t{i}", result, error=error)
-    assert isinstance(s.suggest("next"), dict)
+    """Bad results steer the search exactly as trials that failed without a result: never as a
+    score (an inf taken as the best, a NaN fitted by a model) and never as the end of the search."""
+
+    def after(outcomes) -> list[str]:
+        s = searcher(name, space, seed=2)
+        drive(s, space, STEPS)  # past any initial design: results now steer the search
+        for i, outcome in enumerate(outcomes):
+            config = s.suggest(f"bad{i}")
+            result, error = outcome(space, config)
+            s.on_trial_complete(f"bad{i}", result, error=error)
+        configs = drive(s, space, 3, start=STEPS)
+        for config in configs:
+            space.validate(method(name).candidate(space, config))
+        return [key(c) for c in configs]
+
+    failed = after([lambda space, config: (None, True)] * len(BAD_RESULTS))
+    assert after(list(BAD_RESULTS.values())) == failed
 
 
 @pytest.mark.parametrize("name", BLACK_BOX)

@@ -166,7 +166,7 @@ def test_labels_in_another_order_or_invalid_are_errors(tmp_path):
 @pytest.mark.slow
 def test_a_run_reads_a_saved_folder_and_a_parquet_repository(tmp_path, ray_session):
     from suite.cli import main
-    from suite.records import load_records
+    from suite.rundir import load_records
 
     data_dir = tmp_path / "data"
     save_to_disk(data_dir, "superglue/cb")

@@ -151,6 +151,29 @@ def test_failed_run_with_metrics_is_not_averaged(run):
     assert {name: (run / name).read_text() for name in before} == before
 
 
+def test_authors_recipe_rows_are_never_averaged_with_the_suites(run):
+    """LoRA retrained under ``--retrain-recipe authors`` too, seeds 3-5 (so the run ids differ), with
+    other scores: a row of its own, labelled, and the suite's row as it was."""
+    authors_f1 = []
+    for task in ("glue_mrpc", "glue_stsb"):
+        for seed in (0, 1, 2):
+            record = load(f"lora--manual--{task}--seed{seed}--bnone")
+            record["seed"] += 3
+            record["run_id"] = record["run_id"].replace(f"seed{seed}", f"seed{seed + 3}")
+            record["retrain"]["recipe"] = {"name": "authors", "op_options": {"lora": {"scaling": 2.0}}}
+            for split in ("validation", "test"):
+                record["metrics"][split] = {m: v - 20.0 - seed for m, v in record["metrics"][split].items()}
+            record["files"] = {}
+            (run / "records" / f"{record['run_id']}.json").write_text(json.dumps(record))
+            authors_f1 += [record["metrics"]["test"]["f1"]] if task == "glue_mrpc" else []
+    write_reports(run)
+    accuracy = (run / "accuracy.md").read_text()
+    suite_f1 = [load(f"lora--manual--glue_mrpc--seed{s}--bnone")["metrics"]["test"]["f1"] for s in (0, 1, 2)]
+    # each cell: its own three seeds of the run's six
+    assert table_row(accuracy, "LoRA(r=8)")[2] == f"{cell_by_hand(suite_f1)} (n=3)"
+    assert table_row(accuracy, "LoRA(r=8) (authors' recipe)")[2] == f"{cell_by_hand(authors_f1)} (n=3)"
+
+
 def test_avg_needs_every_task_of_the_run(run):
     write_reports(run)
     summary = (run / "summary.csv").read_text().splitlines()

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from helpers import refused_before_ray
 
 from suite.cli import main
+from suite.recipe import SUITE_OP_OPTIONS
 from suite.records import validate_dir
 from suite.rundir import load_records
 
@@ -34,6 +36,8 @@ def test_run_two_manual_baselines_writes_every_output(tmp_path, ray_session, cap
         assert r["params"]["peft"] > 0 and r["params"]["head"] == 66
         assert set(r["metrics"]["test"]) == {"accuracy"} and r["time"]["retrain_s"] > 0
         assert (out / "architectures" / f"{r['run_id']}.json").is_file()
+        assert r["retrain"]["recipe"] == {"name": "suite", "op_options": SUITE_OP_OPTIONS}  # the one recipe
+        assert set(r["files"]) == {"weights", "predictions"} and (out / r["files"]["weights"]["path"]).is_file()
     for name in ("run.json", "leaderboard.csv", "summary.csv", "accuracy.md", "efficiency.md"):
         assert (out / name).is_file(), name
     assert not (out / "budget.png").exists()  # one budget only
@@ -59,6 +63,17 @@ def test_resume_redoes_nothing_finished(tmp_path, ray_session):
 
 @pytest.mark.ray
 @pytest.mark.slow
+def test_no_save_weights_keeps_the_predictions_and_no_weights_anywhere(tmp_path, ray_session):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "lnfit", *TINY, "--seeds", "0", "--no-save-weights", "--out", str(out)]) == 0
+    (record,) = load_records(out)
+    assert record["status"] == "ok" and set(record["files"]) == {"predictions"}
+    assert (out / record["files"]["predictions"]["path"]).is_file()
+    assert not list(out.rglob("*.safetensors"))  # neither beside the record nor in Ray's checkpoints
+
+
+@pytest.mark.ray
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
     """Interrupt a real run (SIGINT) after its first record, resume it, and compare."""
     out = tmp_path / "run"
@@ -73,7 +88,7 @@ def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
     assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before it could be interrupted"
     first = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=300)
+    assert proc.wait(timeout=300) == 130, "an interrupted run must stop with exit code 130"
     assert first, "no record appeared before the deadline"
     resumed = subprocess.run([sys.executable, "-m", "suite", "run", "--resume", "--out", str(out)], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=900)
@@ -98,24 +113,25 @@ def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
 ])
 def test_run_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
     out = tmp_path / "run"
-    assert main(["run", *argv, "--out", str(out)]) == 2
+    with refused_before_ray(tmp_path):  # nothing half-written
+        assert main(["run", *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
-    assert not out.exists()  # nothing half-written
 
 
 def test_budget_larger_than_the_space_is_an_error(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--methods", "bipeft", "--backbone", "tiny-bert", "--budget", "0.5", "--out", str(out)]) == 2
+    with refused_before_ray(tmp_path):
+        assert main(["run", "--methods", "bipeft", "--backbone", "tiny-bert", "--budget", "0.5", "--out", str(out)]) == 2
     assert "larger than the whole s2 space" in capsys.readouterr().err
-    assert not out.exists()
 
 
 def test_resume_on_a_folder_without_a_run(tmp_path, capsys):
-    assert main(["run", "--resume", "--out", str(tmp_path)]) == 2
-    assert "holds no run" in capsys.readouterr().err
-    assert main(["run", "--resume", "--methods", "lora", "--out", str(tmp_path)]) == 2
-    assert "drop --methods" in capsys.readouterr().err
+    with refused_before_ray(tmp_path):
+        assert main(["run", "--resume", "--out", str(tmp_path)]) == 2
+        assert "holds no run" in capsys.readouterr().err
+        assert main(["run", "--resume", "--methods", "lora", "--out", str(tmp_path)]) == 2
+        assert "drop --methods" in capsys.readouterr().err
 
 
 def test_plan_round_trip(tmp_path):
