@@ -85,7 +85,7 @@ def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--methods", "lorra"], "unknown method 'lorra'. Did you mean: lora?"),
+    (["--methods", "lorra"], "unknown method 'lorra'. Did you mean: lora"),
     (["--methods", "lora", "--tasks", "glue/colaa"], "unknown task"),
     (["--methods", "bipeft", "--space", "s3"], "unknown space 's3'"),
     (["--methods", "lora", "--seeds", "0,one"], "--seeds takes comma-separated integers"),
@@ -155,4 +155,4 @@ def test_ls_options_lists_every_method_option_with_its_default(capsys):
     config = get_method("bipeft").config
     assert f"bipeft.max_triggers={config.max_triggers!r}" in out and f"bipeft.tau={config.tau!r}" in out
     assert main(["ls", "options", "lorra"]) == 2
-    assert "Did you mean: lora?" in capsys.readouterr().err
+    assert "Did you mean: lora" in capsys.readouterr().err
