@@ -32,6 +32,7 @@ for _name, _target in {
     "bipeft-b2d": "methods.bipeft.ablations:BinaryThenDimension",
     "bipeft-d2b": "methods.bipeft.ablations:DimensionThenBinary",
     "bipeft-noselect": "methods.bipeft.ablations:NoSelect",
+    "adalora": "methods.adalora.method:AdaLoRA",
 }.items():
     METHODS.register(_name, _target)
 

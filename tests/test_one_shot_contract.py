@@ -1,9 +1,11 @@
 """The contract of every registered one-shot method (``methods.METHODS``), on tiny models.
 
 A method joins these tests by being registered: a search on tiny BERT (S2) and tiny T5 (S1) returns
-a valid architecture of the space, within ``0.8 * B <= params <= B``, whose analytic count equals
-the parameters that ``apply_architecture`` materialises; the same seed gives the same architecture
-on the CPU; the config survives a JSON round trip and unknown keys are clear errors.
+a valid architecture of the space it searches (``method.searched_space(space)``: the run's space, or
+a part of it such as S3Delta-M's one size, or a method's own such as AdaLoRA's free LoRA ranks),
+within ``0.8 * B <= params <= B``, whose analytic count equals the parameters that
+``apply_architecture`` materialises; the same seed gives the same architecture on the CPU; the
+config survives a JSON round trip and unknown keys are clear errors.
 """
 
 from __future__ import annotations
@@ -50,9 +52,10 @@ def test_there_are_one_shot_methods():
 @pytest.mark.parametrize("name", ONE_SHOT)
 def test_search_returns_a_valid_architecture_within_the_budget(name, backbone, space_name, budget):
     arch, space, budget = search(name, backbone, space_name, budget)
-    space.validate(arch)
-    assert arch.space == space.name and not arch.full_finetune
-    params = space.param_count(arch)
+    searched = get_method(name).searched_space(space)
+    searched.validate(arch)
+    assert arch.space == searched.name and not arch.full_finetune
+    params = searched.param_count(arch)
     assert 0.8 * budget <= params <= budget, f"{name}: {params} parameters for a budget of {budget}"
     model = tiny_model(backbone)
     apply_architecture(model, arch)
@@ -66,14 +69,15 @@ def test_a_budget_below_the_smallest_module_is_refused_before_anything_is_built(
     exp = experiment("tiny-bert", 0)
     space = build_space("s2", exp.sites, backbone_name="tiny-bert")
     method = get_method(name)
-    module, params = method.searched_space(space).smallest_module()
+    searched = method.searched_space(space)
+    module, params = searched.smallest_module()
 
     def no_model():
         raise AssertionError(f"{name} built a model for a budget it cannot spend")
 
     ctx = dataclasses.replace(capped_context(exp, space, params - 1, max_steps=MAX_STEPS), make_model=no_model)
     with pytest.raises(ValueError, match=rf"budget of {params - 1} parameters is below the smallest module of "
-                                         rf"space 's2' \({re.escape(module.key)}.*: {params} parameters\)"):
+                                         rf"space '{searched.name}' \({re.escape(module.key)}.*: {params} parameters\)"):
         method.search(ctx)
 
 
