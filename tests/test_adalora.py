@@ -148,7 +148,8 @@ def test_bad_options_are_clear_errors():
 def test_a_run_searches_retrains_and_records_adalora(tmp_path, ray_session):
     from suite.backbones import backbone_sites
     from suite.cli import main
-    from suite.records import load_records, validate_dir
+    from suite.records import validate_dir
+    from suite.rundir import load_records
 
     out = tmp_path / "run"
     budget = int(0.05 * build_space("s2", backbone_sites("tiny-bert")).full_size())
