@@ -36,7 +36,7 @@ OFFLINE_BUDGET = 1e-3
 # The command-line options that define a plan (a resumed run takes none of them).
 PLAN_ARGS = ("methods", "space", "tasks", "backbone", "budget", "budget_params", "seeds", "data_dir", "epochs",
              "max_steps", "max_train_samples", "max_eval_samples", "batch_size", "eval_every", "max_source_length",
-             "scoring",
+             "scoring", "precision",
              "method_option", "plugin",
              "retrain_recipe", "no_save_weights", "allow_step_cap", "architecture")
 
@@ -138,7 +138,12 @@ class Plan:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Plan:
         tuples = ("methods", "tasks", "seeds", "budgets", "sizes", "plugins")
-        return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()})
+        plan = {k: tuple(v) if k in tuples else v for k, v in data.items()}
+        if isinstance(plan.get("harness"), dict) and "bf16" in plan["harness"]:  # a run.json before --precision
+            harness = dict(plan["harness"])
+            harness.setdefault("precision", "auto" if harness.pop("bf16") else "fp32")
+            plan["harness"] = harness
+        return cls(**plan)
 
     def save(self, out: Path) -> None:
         write_json_atomic(Path(out) / PLAN_FILE, self.to_dict())
@@ -372,7 +377,8 @@ def is_offline_default(args: Any) -> bool:
 def _harness(args: Any) -> dict[str, Any]:
     """The harness overrides of the command line (the offline default's sizes when no task or backbone is given)."""
     harness = {k: getattr(args, k, None) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples",
-                                                   "batch_size", "eval_every", "max_source_length", "scoring")
+                                                   "batch_size", "eval_every", "max_source_length", "scoring",
+                                                   "precision")
                if getattr(args, k, None) is not None}
     if is_offline_default(args):  # sized for a CPU (see above)
         harness = {**{k: v for k, v in OFFLINE_HARNESS.items()

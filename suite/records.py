@@ -167,6 +167,12 @@ def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, 
         retrain_info["backbone_revision"] = retrain.get("backbone_revision")
         retrain_info["placement"] = retrain.get("placement")
         retrain_info["attempts"] = retrain.get("attempts", 1)
+        for key in ("precision", "train_examples", "train_tokens"):
+            retrain_info[key] = retrain.get(key)
+    # what ran (bf16 or fp32), not what was asked ("auto"): the retrain's, else the search's
+    precision = retrain_info.get("precision") or (search or {}).get("precision")
+    if precision:
+        harness = {**harness, "precision": precision}
     return {
         "schema": SCHEMA_VERSION, "run_id": job.run_id, "status": status, "error": error,
         "method": job.method, "method_kind": job.kind, "method_config": method_config,
