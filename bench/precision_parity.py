@@ -44,7 +44,9 @@ def run_suite(args, precision: str, out: Path) -> None:
         command += ["--allow-step-cap"] if args.allow_step_cap else []
     command += ["--cpus-per-trial", str(args.cpus_per_trial)]
     print("$ " + " ".join(command), flush=True)
-    subprocess.run(command, cwd=ROOT, check=False)  # a failed job is a record; the table says so
+    code = subprocess.run(command, cwd=ROOT, check=False).returncode  # 1: a failed job, a record the table shows
+    if code not in (0, 1):
+        sys.exit(f"python -m suite run exited {code} (2: it refused the plan, see above)")
 
 
 def parity(out: Path) -> list[dict]:
