@@ -269,7 +269,7 @@ def main(argv: list[str] | None = None) -> dict:
         config.vocab_size = VOCAB
 
     def autocast():
-        return autocast_context(device, bf16=True)
+        return autocast_context(device, "bf16" if device.type == "cuda" else "fp32")
 
     batch = random_batch(config.vocab_size, device)
     rows = part1(config, device, autocast, batch, args.steps)

@@ -1,7 +1,8 @@
 """The per-step trace of a one-shot search: rows to the report callback, a CSV and a plot.
 
 Every one-shot method keeps one (BIPEFT per step, S3Delta per validation, PrunePEFT per pruning
-round), so that a run's ``traces/<run_id>/`` folder reads the same whatever searched:
+round), so that a run's ``traces/<run_id>/`` folder reads the same whatever searched; a search
+with sparse rows also calls :func:`report_progress` every few steps, for the live view:
 
     trace = Trace(ctx.report, report_every=10)
     trace.add({"step": 1, "loss": 0.69, "active_params": 9_000})
@@ -19,6 +20,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+PROGRESS_EVERY = 10  # steps between two progress reports of a search whose trace rows are sparse
+
+
+def report_progress(report: Callable[[dict[str, Any]], None], step: int, total: int, every: int = PROGRESS_EVERY,
+                    **values: Any) -> None:
+    """Send ``{"step", "total", **values}`` to ``report`` every ``every`` steps and at the last one.
+
+    For the live view (``suite.progress``) of a search whose trace has few rows (S3Delta's, one per
+    validation; PrunePEFT's, one per pruning round): without it the trial shows no step until its
+    first row, which may be its last. Nothing is added to the trace.
+    """
+    if step % every == 0 or step == total:
+        report({"step": step, "total": total, **values})
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
 """The one training step of the suite, used by the retrain harness and by every search.
 
-* :func:`autocast_context`: the mixed-precision policy (bf16 autocast on a CUDA device when asked;
-  fp32 everywhere else). The harness's evaluation and the searches' forward passes enter it too.
+* :func:`resolve_precision` and :func:`autocast_context`: the mixed-precision policy. ``auto`` is
+  bf16 autocast where the device has a fast bf16 path (:func:`fast_bf16`: a CUDA device with bf16
+  support; a CPU whose ``avx512_bf16`` or AMX tiles torch detects), fp32 elsewhere. Under bf16 only
+  what autocast casts runs in bf16 (the backbone's matmuls); master weights, gradients, optimizer
+  state, the loss and every statistic a search reads stay fp32 (the statistics are fp32 reductions
+  of fp32 gradients; ``bench/precision_statistics.py`` measures how far bf16 matmuls move them). The
+  harness's evaluation and the searches' passes enter the same context.
 * :func:`finite_loss`: a loss's value, read once; a non-finite loss is an error, not a silent NaN run.
 * :class:`Trainer`: AdamW with linear decay over the planned steps (paper App. B), gradient-norm
   clipping, the forward pass under autocast and the non-finite-loss guard.
@@ -23,12 +28,34 @@ from torch import nn
 from core.schedules import linear_decay
 
 AutocastFactory = Callable[[], contextlib.AbstractContextManager]
+PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def autocast_context(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
-    """bf16 autocast on a CUDA device when ``bf16``; no autocast elsewhere (CPU training stays fp32)."""
-    if device.type == "cuda" and bf16:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` has a fast bf16 matmul path, as torch detects it (never guessed from a
+    name): a CUDA device with bf16 support (Ampere and later), or a CPU with ``avx512_bf16`` or
+    AMX tiles (recent Intel Xeons, AMD Zen 4 and later)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"bf16"`` or ``"fp32"``: ``auto`` is bf16 where :func:`fast_bf16` says so, fp32 elsewhere;
+    ``bf16`` and ``fp32`` are taken as asked. Raises ``ValueError`` for any other name."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "auto":
+        return "bf16" if fast_bf16(device) else "fp32"
+    return precision
+
+
+def autocast_context(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on ``device`` when the resolved ``precision`` is ``"bf16"``; no autocast (fp32) otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

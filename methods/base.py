@@ -78,7 +78,8 @@ class SearchContext:
         lr: the PEFT weight learning rate.
         report: a callback for per-step metrics (Ray's ``tune.report`` inside a trial).
         out_dir: a folder for traces and other files the method wants to keep.
-        autocast: a context-manager factory for mixed precision (bf16 on a GPU; no-op on CPU).
+        autocast: a context-manager factory for the run's precision (bf16 autocast where ``--precision``
+            resolved to bf16, a no-op at fp32); every pass of a search enters it.
         selection_metric: the name of the task's selection metric.
     """
 

@@ -279,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-every", type=int, help="validate every N retrain steps (default: the task's interval, "
                                                     "else once per epoch)")
     run.add_argument("--scoring", help="T5 scoring: generate (the paper) or label_tokens")
+    run.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                     help="'auto' (default): bf16 autocast where the device has a fast bf16 path (CUDA with bf16, a "
+                          "CPU with avx512_bf16 or AMX), fp32 elsewhere; weights, optimizer state, losses and search "
+                          "statistics stay fp32. Records store what ran (bf16 or fp32)")
     run.add_argument("--method-option", action="append", metavar="METHOD.KEY=VALUE",
                      help="a method config option (repeatable), e.g. bipeft.code_compat=true")
     run.add_argument("--retrain-recipe", choices=("suite", "authors"),

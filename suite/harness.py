@@ -4,7 +4,8 @@ Every method's architecture is scored here the same way, whatever found it: the 
 branches on a method's name. Paper settings (App. B; methods.md §7): AdamW with linear decay, lr
 3e-4, batch 32 (16 for SuperGLUE), max source length 128/256/512, evaluation on the validation split
 every ``eval_every`` steps, the best checkpoint by the task's selection metric scored once on the
-test split. bf16 autocast on a GPU.
+test split. The precision (``auto``: bf16 autocast where the device has a fast bf16 path, fp32
+elsewhere; :func:`core.training.resolve_precision`) is resolved once per experiment and recorded.
 
 The same :class:`Experiment` hands one-shot methods their :class:`~methods.base.SearchContext`
 (search splits only) and, with a small :class:`HarnessConfig` (``max_train_samples``,
@@ -28,7 +29,7 @@ import torch
 
 from core.batches import to_device
 from core.configs import check, check_positive_ints, option
-from core.training import Trainer, autocast_context
+from core.training import PRECISIONS, Trainer, autocast_context, resolve_precision
 from methods.base import SearchContext
 from spaces.architecture import Architecture
 from spaces.inject import inject_fixed, peft_parameters
@@ -61,7 +62,8 @@ class HarnessConfig:
                                   "of the last hidden states), or 'auto': the pooling a sentence-transformers "
                                   "checkpoint declares in its modules.json (all-MiniLM-L6-v2: mean), else 'cls'")
     device: str = option("auto", "'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
-    bf16: bool = option(True, "bf16 autocast on a GPU")
+    precision: str = option("auto", "'auto' (bf16 autocast where the device has a fast bf16 path: CUDA with bf16, a "
+                                    "CPU with avx512_bf16 or AMX; fp32 elsewhere), 'bf16' or 'fp32'")
 
     def __post_init__(self) -> None:
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
@@ -70,6 +72,7 @@ class HarnessConfig:
         check(self.train_fraction is None or 0 < self.train_fraction <= 1,
               f"train_fraction must be in (0, 1] or None, got {self.train_fraction!r}")
         check(self.scoring in SCORINGS, f"unknown scoring {self.scoring!r}; valid: {', '.join(SCORINGS)}")
+        check(self.precision in PRECISIONS, f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         check(self.pooling in ("auto", *POOLINGS),
               f"unknown pooling {self.pooling!r}; valid: auto, {', '.join(POOLINGS)}")
 
@@ -128,6 +131,9 @@ class RetrainResult:
     backbone_revision: str | None = None
     placement: dict[str, Any] | None = None
     attempts: int = 1
+    precision: str = "fp32"                  # what the training ran at: "bf16" (autocast) or "fp32"
+    train_examples: int = 0                  # examples trained on (every step's batch, repeats counted)
+    train_tokens: int = 0                    # their non-padding input tokens (attention mask; T5: source side)
     # Not part of the record itself (the trial writes them beside it): the best checkpoint's
     # trainable weights by parameter name, and one prediction per test example.
     weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
@@ -186,6 +192,7 @@ class Experiment:
             test=subsample(splits.test, cfg.max_eval_samples, seed),
         )
         self.device = resolve_device(cfg.device)
+        self.precision = resolve_precision(cfg.precision, self.device)
         from spaces.sites import family_of
 
         self.family = family_of(load_config(backbone))
@@ -199,7 +206,7 @@ class Experiment:
 
     # ---- building blocks ---------------------------------------------------------------------------
     def autocast(self) -> contextlib.AbstractContextManager:
-        return autocast_context(self.device, self.config.bf16)
+        return autocast_context(self.device, self.precision)
 
     def new_model(self):
         """A fresh task model: pretrained backbone (frozen by injection later) + seeded head."""
@@ -297,13 +304,15 @@ class Experiment:
         selection = self.task.selection_metric
         best_score, best_step, best_state, best_val = -math.inf, 0, None, {}
         history: list[dict[str, Any]] = []
-        step, eval_time, losses = 0, 0.0, []
+        step, eval_time, losses, examples, tokens = 0, 0.0, [], 0, 0
         start = time.perf_counter()
         task_model.train()
         while step < total:
             for batch in train_loader:
                 value = trainer.step(partial(task_model, to_device(batch, self.device)))
                 step += 1
+                examples += len(batch["index"])
+                tokens += int(batch["attention_mask"].sum())  # on the CPU copy: no device sync
                 losses.append(value)
                 if step % eval_every == 0 or step == total:
                     t0 = time.perf_counter()
@@ -337,6 +346,7 @@ class Experiment:
             peft_params=peft_count, head_params=sum(p.numel() for p in head),
             backbone_params=self.sites.backbone_params, history=history,
             pooling=self.pooling if self.family == "bert" else None, op_options=dict(op_options or {}),
+            precision=self.precision, train_examples=examples, train_tokens=tokens,
             weights={n: p.detach().cpu().clone() for n, p in task_model.model.named_parameters() if p.requires_grad},
             predictions=predictions,
         )

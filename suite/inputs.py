@@ -34,7 +34,7 @@ OFFLINE_BUDGET = 1e-3
 # The command-line options that define a plan (a resumed run takes none of them).
 PLAN_ARGS = ("methods", "space", "tasks", "backbone", "budget", "budget_params", "seeds", "data_dir", "epochs",
              "max_steps", "max_train_samples", "max_eval_samples", "batch_size", "eval_every", "max_source_length",
-             "scoring",
+             "scoring", "precision",
              "method_option", "plugin",
              "retrain_recipe", "no_save_weights", "allow_step_cap", "architecture")
 
@@ -245,7 +245,8 @@ def _harness(args: Any) -> HarnessConfig:
     from suite.harness import HarnessConfig
 
     harness = {k: getattr(args, k, None) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples",
-                                                   "batch_size", "eval_every", "max_source_length", "scoring")
+                                                   "batch_size", "eval_every", "max_source_length", "scoring",
+                                                   "precision")
                if getattr(args, k, None) is not None}
     if is_offline_default(args):  # sized for a CPU (see above)
         harness = {**{k: v for k, v in OFFLINE_HARNESS.items()

@@ -143,7 +143,10 @@ class Plan:
 
         tuples = ("methods", "tasks", "seeds", "budgets", "sizes", "plugins")
         data = {("absolute_budget" if k == "budget_params" else k): v for k, v in data.items()}
-        harness = load_config(HarnessConfig, data.pop("harness", None) or {})
+        harness = dict(data.pop("harness", None) or {})
+        if "bf16" in harness:  # a run.json before --precision: bf16 (autocast on a GPU) was the default
+            harness.setdefault("precision", "auto" if harness.pop("bf16") else "fp32")
+        harness = load_config(HarnessConfig, harness)
         return cls(**{k: tuple(v) if k in tuples else v for k, v in data.items()}, harness=harness)
 
     def save(self, out: Path) -> None:

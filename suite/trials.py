@@ -91,7 +91,7 @@ def search_trial(config: dict[str, Any], out: str, cpus: float) -> None:
     result = method.search(ctx)
     seconds = time.perf_counter() - start
     # the same measure as the retrain's: the efficiency table compares the two
-    info = {**result.info, "peak_memory_mb": peak_memory_mb(exp.device),
+    info = {**result.info, "peak_memory_mb": peak_memory_mb(exp.device), "precision": exp.precision,
             "placement": placement(started_at)}
     if any(key.startswith("trace_") for key in info):
         info["trace_dir"] = str(entry(TRACES, spec["run_id"]))  # relative to --out: no machine path

@@ -56,11 +56,11 @@ def test_search_one_hot_is_close_to_the_fixed_slice_under_bf16(family, op):
 
 @pytest.mark.parametrize("backbone", ["tiny-bert", "tiny-t5", "tiny-llama"])
 def test_retrain_on_the_gpu_with_bf16(backbone):
-    exp = toy_experiment(backbone, max_steps=6, eval_every=3, device="cuda", bf16=True)
+    exp = toy_experiment(backbone, max_steps=6, eval_every=3, device="cuda", precision="bf16")
     result = exp.retrain(get_method("lora").architecture(exp.sites, backbone))
     assert exp.device.type == "cuda" and result.steps == 6
     assert all(torch.isfinite(torch.tensor(h["train_loss"])) for h in result.history)
-    assert result.peak_memory_mb > 0 and set(result.test) == {"accuracy"}
+    assert result.peak_memory_mb > 0 and set(result.test) == {"accuracy"} and result.precision == "bf16"
 
 
 @pytest.mark.ray

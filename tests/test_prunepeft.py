@@ -294,3 +294,11 @@ def test_registered_and_config_round_trip():
 def test_bad_config_values_are_clear_errors(bad, match):
     with pytest.raises(ValueError, match=match):
         PrunePEFTConfig(**bad)
+
+
+def test_the_search_reports_its_step_between_pruning_rounds():
+    exp = toy_experiment("tiny-bert", epochs=3)
+    seen = []
+    ctx = capped_context(exp, build_space("s2", exp.sites), 1500, max_steps=12, report=seen.append)
+    get_method("prunepeft", {"schedule": "one_shot"}).search(ctx)
+    assert [(r["step"], r["total"], "kept_params" in r) for r in seen] == [(10, 12, False), (12, 12, True)]

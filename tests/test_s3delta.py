@@ -314,3 +314,12 @@ def test_greedy_fill_skips_what_does_not_fit_and_goes_on():
     assert greedy_fill([1.0], [10], 5) == [False]
     with pytest.raises(ValueError, match="same shape"):
         greedy_fill([1.0, 2.0], [1], 5)
+
+
+def test_the_search_reports_its_step_between_validations():
+    exp = toy_experiment("tiny-bert", epochs=3)  # 4 steps per epoch over the weight-train half: 12 steps
+    seen = []
+    ctx = capped_context(exp, build_space("s2", exp.sites), 1000, report=seen.append)
+    get_method("s3delta", {"darts": "first_order"}).search(ctx)
+    assert [(r["step"], r["total"]) for r in seen] == [(4, 12), (8, 12), (10, 12), (12, 12)]
+    assert "val_accuracy" not in seen[2] and "loss" in seen[2]  # step 10: progress, not a validation

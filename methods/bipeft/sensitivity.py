@@ -12,6 +12,12 @@ For module ``n`` with weights ``w`` and their gradients ``G`` on a batch of data
 the update) and ``D_val`` the arch-train batch (gradients from the architecture step's backward
 pass): no extra forward or backward pass. Everything is one flat vector per capture and segment
 sums (``index_add``), never a Python loop over modules per step.
+
+Precision: under bf16 autocast the gradients come from bf16 matmuls but are fp32 tensors (of fp32
+weights), and these reductions run in fp32 (the scores in float64). Against fp32 on the same weights
+and batch, bf16 moves ``f`` by 0.2 % (relative L2 error), ``alpha`` by 8.4 % and ``s`` by 0.2 %
+(Spearman 0.9999; the 10 % least sensitive modules are the same), where another batch in fp32 moves
+them by 23 %, 52 % and 28 % (all-MiniLM-L6-v2, S2, demo/rotten_tomatoes, batch 16 x 64 tokens, after 40 fp32 steps, mean of 3 batches; ``python bench/precision_statistics.py``): no pass is kept in fp32 for them.
 """
 
 from __future__ import annotations

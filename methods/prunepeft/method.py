@@ -56,7 +56,7 @@ import numpy as np
 import torch
 
 from core.batches import cycle
-from core.trace import Trace
+from core.trace import Trace, report_progress
 from methods.base import BUDGET_FLOOR, OneShotMethod, SearchContext, SearchResult, budget_floor, whole_space
 from methods.prunepeft.config import PrunePEFTConfig
 from methods.prunepeft.groups import ModuleGroups, channel_dims, module_groups, select_sizes
@@ -109,6 +109,8 @@ class PrunePEFT(OneShotMethod):
         sizes: list[int] = []
         for step in range(1, steps + 1):
             loss = trainer.train_on(task_model, next(batches), on_grads=importance.update)
+            if not (rounds and rounds[0][0] <= step):  # a pruning round's trace row reports this step
+                report_progress(ctx.report, step, steps, loss=loss)
             while rounds and rounds[0][0] <= step:
                 _, round_budget = rounds.pop(0)
                 groups = self._groups(net, importance)

@@ -8,6 +8,12 @@ on keeping it (Molchanov et al., 2017/2019; Lawton et al., 2023). Two ways to ac
 * ``"signed"``: ``I_j = |sum_t theta_j,t * g_j,t|`` (per-step estimates of opposite sign cancel).
 
 The update is a handful of fused ``torch._foreach_*`` kernels over all tensors at once.
+
+Precision: the products are taken in fp32 of fp32 weights and gradients. Under bf16 autocast the
+gradients come from bf16 matmuls; against fp32 on the same weights and batch that moves a step's
+``|theta * g|`` by 0.7 % per weight (relative L2 error; Spearman 0.9996) and 0.2 % summed per
+module, where another batch in fp32 moves it by 66 % (all-MiniLM-L6-v2, S2, demo/rotten_tomatoes, batch 16 x 64 tokens, after 40 fp32 steps, mean of 3 batches; ``python bench/precision_statistics.py``): the training step
+that feeds it runs at the run's precision.
 """
 
 from __future__ import annotations

@@ -23,6 +23,12 @@ low-rank adapter at rank 1; S1's adapters and prefix at width / length 1). What 
   ``ctx.lr`` (3e-4), linear decay, clip 2.0.
 * **Checkpoint selection**: the validation metric is computed every ``eval_every`` steps and the
   ``alpha`` of the best one (ties: the later) gives the structure, as ``best_search.ckpt`` does.
+* **Precision**: every pass (the weight step and the four of the unrolled step) runs at the run's
+  precision; ``alpha``, its optimiser state and the keep probabilities stay float64 (the gates the
+  ops read, fp32). What bf16
+  moves is measured in :mod:`methods.s3delta.unrolled` (the whole architecture gradient 1.2 %).
+* **Progress**: the trace has a row per validation; between two, the step is reported every
+  ``core.trace.PROGRESS_EVERY`` steps for the live view.
 * **Final structure** (``sparse_structure_search.py:12-41``): modules sorted by ``p`` (equivalently by
   ``alpha``), each kept while it still fits in ``B`` (skip-and-continue), all at size 1. The harness
   retrains it from a fresh init.
@@ -60,7 +66,7 @@ import torch
 from torch import nn
 
 from core.batches import cycle
-from core.trace import Trace, TracePlot
+from core.trace import Trace, TracePlot, report_progress
 from core.training import Trainer
 from methods.base import OneShotMethod, SearchContext, SearchResult, whole_space
 from methods.knapsack import greedy_fill
@@ -205,6 +211,8 @@ class S3Delta(OneShotMethod):
                            "expected_params": gates.expected_params(alpha), f"val_{ctx.selection_metric}": score})
                 if score >= best_score:
                     best_score, best_step, best_alpha = score, step, alpha.detach().clone()
+            else:
+                report_progress(ctx.report, step, total, loss=loss)
         if not eval_every:
             best_alpha = alpha.detach().clone()
 

@@ -21,7 +21,8 @@ from suite.tasks import BENCHMARK_TITLES, GROUPS, TASKS
 KIND_ORDER = {"manual": 0, "one-shot": 1, "black-box": 1, "transfer": 2}
 KEY = ["backbone", "method", "method_kind", "setting", "space", "budget_fraction", "budget_params"]  # one table row
 AVG = "AVG"
-TIME_COLUMNS = ("ratio_permyriad", "search_min", "search_compute_min", "retrain_min", "peak_memory_mb")
+TIME_COLUMNS = ("ratio_permyriad", "search_min", "search_compute_min", "retrain_min", "peak_memory_mb",
+                "train_examples_per_s", "train_tokens_per_s", "adapter_bytes")
 LEADERBOARD_FORMAT = "%.10g"
 SUMMARY_FORMAT = "%.6g"
 
@@ -34,6 +35,27 @@ def _minutes(seconds: float | None) -> float | None:
 def _hardware(record: dict[str, Any]) -> str | None:
     hardware = record.get("environment", {}).get("hardware", {})
     return hardware.get("gpu") or hardware.get("cpu")
+
+
+def precision(record: dict[str, Any]) -> str | None:
+    """What a record's training ran at, ``bf16`` (autocast) or ``fp32``; a record from before
+    ``--precision`` ran at the old default, bf16 on a GPU only; None for a failed run that never trained."""
+    resolved = (record.get("retrain") or {}).get("precision") or (record.get("harness") or {}).get("precision")
+    if resolved in ("bf16", "fp32"):
+        return resolved
+    if record["status"] != "ok":
+        return None
+    hardware = record.get("environment", {}).get("hardware", {})
+    on_gpu = hardware.get("device") == "cuda" or (hardware.get("gpus_per_trial") or 0) > 0
+    return "bf16" if on_gpu and (record.get("harness") or {}).get("bf16", True) else "fp32"
+
+
+def throughput(record: dict[str, Any], what: str) -> float | None:
+    """The retrain's ``train_examples`` or ``train_tokens`` per second of training (its evaluations
+    on validation left out); None for a record that does not count them."""
+    count, time = (record.get("retrain") or {}).get(f"train_{what}"), record["time"]
+    seconds = (time.get("retrain_s") or 0) - (time.get("eval_s") or 0)
+    return count / seconds if count and seconds > 0 else None
 
 
 def setting(record: dict[str, Any]) -> str:
@@ -91,6 +113,9 @@ def leaderboard(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
             "retrain_min": _minutes(time.get("retrain_s")),
             "peak_memory_mb": (r.get("retrain") or {}).get("peak_memory_mb"),
             "search_peak_memory_mb": (r.get("search") or {}).get("peak_memory_mb"),
+            "precision": precision(r), "train_examples_per_s": throughput(r, "examples"),
+            "train_tokens_per_s": throughput(r, "tokens"),
+            "adapter_bytes": ((r.get("files") or {}).get("weights") or {}).get("bytes"),
             "hardware": _hardware(r), "digest": r.get("architecture_digest"),
         }
         rows.append(row)

@@ -164,6 +164,7 @@ def accuracy(lb: pd.DataFrame, sm: pd.DataFrame) -> Document:
         f"Ratio: trainable PEFT parameters / backbone parameters in ‱ (×1e4), mean over the row's tasks; "
         f"task heads are not counted. Backbone: {backbones}. `≤b` is a searched method's budget{_budgets(lb)}.",
         *([CAPPED_NOTE] if capped else []),
+        precision_note(lb),
         "",
         *failed_lines(lb),
     ]
@@ -188,7 +189,7 @@ def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]]
     for key in ordered_keys(lb):
         if key[2] in ("manual", "transfer"):  # nothing searched
             continue
-        runs = lb[keys.map(lambda k, key=key: k == key)]
+        runs = lb[same_row(keys, key)]
         ok = runs[runs.status == "ok"]
         avg = averages[key]
         wall, search, retrain = avg["search_min_mean"], avg["search_compute_min_mean"], avg["retrain_min_mean"]
@@ -211,9 +212,52 @@ def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]]
         "look cheaper). Peaks: the largest over the row's ok runs (GPU memory allocated on a GPU, resident "
         f"set on a CPU). Manual baselines and transferred structures do not search and are left out. "
         f"Hardware: {hardware_text}.")))
+    doc.tables.append(throughput(lb, averages, keys))
     doc.tables += delivered(records)
-    doc.notes += ([CAPPED_NOTE, ""] if capped else []) + failed_lines(lb)
+    doc.notes += ([CAPPED_NOTE, ""] if capped else []) + [precision_note(lb), ""] + failed_lines(lb)
     return doc
+
+
+PRECISION_TEXT = {"bf16": "bf16 autocast (the backbone's matmuls in bf16; weights, optimizer state, losses, "
+                          "metrics and search statistics in fp32)", "fp32": "fp32 throughout"}
+
+
+def precision_note(lb: pd.DataFrame) -> str:
+    """The precision the table's runs trained at (``--precision``), and a warning when they differ."""
+    counts = lb.precision.dropna().value_counts()
+    if counts.empty:
+        return ""
+    if len(counts) == 1:
+        return f"Precision: every run {PRECISION_TEXT.get(counts.index[0], counts.index[0])}."
+    runs = ", ".join(f"{n} {name}" for name, n in sorted(counts.items()))
+    return (f"Precision: MIXED, {runs} runs: a row may pool both (the leaderboard's `precision` column says which "
+            "run is which); its times and scores are not those of one precision.")
+
+
+def same_row(keys: pd.Series, key: tuple) -> pd.Series:
+    """Which leaderboard rows (by their :func:`row_keys`) belong to the table row ``key``."""
+    return keys.map(lambda k: k == key)
+
+
+def throughput(lb: pd.DataFrame, averages: dict[tuple, dict], keys: pd.Series) -> Table:
+    """Every table row's retrain throughput, the size of the weights it saves and its precision."""
+    rows = []
+    for key in ordered_keys(lb):
+        ok = lb[same_row(keys, key) & (lb.status == "ok")]
+        if ok.empty:
+            continue
+        avg = averages[key]
+        rows.append([method_label(key, lb.backbone.nunique() > 1), ", ".join(sorted(ok.precision.dropna().unique())),
+                     num(avg["train_examples_per_s_mean"], 1), num(avg["train_tokens_per_s_mean"], 0),
+                     num(avg["adapter_bytes_mean"], 0), f"{len(ok)} ok"])
+    header = ["Method", "Precision", "Re-train examples/s", "Re-train tokens/s", "Adapter (bytes)", "Runs"]
+    return Table("Re-train throughput and what it ships", header, rows, "llrrrr", note=(
+        "Examples/s: the training examples a retrain stepped through (each epoch's, repeats counted) per second "
+        "of its training, its validation evaluations left out; tokens/s: the same for their non-padding input "
+        "tokens (a T5 model's source side: its targets are not counted). Adapter: the bytes of the trained "
+        "weights a run saves (`weights/<run_id>.safetensors`: the PEFT weights and a task head, fp32). Each is "
+        "averaged over the ok runs (seeds) of each task, then over the row's tasks; – where no run counted it "
+        "(a record from before these counts, or a run without saved weights)."))
 
 
 def delivered(records: list[dict[str, Any]]) -> list[Table]:

@@ -1,0 +1,148 @@
+"""A retrain step and a BIPEFT search step in fp32 and under bf16 autocast, side by side in one run.
+
+Both on the packaged all-MiniLM-L6-v2 and the demo task (batch 16 x 64 tokens by default): the retrain
+step is the harness's (``core.training.Trainer``) on LoRA r=8 and its task head; the BIPEFT step is
+its three passes (ΔW, Θ, Φ) with the sensitivities and the indicator on the full supernet (no
+trigger fires: the cost before early selection shrinks it). Rounds alternate the precisions (and
+their order), so that a machine that slows down or speeds up during the run moves both alike; each
+figure is the median over rounds of the milliseconds per step of ``--steps`` steps.
+
+    python bench/precision_step.py --rounds 5 --steps 10 --threads 2
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+from _common import bench_parser
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def retrain_stepper(exp):
+    """One harness training step of LoRA r=8 (and the task head) on ``exp``'s next batch."""
+    from functools import partial
+
+    from core.batches import cycle, to_device
+    from core.training import Trainer
+    from methods import get_method
+    from spaces.inject import inject_fixed
+    from suite.recipe import SUITE_OP_OPTIONS
+
+    task_model = exp.new_model()
+    inject_fixed(task_model.model, get_method("lora").architecture(exp.sites, exp.backbone), exp.sites,
+                 op_options=SUITE_OP_OPTIONS)
+    for p in task_model.head_parameters():
+        p.requires_grad_(True)
+    trainer = Trainer(task_model.parameters(), exp.config.lr, 10**6, autocast=exp.autocast)
+    batches = cycle(exp.loader(exp.splits.train, train=True))
+    task_model.train()
+    return lambda: trainer.step(partial(task_model, to_device(next(batches), exp.device)))
+
+
+def bipeft_stepper(exp, space, budget: int):
+    """One BIPEFT search step at paper semantics on ``exp`` (the passes, the sensitivities, Eq. 5)."""
+    from methods import get_method
+    from methods.bipeft.early_selection import EarlySelector
+    from methods.bipeft.equations import ModuleTable
+    from methods.bipeft.gates import DisentangledWeights
+    from methods.bipeft.method import BIPEFT
+    from methods.bipeft.sensitivity import GradientTape
+    from methods.bipeft.session import SearchSession
+
+    cfg = get_method("bipeft").config
+    run = SearchSession(exp.search_context(space, budget), cfg, DisentangledWeights)
+    selector = EarlySelector(ModuleTable.from_space(space), budget, cfg)
+    tape = GradientTape(run.net)
+    state = {"step": 0}
+
+    def step() -> None:
+        _, tra, val = BIPEFT._paper_step(run, tape, state["step"], run.temperature(state["step"]))
+        selector.update_scores(tape.scores(tra, val, selector.sensitivity_counts))
+        selector.observe(run.arch.snapshot(), record=False)  # no trigger: the full supernet throughout
+        state["step"] += 1
+
+    return step
+
+
+def experiment_arguments(doc: str, threads: int):
+    """The parser of a precision benchmark: the task, backbone, space, budget, batch shape, threads,
+    seed and ``--out`` (shared with ``precision_statistics.py``)."""
+    parser = bench_parser(doc)
+    parser.add_argument("--task", default="demo/rotten_tomatoes")
+    parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
+    parser.add_argument("--space", default="s2")
+    parser.add_argument("--budget", type=float, default=1e-3, help="fraction of the backbone")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--max-source-length", type=int, default=64)
+    parser.add_argument("--threads", type=int, default=threads)
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, ...")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help="write the figures as JSON here")
+    return parser
+
+
+def experiment(args, precision: str, splits=None):
+    """The harness's :class:`~suite.harness.Experiment` of ``args`` at ``precision``, its space and budget
+    (``splits``: the task's, loaded once by the caller; loaded here when None)."""
+    import torch
+
+    from spaces import build_space
+    from suite.harness import Experiment, HarnessConfig
+    from suite.tasks import get_task, load_splits
+
+    torch.set_num_threads(args.threads)
+    task = get_task(args.task)
+    exp = Experiment(task, splits or load_splits(task, args.seed, None), args.backbone, args.seed, HarnessConfig(
+        batch_size=args.batch_size, max_source_length=args.max_source_length, device=args.device, precision=precision))
+    return exp, build_space(args.space, exp.sites, backbone_name=args.backbone), round(args.budget * exp.sites.backbone_params)
+
+
+def ms_per_step(step, steps: int) -> float:
+    step()  # not timed: the first step of a round may pay for a cold cache
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return (time.perf_counter() - start) / steps * 1e3
+
+
+def main() -> None:
+    parser = experiment_arguments(__doc__, threads=2)
+    parser.add_argument("--rounds", type=int, default=5, help="rounds, each timing every step kind in both precisions")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round (after one untimed)")
+    args = parser.parse_args()
+
+    from core.training import fast_bf16
+
+    steppers, device, splits = {}, None, None
+    for precision in PRECISIONS:
+        exp, space, budget = experiment(args, precision, splits)
+        splits = exp.splits  # the whole task (no subsampling), loaded once for both
+        steppers[("retrain", precision)] = retrain_stepper(exp)
+        steppers[("bipeft", precision)] = bipeft_stepper(exp, space, budget)
+        device = exp.device
+    times: dict[tuple[str, str], list[float]] = {key: [] for key in steppers}
+    for r in range(args.rounds):
+        for precision in PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]:
+            for kind in ("retrain", "bipeft"):
+                times[kind, precision].append(ms_per_step(steppers[kind, precision], args.steps))
+    median = {key: statistics.median(values) for key, values in times.items()}
+    print(f"{args.backbone} on {args.task}, batch {args.batch_size} x {args.max_source_length} tokens, {device}, "
+          f"{args.threads} thread(s) (fast bf16 path detected: {fast_bf16(device)}); median of {args.rounds} "
+          f"rounds x {args.steps} steps")
+    for kind in ("retrain", "bipeft"):
+        fp32, bf16 = median[kind, "fp32"], median[kind, "bf16"]
+        print(f"  {kind:8s} step  fp32 {fp32:8.1f} ms   bf16 {bf16:8.1f} ms   fp32 / bf16 = {fp32 / bf16:.2f}x"
+              f"   (rounds fp32 {', '.join(f'{t:.0f}' for t in times[kind, 'fp32'])}; "
+              f"bf16 {', '.join(f'{t:.0f}' for t in times[kind, 'bf16'])})")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"args": vars(args), "device": str(device),
+                                              "ms_per_step": {f"{k}/{p}": v for (k, p), v in times.items()},
+                                              "median_ms": {f"{k}/{p}": v for (k, p), v in median.items()}}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
