@@ -72,7 +72,7 @@ def test_the_suite_recipe_is_the_one_the_readme_states():
     from suite.harness import HarnessConfig
 
     adapter = {"init": "houlsby", "activation": "gelu_new", "scaling": 1.0}
-    readme = {"lora": {"scaling": 16.0}, "prefix": {"form": "zero_value"}, "adapter_serial": adapter,
+    readme = {"lora": {"scaling": 16.0}, "dora": {"scaling": 16.0}, "prefix": {"form": "zero_value"}, "adapter_serial": adapter,
               "adapter_parallel": adapter}
     placements = (Placement(Site("enc", 0, "attn.q"), "lora", 4), Placement(Site("enc", 0, "attn"), "prefix", 4),
                   Placement(Site("enc", 0, "ffn"), "adapter_serial", 4),

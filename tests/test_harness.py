@@ -156,7 +156,7 @@ def test_the_plan_and_the_harness_agree_on_the_search_steps():
         exp = Experiment(get_task(task), toy_splits(n_train=64), "tiny-bert", 0, HarnessConfig(**harness))
         ctx = exp.search_context(build_space("s2", exp.sites), budget=1000)
         plan = Plan(methods=("bipeft",), space="s2", tasks=(task,), backbone="tiny-bert", seeds=(0,),
-                    harness={k: v for k, v in harness.items() if v is not None})
+                    harness=HarnessConfig(**harness))
         assert len(exp.splits.train) == HarnessConfig(**harness).train_size(64) == 32
         assert planned_search_steps(plan, task, 64) == (ctx.steps_per_epoch, ctx.total_steps)
     assert ctx.total_steps == 4 * 3

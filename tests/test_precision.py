@@ -170,17 +170,18 @@ def test_bf16_and_fp32_make_the_same_architecture_decisions(method, config):
 # ---- the precision in the plan, the records and the tables ------------------------------------------
 def test_precision_is_a_plan_option_and_an_old_bf16_plan_still_loads(tmp_path, capsys):
     from suite.cli import build_parser
-    from suite.plan import Plan, make_plan
+    from suite.inputs import make_plan
+    from suite.plan import Plan
 
     args = build_parser().parse_args(["run", "--methods", "lora", "--backbone", "tiny-bert", "--precision", "fp32"])
-    assert make_plan(args).harness["precision"] == "fp32"
+    assert make_plan(args).harness.precision == "fp32"
     with pytest.raises(SystemExit) as e:  # argparse: one line, exit 2
         build_parser().parse_args(["run", "--methods", "lora", "--precision", "fp16"])
     assert e.value.code == 2 and "invalid choice: 'fp16'" in capsys.readouterr().err
     old = {"methods": ["lora"], "space": "s2", "tasks": ["demo/rotten_tomatoes"], "backbone": "tiny-bert",
            "seeds": [0], "harness": {"epochs": 1, "bf16": False}}
-    assert Plan.from_dict(old).harness == {"epochs": 1, "precision": "fp32"}
-    assert Plan.from_dict({**old, "harness": {"bf16": True}}).harness == {"precision": "auto"}
+    assert Plan.from_dict(old).harness_overrides() == {"epochs": 1, "precision": "fp32"}
+    assert Plan.from_dict({**old, "harness": {"bf16": True}}).harness_overrides() == {}  # auto: the default
 
 
 def test_resume_takes_no_precision(tmp_path, capsys):
@@ -192,20 +193,24 @@ def test_resume_takes_no_precision(tmp_path, capsys):
 
 
 def test_records_store_the_precision_that_ran_not_auto():
+    from suite.harness import RetrainResult
+    from suite.outcomes import SearchOutcome
     from suite.plan import Job
     from suite.records import build_record
 
     job = Job("lora", "manual", "demo/rotten_tomatoes", 0, None, None, "manual")
-    retrain = {"peft_params": 10, "head_params": 2, "ratio": 0.5, "validation": {"accuracy": 50.0},
-               "test": {"accuracy": 50.0}, "train_time_s": 2.0, "eval_time_s": 1.0, "steps": 3, "best_step": 3,
-               "peak_memory_mb": 1.0, "history": [], "op_options": {}, "pooling": None, "precision": "bf16",
-               "train_examples": 24, "train_tokens": 300}
+    retrain = RetrainResult(validation={"accuracy": 50.0}, test={"accuracy": 50.0}, best_step=3, steps=3,
+                            train_time_s=2.0, eval_time_s=1.0, peak_memory_mb=1.0, peft_params=10, head_params=2,
+                            backbone_params=20, precision="bf16", train_examples=24, train_tokens=300)
     record = build_record(job, "ok", backbone="tiny-bert", backbone_params=20, harness={"precision": "auto"},
-                          method_config={}, environment={}, retrain=retrain, search_s=0.0)
+                          method_config={}, environment={}, retrain=retrain,
+                          search=SearchOutcome({"space": "manual", "backbone": "tiny-bert", "placements": []}, 0.0))
     assert record["harness"]["precision"] == record["retrain"]["precision"] == "bf16"
     assert (record["retrain"]["train_examples"], record["retrain"]["train_tokens"]) == (24, 300)
     searched = build_record(job, "failed", backbone="tiny-bert", backbone_params=20, harness={}, method_config={},
-                            environment={}, search={"precision": "fp32"}, error="boom")
+                            environment={}, error="boom",
+                            search=SearchOutcome({"space": "s2", "backbone": "tiny-bert", "placements": []}, 1.0,
+                                                 {"precision": "fp32"}))
     assert searched["harness"]["precision"] == "fp32"
 
 
