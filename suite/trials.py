@@ -84,7 +84,7 @@ def search_trial(config: dict[str, Any], out: str, cpus: float) -> None:
     method = _method(spec)
     trace_dir = Path(TRACE_DIR) / spec["run_id"]
     ctx = exp.search_context(_space(spec, exp.sites), spec["job"]["budget_params"], report=tune.report,
-                             out_dir=Path(out) / trace_dir)
+                             out_dir=Path(out) / trace_dir, op_options=spec["op_options"])  # the retrain's
     if exp.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(exp.device)
     start = time.perf_counter()
