@@ -87,7 +87,7 @@ def write_reports(out_dir: Path | str, reference: str | None = None) -> list[Pat
     compared = comparison.compare(lb, predictions, reference)
     ranks = stats.rank_test(comparison.rank_scores(lb, sm))
     documents: dict[str, Document] = {
-        "accuracy": tables.accuracy(lb, sm),
+        "accuracy": tables.accuracy(lb, sm, records),
         "efficiency": tables.efficiency(lb, sm, records),
         "comparison": comparison.comparison_document(compared, ranks, reference),
     }
