@@ -13,21 +13,18 @@ samples). Prints a table, with each time also as a ratio to the default GP's.
 
 from __future__ import annotations
 
-import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from _common import SHARED, bench_parser
 
 from methods import get_method
 from methods.base import PARAMS, RATIO, SCORE
 from spaces import build_space
 from suite.backbones import backbone_sites
 
-ROOT = Path(__file__).resolve().parents[1]
-
-BACKBONES = {"all-MiniLM-L6-v2": "all-MiniLM-L6-v2", "t5-base": str(ROOT.parent / "shared" / "backbones" / "t5-base")}
+BACKBONES = {"all-MiniLM-L6-v2": "all-MiniLM-L6-v2", "t5-base": str(SHARED / "backbones" / "t5-base")}
 
 
 def synthetic(space, seed: int):
@@ -62,7 +59,7 @@ def measure(space, surrogate: str, n_obs: int, round_size: int, seed: int = 0) -
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=list(BACKBONES))
     parser.add_argument("--surrogates", nargs="+", default=["gp", "saas_map"], choices=["gp", "saas", "saas_map"])
     parser.add_argument("--obs", nargs="+", type=int, default=[20, 100])

@@ -24,12 +24,10 @@ on one H200.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import json
 import math
-import os
 import signal
 import statistics
 import sys
@@ -37,10 +35,8 @@ import time
 import types
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the suite's packages, without installing them
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from _common import ROOT, bench_parser
+
 try:
     import dacite  # noqa: F401  (core.configs imports it; only its load_config calls it, never used here)
 except ImportError:
@@ -244,7 +240,7 @@ def table(rows: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--device", default="cuda", help="cuda (default) or cpu (a test run)")
     parser.add_argument("--config", default="bench/configs/t5-large.json", help="a T5 config.json")
     parser.add_argument("--tiny", action="store_true", help="a tiny T5 (suite.backbones' tiny-t5) instead")

@@ -11,13 +11,13 @@ selection metric, and each method's mean test score from ``summary.csv``:
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+from _common import bench_parser
 
 
 def constant_score(gold: list, metric: str) -> float:
@@ -32,7 +32,7 @@ def constant_score(gold: list, metric: str) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--out", required=True, help="a run's output folder")
     out = Path(parser.parse_args().out)
     golds: dict[tuple[str, int], list] = {}

@@ -16,7 +16,6 @@ and prints the wall times and the ratios stages/plain and cli/plain.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -24,15 +23,11 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from _common import ROOT, bench_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--methods", default="lora,bitfit")
     parser.add_argument("--extra", default="", help="extra `suite run` arguments, e.g. '--max-train-samples 500'")
     args = parser.parse_args()
@@ -42,8 +37,8 @@ def main() -> None:
     from methods import get_method
     from suite.cli import build_parser
     from suite.driver import Cluster, Runner
-    from suite.harness import Experiment, HarnessConfig
-    from suite.plan import make_plan
+    from suite.harness import Experiment
+    from suite.inputs import make_plan
     from suite.tasks import get_task, load_splits
 
     argv = ["run", "--methods", args.methods, *args.extra.split()]
@@ -57,7 +52,7 @@ def main() -> None:
     for job in jobs:
         task = get_task(job.task)
         exp = Experiment(task, load_splits(task, job.seed, plan.data_dir), plan.backbone, job.seed,
-                         HarnessConfig(**plan.harness))
+                         plan.harness)
         exp.retrain(get_method(job.method).architecture(exp.sites, plan.backbone))
     plain = time.perf_counter() - start
 

@@ -16,17 +16,11 @@ accuracy. Two studies:
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
-from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from _common import bench_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 HARNESS = {"max_train_samples": 3000, "max_eval_samples": 500, "epochs": 2}
 ADAPTERS_ZERO_UP = {"adapter_serial": {"init": "zero_up"}, "adapter_parallel": {"init": "zero_up"}}
 
@@ -56,9 +50,8 @@ def architecture(name: str, exp, budget: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, data_dir=True)
     parser.add_argument("--study", choices=sorted(STUDIES), default="scale")
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--budget", type=float, default=1e-3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="append one JSON line per retrain here")

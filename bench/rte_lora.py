@@ -10,22 +10,14 @@ split's majority-class rate and a one-sided exact binomial p-value against it. N
 
 from __future__ import annotations
 
-import argparse
-import os
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from _common import bench_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, data_dir=True)
     parser.add_argument("--task", default="glue/rte")
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=16)

@@ -16,19 +16,13 @@ arch-train batch), so its floor is 3 x a retrain step of the same batch size; th
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-ROOT = Path(__file__).resolve().parents[1]
+from _common import bench_parser
 
 
 class PhaseTimer:
@@ -73,9 +67,8 @@ def timed_bipeft(timer: PhaseTimer):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, data_dir=True)
     parser.add_argument("--task", default="demo/rotten_tomatoes")
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
     parser.add_argument("--budget", type=float, default=1e-3, help="fraction of the backbone")
     parser.add_argument("--space", default="s2")

@@ -22,18 +22,12 @@ labelled as such. The paper: BIPEFT 0.59-0.65, S3Delta 6.3, PrunePEFT 1.0, AutoP
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-ROOT = Path(__file__).resolve().parents[1]
+from _common import bench_parser
 
 
 def retrain_step_seconds(exp_args, arch, steps: int) -> float:
@@ -48,10 +42,9 @@ def retrain_step_seconds(exp_args, arch, steps: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, data_dir=True)
     parser.add_argument("--methods", default="bipeft,s3delta,prunepeft,autopeft,apet")
     parser.add_argument("--task", default="superglue/cb")
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
     parser.add_argument("--budget", type=float, default=1e-3)
     parser.add_argument("--epochs", type=int, help="search and retrain epochs (default: the task's paper epochs)")

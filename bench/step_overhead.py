@@ -16,16 +16,11 @@ Targets (issue): supernet <= 1.5x peft-lora; fixed-lora <= 1.05x.
 
 from __future__ import annotations
 
-import argparse
-import os
 import statistics
 import time
-from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import torch
+from _common import SHARED, bench_parser
 
 from methods import get_method
 from spaces import build_space
@@ -33,7 +28,7 @@ from spaces.inject import Supernet, inject_fixed
 from spaces.sites import describe
 from suite.backbones import build, load_backbone, load_config
 
-T5_BASE = Path(__file__).resolve().parents[2] / "shared" / "backbones" / "t5-base"
+T5_BASE = SHARED / "backbones" / "t5-base"
 
 
 def t5_base_config():
@@ -106,7 +101,7 @@ def step(model, params, opt, setup, batch) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__)
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--length", type=int, default=128)

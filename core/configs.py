@@ -146,6 +146,3 @@ def _parse_as(tp: Any, raw: str) -> Any:
 def config_to_dict(config: Any) -> dict[str, Any]:
     return dataclasses.asdict(config)
 
-
-def config_help(cls: type) -> dict[str, str]:
-    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}

@@ -18,6 +18,10 @@ Entries come from three places, read the same way in the driver and in every Ray
    declares ``[project.entry-points."autopeft_suite.methods"] mine = "my_pkg.module:Mine"``);
 3. plugin modules that call ``register`` when imported (:func:`import_plugins`; a run carries
    their import paths in its plan so that each trial imports them before it looks a name up).
+
+A name taken twice is an error that names both targets, whichever places they come from (an entry
+point never silently loses to, or replaces, a built-in entry), as lm-evaluation-harness refuses a
+conflicting model name.
 """
 
 from __future__ import annotations
@@ -36,6 +40,13 @@ class UnknownName(KeyError, ValueError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0])
+
+
+def describe_target(target) -> str:
+    """``"module:attr"`` of a registry entry, loaded or not (for messages)."""
+    if isinstance(target, str):
+        return target
+    return f"{getattr(target, '__module__', '?')}:{getattr(target, '__qualname__', repr(target))}"
 
 
 def load_target(target: str):
@@ -71,9 +82,13 @@ class Registry(Generic[T]):
 
     def register(self, name: str, target: T | str) -> None:
         self._check_name(name)
-        if name in self._entries:
-            raise ValueError(f"{self.kind} {name!r} is already registered")
+        self._refuse_conflict(name, target, "registered")
         self._entries[name] = target
+
+    def _refuse_conflict(self, name: str, target: T | str, how: str) -> None:
+        if name in self._entries:
+            raise ValueError(f"{self.kind} {name!r} is already registered as {describe_target(self._entries[name])}; "
+                             f"it cannot also be {how} as {describe_target(target)}: give one of them another name")
 
     def _check_name(self, name: str) -> None:
         if name != name.lower() or "/" in name:
@@ -82,9 +97,13 @@ class Registry(Generic[T]):
     def _entry_points(self) -> None:
         if self._loaded_entry_points:
             return
-        self._loaded_entry_points = True
         for ep in metadata.entry_points(group=self._group):
-            self._entries.setdefault(ep.name, ep.value)
+            existing = self._entries.get(ep.name)
+            if existing is None:
+                self._entries[ep.name] = ep.value
+            elif describe_target(existing) != ep.value:  # the same target seen twice is no conflict
+                self._refuse_conflict(ep.name, ep.value, f"an entry point of {self._group!r}")
+        self._loaded_entry_points = True  # only once every entry point is in: a conflict is raised on each use
 
     def get(self, name: str) -> T:
         self._entry_points()

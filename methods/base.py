@@ -37,6 +37,7 @@ from spaces.architecture import Architecture
 if TYPE_CHECKING:
     from ray.tune.search import Searcher
 
+    from methods.blackbox import BlackBoxConfig
     from spaces.sites import BackboneSites
     from spaces.space import SearchSpace
 
@@ -271,37 +272,63 @@ def finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def within_budget(results: list[dict[str, Any]], budget: int) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The finished trial results (a finite score and parameter count) and those of them within ``budget``.
+
+    Raises:
+        RuntimeError: when no result finished within the budget (the message counts both kinds).
+    """
+    done = [r for r in results if finite(r.get(SCORE)) and finite(r.get(PARAMS))]
+    fits = [r for r in done if r[PARAMS] <= budget]
+    if not fits:
+        raise RuntimeError(
+            f"no candidate of {len(results)} finished within the budget of {budget} parameters "
+            f"({len(done)} finished, {len(done) - len(fits)} of them over the budget)"
+        )
+    return done, fits
+
+
 class BlackBoxMethod(Method):
     """A method whose candidates are separate trials proposed by a Ray Tune ``Searcher``.
 
-    The search stage runs ``num_candidates()`` trials. Each trial decodes its config with
-    :meth:`candidate`, proxy-trains the architecture with the harness at the fidelity of
+    The search stage runs ``num_candidates()`` trials, ``max_concurrent()`` at a time. Each trial decodes
+    its config with :meth:`candidate`, proxy-trains the architecture with the harness at the fidelity of
     :meth:`fidelity` (train split, no test), and reports ``{SCORE, RATIO, PARAMS}``; a failed or
     NaN trial is completed with ``error=True`` / a NaN score. The stage then calls :meth:`select`.
     With ``num_candidates() == 1`` no selection is needed and the stage takes the one suggestion
-    without proxy-training it.
+    without proxy-training it. All three numbers come from the config, whose class must derive from
+    :class:`methods.blackbox.BlackBoxConfig` (checked when the method is made).
     """
 
     kind = "black-box"
+    Config: ClassVar[type[BlackBoxConfig]]
+    config: BlackBoxConfig
+
+    def __init__(self, config: Any = None, **overrides: Any) -> None:
+        from methods.blackbox import BlackBoxConfig  # methods.blackbox builds on this module
+
+        if not (isinstance(self.Config, type) and issubclass(self.Config, BlackBoxConfig)):
+            raise TypeError(f"black-box method {self.name!r}: its Config {self.Config!r} must derive from "
+                            "methods.blackbox.BlackBoxConfig")
+        super().__init__(config, **overrides)
 
     @abstractmethod
     def make_searcher(self, problem: SearchProblem, metric: str = SCORE, mode: str = "max") -> Searcher:
         """The Ray Tune searcher that proposes this method's candidates for ``problem``."""
 
     def num_candidates(self) -> int:
-        """How many candidate trials the search stage runs (default: ``config.candidates``)."""
+        """How many candidate trials the search stage runs (``config.candidates``)."""
         return self.config.candidates
 
     def max_concurrent(self) -> int:
-        """Candidates evaluated in parallel (the stage wraps the searcher in a ConcurrencyLimiter);
-        default: ``config.max_concurrent``, else 1."""
-        return getattr(self.config, "max_concurrent", 1)
+        """Candidates evaluated in parallel (the stage wraps the searcher in a ConcurrencyLimiter):
+        ``config.concurrency()``."""
+        return self.config.concurrency()
 
     def fidelity(self) -> dict[str, Any]:
-        """``HarnessConfig`` overrides for proxy trials (e.g. ``max_train_samples``, ``max_steps``);
-        default: ``config.overrides()`` (see ``methods.blackbox.ProxyFidelity``), else none."""
-        overrides = getattr(self.config, "overrides", None)
-        return overrides() if overrides else {}
+        """``HarnessConfig`` overrides for proxy trials (e.g. ``max_train_samples``, ``max_steps``):
+        ``config.overrides()``."""
+        return self.config.overrides()
 
     def candidate(self, space: SearchSpace, config: dict[str, Any]) -> Architecture:
         """The architecture of a trial config suggested by the searcher."""
@@ -313,9 +340,6 @@ class BlackBoxMethod(Method):
         ``results`` holds one dict per finished trial: its ``config``, ``SCORE``, ``RATIO``,
         ``PARAMS`` (failed trials have a NaN score). Default: the best score within the budget.
         """
-        ok = [r for r in results if finite(r.get(SCORE)) and r[PARAMS] <= problem.budget]
-        if not ok:
-            raise RuntimeError(f"no candidate of {len(results)} finished within the budget of "
-                               f"{problem.budget} parameters")
+        _, ok = within_budget(results, problem.budget)
         best = max(ok, key=lambda r: r[SCORE])
         return SearchResult(self.candidate(problem.space, best["config"]), {"candidates": len(results), "valid": len(ok)})

@@ -1,10 +1,13 @@
-"""Pieces the black-box methods share: proxy-fidelity options and the within-budget selection.
+"""Pieces the black-box methods share: their config's base and the within-budget selection.
 
-* :class:`ProxyFidelity` — config fields for the low-fidelity proxy training of each candidate,
-  turned into ``HarnessConfig`` overrides by :meth:`ProxyFidelity.overrides`.
+* :class:`BlackBoxConfig` — what the search stage reads from every black-box method's config: how
+  many candidates (``candidates``), how many at once (:meth:`BlackBoxConfig.concurrency`) and how each
+  is proxy-trained (the :class:`ProxyFidelity` fields, turned into ``HarnessConfig`` overrides by
+  :meth:`ProxyFidelity.overrides`). Every black-box method's ``Config`` derives from it.
 * :class:`PickledState` — ``save``/``restore`` of a searcher through its ``get_state``/``set_state``.
 * :func:`select_with_pareto` — the best-validation candidate within the budget, plus the Pareto
-  set (validation score up, parameters down) of every finished candidate for the record.
+  set (validation score up, parameters down) of every finished candidate for the record; it filters
+  and refuses as ``BlackBoxMethod.select`` does (:func:`methods.base.within_budget`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.configs import check, check_positive_ints, option
-from methods.base import PARAMS, RATIO, SCORE, SearchProblem, SearchResult, finite
+from methods.base import PARAMS, RATIO, SCORE, SearchProblem, SearchResult, within_budget
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,22 @@ class ProxyFidelity:
         class's fields are named as the harness's, which owns what they mean."""
         names = [f.name for f in dataclasses.fields(ProxyFidelity)]
         return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
+
+
+@dataclass(frozen=True)
+class BlackBoxConfig(ProxyFidelity):
+    """The base of every black-box method's config: the candidates the search stage runs, how many of
+    them at once, and the proxy fidelity of each (a subclass redeclares ``candidates`` for its own default)."""
+
+    candidates: int = option(1, "candidates proxy-trained in all (1: the one suggestion, not proxy-trained)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_positive_ints(self, "candidates")
+
+    def concurrency(self) -> int:
+        """Candidates proxy-trained in parallel (default 1); a config with a parallelism option returns it."""
+        return 1
 
 
 class PickledState:
@@ -81,13 +100,7 @@ def select_with_pareto(candidate, problem: SearchProblem, results: list[dict[str
         params, ratio, whether it fits the budget, and its architecture as a dict).
     """
     space, budget = problem.space, problem.budget
-    done = [r for r in results if finite(r.get(SCORE)) and finite(r.get(PARAMS))]
-    fits = [r for r in done if r[PARAMS] <= budget]
-    if not fits:
-        raise RuntimeError(
-            f"no candidate of {len(results)} finished within the budget of {budget} parameters "
-            f"({len(done)} finished, {len(done) - len(fits)} of them over the budget)"
-        )
+    done, fits = within_budget(results, budget)
     best = max(fits, key=lambda r: (r[SCORE], -r[PARAMS]))
     front = pareto_indices([(r[SCORE], r[PARAMS]) for r in done])
     pareto = [

@@ -52,16 +52,16 @@ def _slot_hook(module: nn.Module, args, kwargs, output):
         return None
     is_tuple = isinstance(output, tuple)
     y = output[0] if is_tuple else output
-    if slot.reads_stash:
-        x, slot.stash = slot.stash, None
-    else:
-        x = args[0] if args else kwargs["hidden_states"]
+    x = args[0] if args else kwargs["hidden_states"]
+    stash = None
+    if slot.reads_stash:  # the sub-layer's input, for the ops of the sub-layer site (not the projection's)
+        stash, slot.stash = slot.stash, None
     out = y
     for op in ops:
         keep = op.keep
         if isinstance(keep, float) and keep == 0.0:
             continue  # gated off for this pass (a float, not a tensor: no gradient wanted): no compute
-        d = op.delta(x if op.role == "parallel" else out, module)
+        d = op.delta((stash if op.reads_stash else x) if op.role == "parallel" else out, module)
         if not (isinstance(keep, float) and keep == 1.0):
             d = d * keep
         out = out + d.to(out.dtype)
@@ -94,7 +94,8 @@ def attach(model: nn.Module, spec: SiteSpec, key: str, op: Op) -> None:
         # PEFT weights stay in fp32 under a half-precision backbone (autocast does the matmuls).
         op.to(device=ref.device, dtype=ref.dtype if ref.dtype in (torch.float32, torch.float64) else torch.float32)
     slot = _slot_for(model, path)
-    if op.role == "parallel" and op.name != "prefix" and spec.input_from and not slot.reads_stash:
+    op.reads_stash = op.role == "parallel" and op.name != "prefix" and spec.input_from is not None
+    if op.reads_stash and not slot.reads_stash:
         slot.reads_stash = True
         model.get_submodule(spec.input_from).register_forward_pre_hook(_stash_hook(slot, spec.input_arg))
     slot.add(key, op)
@@ -201,9 +202,6 @@ class Supernet:
     def weights(self) -> list[nn.Parameter]:
         """The trainable PEFT weights (ΔW) of the modules still in the supernet."""
         return [p for op in self.modules if not op.removed for p in op.parameters()]
-
-    def module_weights(self, i: int) -> list[nn.Parameter]:
-        return list(self.modules[i].parameters())
 
     # ---- export -------------------------------------------------------------------------------------
     def export(self, keep: Sequence[bool], sizes: Sequence[int | None], space_name: str | None = None,

@@ -20,10 +20,10 @@ from typing import Any
 
 from torch import nn
 
+from core.artifacts import WEIGHTS_FILE
 from spaces.architecture import Architecture
 
 CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "weights.safetensors"
 FORMAT = "autopeft-suite"
 
 

@@ -11,9 +11,8 @@ every module at rank 8 is 9,493,504 parameters (128.7‱).
 
 from __future__ import annotations
 
+from spaces.sites import LINEARS
 from spaces.space import SearchSpace
-
-LINEARS = ("attn.q", "attn.k", "attn.v", "attn.o", "ffn.gate", "ffn.up", "ffn.down")
 
 
 class S2(SearchSpace):

@@ -34,6 +34,9 @@ from torch import nn
 
 from spaces.architecture import STACK_LEVEL, Site
 
+# Every position of kind "linear": the self-attention projections and the FFN linears (see the table above).
+LINEARS = ("attn.q", "attn.k", "attn.v", "attn.o", "ffn.gate", "ffn.up", "ffn.down")
+
 # model_type (from config.json) -> family
 FAMILIES: dict[str, str] = {
     "t5": "t5",

@@ -10,7 +10,9 @@ import argparse
 import sys
 
 from core.registry import UnknownName
-from suite.plan import PLAN_ARGS, UsageError, budget_params, is_offline_default, make_plan
+from suite.inputs import PLAN_ARGS, absolute_budget, is_offline_default, make_plan
+from suite.plan import UsageError
+from suite.rundir import PLAN_FILE, RunDir
 
 
 def _ratio(params: int, total: int) -> str:
@@ -29,7 +31,7 @@ def cmd_count(args: argparse.Namespace) -> int:
         SPACES.check(args.space)
     else:
         METHODS.check(args.method)
-    budget_params(args.budget, args.budget_params, 1)  # validate before any output
+    absolute_budget(args.budget, args.budget_params, 1)  # validate before any output
     sites = backbone_sites(args.backbone, args.vocab_size)
     total = sites.backbone_params
     print(f"backbone {args.backbone} ({sites.family}): {total:,} parameters")
@@ -50,7 +52,7 @@ def cmd_count(args: argparse.Namespace) -> int:
         arch = method.architecture(sites, args.backbone)
         n = count_params(sites, arch)
         print(f"method {args.method}: {n:,} trainable parameters ({_ratio(n, total)}) in {len(arch)} modules")
-    budget = budget_params(args.budget, args.budget_params, total)
+    budget = absolute_budget(args.budget, args.budget_params, total)
     if budget is not None:
         print(f"budget: {budget:,} parameters ({_ratio(budget, total)})")
     return 0
@@ -60,23 +62,21 @@ def check_out(out, resume: bool) -> None:
     """``--out`` must be a folder (or a path that can become one), and hold a run exactly when resuming."""
     from pathlib import Path
 
-    from suite.plan import PLAN_FILE
-
     out = Path(out)
     for parent in (out, *out.parents):
         if parent.exists() and not parent.is_dir():
             where = "is a file" if parent == out else f"is under the file {parent}"
             raise UsageError(f"--out {out} {where}: give a folder")
-    if resume and not (out / PLAN_FILE).is_file():
+    if resume and not RunDir(out).plan.is_file():
         raise UsageError(f"--resume: {out} holds no run (no {PLAN_FILE}); start one without --resume")
-    if not resume and (out / PLAN_FILE).exists():
+    if not resume and RunDir(out).plan.exists():
         raise UsageError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
 
 
 def failed_summary(out, run_ids: set[str]) -> str | None:
     """``2 of 6 jobs failed: a (reason); b (reason); see records/`` for this run's failed records, or None."""
-    from suite.records import load_records
     from suite.report.tables import first_line
+    from suite.rundir import load_records
 
     records = [r for r in load_records(out) if r["run_id"] in run_ids]
     failed = [r for r in records if r["status"] == "failed"]
@@ -84,7 +84,7 @@ def failed_summary(out, run_ids: set[str]) -> str | None:
         return None
     shown = "; ".join(f"{r['run_id']} ({first_line(r['error'])[:120]})" for r in failed[:3])
     more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
-    return f"{len(failed)} of {len(run_ids)} jobs failed: {shown}{more}; see {out}/records/"
+    return f"{len(failed)} of {len(run_ids)} jobs failed: {shown}{more}; see {RunDir(out).records}/"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -126,24 +126,25 @@ def cmd_run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         plan.save(out)
+    run_dir = RunDir(out)
     if not args.verbose:
-        quiet_ray(out / "run.log")
-    settings = ", ".join(f"{k}={v}" for k, v in plan.harness.items())
+        quiet_ray(run_dir.log)
+    settings = ", ".join(f"{k}={v}" for k, v in plan.harness_overrides().items())
     print(f"run: {','.join(plan.methods)} on {','.join(plan.tasks)} with {plan.backbone}, space {plan.space}, "
           f"seeds {','.join(map(str, plan.seeds))}{f' ({settings})' if settings else ''} -> {out}")
     try:
         Runner(plan, out, cluster, resume=args.resume).run()
     except (Interrupted, KeyboardInterrupt) as e:
-        print(f"interrupted ({e or 'Ctrl+C'}); every finished record is kept in {out / 'records'}. Continue with:\n"
+        print(f"interrupted ({e or 'Ctrl+C'}); every finished record is kept in {run_dir.records}. Continue with:\n"
               f"  python -m suite run --resume --out {out}", file=sys.stderr)
         return 130
-    from suite.report import write_reports
+    from suite.report import make_reports
 
-    written = write_reports(out)
-    for name in ("accuracy.md", "efficiency.md"):
-        print("\n" + (out / name).read_text().split("\nCells:")[0].split("\nMinutes averaged")[0].rstrip())
-    print("\nwrote " + ", ".join(p.name for p in written) + f" in {out}")
-    print(f"records in {out / 'records'}; rebuild tables with `python -m suite table --out {out}`")
+    reports = make_reports(out)
+    for name in ("accuracy", "efficiency"):
+        print("\n" + reports.documents[name].tables_markdown())
+    print("\nwrote " + ", ".join(p.name for p in reports.paths) + f" in {out}")
+    print(f"records in {run_dir.records}; rebuild tables with `python -m suite table --out {out}`")
     if not args.resume and is_offline_default(args) and plan.transfer is None:
         print(offline_note(plan))
     summary = failed_summary(out, {job.run_id for job in plan.jobs()})
@@ -155,15 +156,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def offline_note(plan) -> str:
     """The closing lines of an offline-default run: what it was, which budget and why, and the paper's setting."""
-    from suite.plan import OFFLINE_BUDGET
+    from suite.inputs import OFFLINE_BUDGET
 
     h = plan.harness
-    length = f"{h['epochs']} epochs" if "epochs" in h else f"{h['max_steps']} steps"
-    budget = ", ".join(f"{b:g}" for b in plan.budgets) if plan.budget_params is None else f"{plan.budget_params:,} parameters"
+    length = f"{h.epochs} epochs" if h.epochs is not None else f"{h.max_steps} steps"
+    budget = (", ".join(f"{b:g}" for b in plan.budgets) if plan.absolute_budget is None
+              else f"{plan.absolute_budget:,} parameters")
     why = (f" of the backbone ({round(OFFLINE_BUDGET * plan.backbone_params):,} parameters, near BitFit's size and a "
            "third of LoRA r=8's; the paper's 1.39e-4 is only 3,157 on MiniLM)") if plan.budgets == (OFFLINE_BUDGET,) else ""
-    return (f"This was the offline default: the packaged {plan.backbone} on {h['max_train_samples']:,} Rotten Tomatoes "
-            f"reviews, {length} at batch {h['batch_size']}, budget {budget}{why}. "
+    return (f"This was the offline default: the packaged {plan.backbone} on {h.max_train_samples:,} Rotten Tomatoes "
+            f"reviews, {length} at batch {h.batch_size}, budget {budget}{why}. "
             "The paper's setting, on a GPU cluster:\n"
             f"  python -m suite run --methods {','.join(plan.methods)} --backbone t5-large --space s2 --tasks glue "
             "--budget 1.39e-4 --seeds 0,1,2 --gpus-per-trial 1")
@@ -217,20 +219,20 @@ def print_options(name: str | None) -> None:
 def cmd_table(args: argparse.Namespace) -> int:
     from suite.report import write_reports
 
-    for path in write_reports(args.out, reference=args.reference):
+    for path in write_reports(args.out, reference=args.reference, paired_interval=args.paired_interval):
         print(path)
     return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from suite.records import record_files, validate_dir
+    from suite.records import validate_dir
 
     problems = validate_dir(args.out)
     for problem in problems:
         print(problem)
     if problems:
         return 1
-    print(f"{len(record_files(args.out))} records valid")
+    print(f"{len(RunDir(args.out).record_files())} records valid")
     return 0
 
 
@@ -249,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     count.add_argument("--backbone", required=True, help="hub id, local directory with config.json, or a tiny-* name")
     count.add_argument("--vocab-size", type=int, help="resize the vocabulary (the paper's T5-large uses 32100)")
     count.add_argument("--space", help="s1 or s2")
-    count.add_argument("--method", help="a manual baseline: lora, adapter, bitfit, lnfit, full")
+    count.add_argument("--method", help="a manual baseline: lora, adapter, bitfit, lnfit, full, ia3, dora")
     count.add_argument("--budget", type=float, help="a budget as a fraction of the backbone (1.39e-4 = 1.39‱)")
     count.add_argument("--budget-params", type=int, help="a budget as an absolute parameter count")
     count.set_defaults(func=cmd_count)
@@ -311,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", required=True, help="the run's output folder (holding records/)")
     table.add_argument("--reference", help="the method every other is compared with in comparison.md "
                                            "(default: the first searched method of the run)")
+    table.add_argument("--paired-interval", default="seeds", choices=("seeds", "examples"),
+                       help="comparison.md's interval: 'seeds' (t over the per-seed differences; the example "
+                            "bootstrap with one seed) or 'examples' (the example bootstrap, seeds held fixed)")
     table.set_defaults(func=cmd_table)
 
     exporter = sub.add_parser("export", help="a run's found model as a folder: the suite's format or HF peft")

@@ -4,11 +4,14 @@
   recipe's op settings, the task head's labels and pooling, the record's metrics), the trained
   ``weights.safetensors`` and a ``README.md``; load it with :func:`spaces.pretrained.load_pretrained`.
 * ``--format peft``: a Hugging Face peft adapter folder for ``PeftModel.from_pretrained(backbone,
-  DIR)``, for every architecture peft can express: LoRA with per-module ranks (``rank_pattern``)
-  and the recipe's scale (``alpha_pattern``), the norms an LNFit or BitFit placement trains and the
-  task head (``modules_to_save``, at their trained values), and BitFit on linears that have a bias
-  (``bias="all"``). Bottleneck adapters, the low-rank adapter, the prefix, and a BitFit where the
-  backbone has no bias to carry it are refused, naming those placements.
+  DIR)``, for every architecture peft can express. One peft adapter is one tuner: LoRA with
+  per-module ranks (``rank_pattern``) and the recipe's scale (``alpha_pattern``), or DoRA the same
+  way (``use_dora=True``, the magnitudes at their trained values), or IA3 (``IA3Config`` with the
+  ``ffn.down`` projections as ``feedforward_modules``); with it, the norms an LNFit or BitFit
+  placement trains and the task head (``modules_to_save``, at their trained values), and (LoRA or
+  DoRA) BitFit on linears that have a bias (``bias="all"``). Bottleneck adapters, the low-rank
+  adapter, the prefix, two tuners in one architecture, and a BitFit on a linear that the backbone
+  or the tuner cannot carry are refused, naming those placements.
 
 Either is written into a temporary folder beside ``--to`` and renamed into place, so a refused or
 failed export leaves nothing half-written.
@@ -27,7 +30,8 @@ from spaces.architecture import Architecture
 from spaces.pretrained import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_pretrained
 
 FORMATS = ("suite", "peft")
-PEFT_OPS = ("lora", "bitfit", "lnfit")
+PEFT_TUNERS = ("lora", "dora", "ia3")  # a peft adapter carries one of these ...
+PEFT_OPS = (*PEFT_TUNERS, "bitfit", "lnfit")  # ... and trains norms and biases beside it
 
 
 class ExportError(ValueError):
@@ -35,7 +39,7 @@ class ExportError(ValueError):
 
 
 def find_record(out: Path, run_id: str) -> dict[str, Any]:
-    from suite.records import load_records
+    from suite.rundir import load_records
 
     records = {r["run_id"]: r for r in load_records(out)}
     if run_id not in records:
@@ -134,17 +138,22 @@ def refuse_for_peft(record: dict[str, Any]) -> None:
 
     arch = Architecture.from_dict(record["architecture"])
     sites = backbone_sites(record["backbone"])
+    tuners = sorted({p.op for p in arch.placements if p.op in PEFT_TUNERS})
     bad = []
     for p in arch.placements:
         spec = sites.spec(p.site)
         if p.op not in PEFT_OPS:
             bad.append(f"{p.op} at {p.site}")
+        elif p.op == "bitfit" and spec.kind != "norm" and tuners == ["ia3"]:
+            bad.append(f"bitfit at {p.site} (a peft IA3 adapter trains no bias)")
         elif p.op == "bitfit" and not _has_bias(record["backbone"], spec):
             bad.append(f"bitfit at {p.site} (the backbone has no bias there)")
     if arch.full_finetune:
         bad.append("full fine-tuning")
-    if not any(p.op == "lora" for p in arch.placements) and not bad:
-        bad.append("no LoRA placement (a peft LoRA adapter needs one to carry the norms and biases)")
+    if len(tuners) > 1:
+        bad.append(f"{' and '.join(tuners)} together (a peft adapter holds one of them)")
+    if not tuners and not bad:
+        bad.append("no LoRA, DoRA or IA3 placement (a peft adapter needs one to carry the norms and biases)")
     if bad:
         shown = ", ".join(bad[:6]) + (f" and {len(bad) - 6} more" if len(bad) > 6 else "")
         raise ExportError(f"peft cannot express {len(bad)} placement(s) of {record['run_id']}: {shown}; "
@@ -161,7 +170,7 @@ def _has_bias(backbone: str, spec) -> bool:
 def write_peft(folder: Path, config: dict[str, Any]) -> None:
     """Build the peft model of the exported one (from the real backbone) and let peft save it."""
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
     from suite.backbones import hub_id, load_backbone
 
@@ -172,25 +181,16 @@ def write_peft(folder: Path, config: dict[str, Any]) -> None:
     ours = load_pretrained(backbone(), folder)
     arch = Architecture.from_dict(config["architecture"])
     sites = _sites_of(ours)
-    scale = (config["op_options"].get("lora") or {}).get("scaling", 1.0)
-    lora = {sites.spec(p.site).module: p.size for p in arch.placements if p.op == "lora"}
+    tuner = next(p.op for p in arch.placements if p.op in PEFT_TUNERS)
     norms = sorted({sites.spec(p.site).module for p in arch.placements if p.op in ("lnfit", "bitfit")
                     and sites.spec(p.site).kind == "norm"})
     linear_bitfit = [p for p in arch.placements if p.op == "bitfit" and sites.spec(p.site).kind != "norm"]
-    peft_config = LoraConfig(
-        r=max(lora.values(), default=1), lora_alpha=scale * max(lora.values(), default=1), lora_dropout=0.0,
-        target_modules=sorted(lora) or None, rank_pattern=dict(lora), alpha_pattern={m: scale * r for m, r in lora.items()},
-        modules_to_save=[*sites.head_prefixes, *norms] or None, bias="all" if linear_bitfit else "none",
-    )
-    peft_model = get_peft_model(backbone(), peft_config)
+    placements = {sites.spec(p.site).module: p for p in arch.placements if p.op == tuner}
+    peft_model = get_peft_model(backbone(), _peft_config(tuner, placements, config["op_options"],
+                                                         [*sites.head_prefixes, *norms] or None, bool(linear_bitfit)))
     with torch.no_grad():
-        for p in arch.placements:
-            spec = sites.spec(p.site)
-            op = _op(ours, spec.module, p)
-            if p.op == "lora":
-                layer = peft_model.base_model.model.get_submodule(spec.module)
-                layer.lora_A["default"].weight.copy_(op.A)
-                layer.lora_B["default"].weight.copy_(op.B)
+        for module, p in placements.items():
+            _copy_tuner(peft_model.base_model.model.get_submodule(module), _op(ours, module, p))
         for module in norms:  # the norm's effective scale and bias: its own plus the ops' deltas
             wrapper = peft_model.base_model.model.get_submodule(module)
             target = wrapper.modules_to_save["default"]
@@ -213,6 +213,38 @@ def write_peft(folder: Path, config: dict[str, Any]) -> None:
     saved = json.loads(config_path.read_text())
     saved["base_model_name_or_path"] = hub_id(config["backbone"])
     config_path.write_text(json.dumps(saved, indent=2) + "\n")
+
+
+def _peft_config(tuner: str, placements: dict, op_options: dict, modules_to_save: list[str] | None, bias: bool):
+    """The peft config of one tuner (``lora``, ``dora`` or ``ia3``) on ``placements`` (module path -> placement)."""
+    from peft import IA3Config, LoraConfig
+
+    from spaces.ops.ia3 import FEEDFORWARD
+
+    if tuner == "ia3":
+        return IA3Config(target_modules=sorted(placements), modules_to_save=modules_to_save,
+                         feedforward_modules=sorted(m for m, p in placements.items() if p.site.position in FEEDFORWARD))
+    scale = (op_options.get(tuner) or {}).get("scaling", 1.0)
+    ranks = {module: p.size for module, p in placements.items()}
+    return LoraConfig(
+        r=max(ranks.values()), lora_alpha=scale * max(ranks.values()), lora_dropout=0.0, use_dora=tuner == "dora",
+        target_modules=sorted(ranks), rank_pattern=ranks, alpha_pattern={m: scale * r for m, r in ranks.items()},
+        modules_to_save=modules_to_save, bias="all" if bias else "none",
+    )
+
+
+def _copy_tuner(layer, op) -> None:
+    """Our op's weights into peft's layer: LoRA's ``A``/``B``, DoRA's magnitude ``||W|| + offset``, IA3's vector."""
+    import torch
+
+    if op.name == "ia3":
+        layer.ia3_l["default"].copy_(op.scale.view_as(layer.ia3_l["default"]))
+        return
+    layer.lora_A["default"].weight.copy_(op.A)
+    layer.lora_B["default"].weight.copy_(op.B)
+    if op.name == "dora":
+        base_norm = torch.linalg.norm(layer.get_base_layer().weight.to(op.magnitude.dtype), dim=1)
+        layer.lora_magnitude_vector["default"].weight.copy_(base_norm + op.magnitude)
 
 
 def _sites_of(model):

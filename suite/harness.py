@@ -123,6 +123,11 @@ class RetrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     pooling: str | None = None               # what a BERT-like head read (None: not a BERT-like model)
     op_options: dict[str, dict] = field(default_factory=dict)  # the recipe's op settings
+    # What the retrain trial and the driver add: the backbone's revision, where and when the trial
+    # ran (suite.trials.placement), and how many attempts it took (Ray's retries).
+    backbone_revision: str | None = None
+    placement: dict[str, Any] | None = None
+    attempts: int = 1
     # Not part of the record itself (the trial writes them beside it): the best checkpoint's
     # trainable weights by parameter name, and one prediction per test example.
     weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
@@ -134,8 +139,14 @@ class RetrainResult:
         return self.peft_params / self.backbone_params
 
     def to_dict(self) -> dict[str, Any]:
+        """The record's values (not the weights and predictions), with the derived ``ratio``."""
         out = {k: v for k, v in asdict(self).items() if k not in ("weights", "predictions")}
         return {**out, "ratio": self.ratio}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RetrainResult:
+        """The result :meth:`to_dict` gave (an unknown key is a ``TypeError`` that names it)."""
+        return cls(**{k: v for k, v in data.items() if k != "ratio"})
 
 
 def resolve_device(name: str) -> torch.device:

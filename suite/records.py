@@ -3,7 +3,7 @@
 A record holds the architecture, search and retrain time, trainable parameters (PEFT and head
 apart), validation and test metrics, the harness and method settings, package versions and
 hardware, and a status (``ok`` or ``failed`` with the error). Records are written atomically
-(temporary file + rename), so an interrupted run never leaves half a record. Every table,
+(:func:`suite.rundir.write_json_atomic`), so an interrupted run never leaves half a record. Every table,
 leaderboard and plot is computed from them (:mod:`suite.report`); ``python -m suite validate``
 checks them against :data:`SCHEMA` (``results/README.md`` documents it).
 """
@@ -12,15 +12,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
-import json
 import math
 import os
 import platform
 import subprocess
-import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from suite.rundir import RunDir, read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from suite.harness import RetrainResult
+    from suite.outcomes import SearchOutcome
+    from suite.plan import Job
 
 SCHEMA_VERSION = 1
 PACKAGES = ("torch", "transformers", "datasets", "ray", "botorch", "gpytorch", "optuna", "pandas", "numpy",
@@ -132,19 +137,18 @@ def environment() -> dict[str, Any]:
             "hardware": hardware, "git_commit": commit}
 
 
-def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, harness: dict[str, Any],
-                 method_config: dict[str, Any], environment: dict[str, Any], architecture: dict | None = None,
-                 search_s: float | None = None, search: dict | None = None, retrain: dict | None = None,
-                 error: str | None = None, recipe: str = "suite", files: dict | None = None) -> dict[str, Any]:
+def build_record(job: Job, status: str, *, backbone: str, backbone_params: int, harness: dict[str, Any],
+                 method_config: dict[str, Any], environment: dict[str, Any], search: SearchOutcome | None = None,
+                 retrain: RetrainResult | None = None, error: str | None = None, recipe: str = "suite",
+                 files: dict | None = None) -> dict[str, Any]:
     """A record (see :data:`SCHEMA`) from the values a run holds in memory.
 
     Args:
-        job: the plan's job (``run_id``, ``method``, ``kind``, ``space``, ``task``, ``seed``,
-            ``budget_fraction``, ``budget_params``).
+        job: the plan's job.
         status: ``ok`` or ``failed`` (then ``error`` says why).
-        architecture: the architecture as a dict (``Architecture.to_dict``), None if the search failed.
-        search_s, search: the search's seconds and what it reported.
-        retrain: ``RetrainResult.to_dict()`` of an ok retrain.
+        harness: the harness settings the plan sets (``Plan.harness_overrides``).
+        search: what the job's search found (None: it failed before finding an architecture).
+        retrain: an ok retrain (None for a failed job).
         recipe: the retrain recipe's name (``suite.recipe``); its op settings are in ``retrain``.
         files: the retrain's weights and predictions beside the record (path relative to the run
             folder, sha256, bytes).
@@ -152,21 +156,21 @@ def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, 
     from spaces.architecture import Architecture
     from suite.tasks import get_task
 
+    architecture = search.architecture if search else None
     params: dict[str, Any] = {"peft": None, "head": None, "ratio": None, "permyriad": None}
     metrics = {"selection": get_task(job.task).selection_metric, "validation": {}, "test": {}}
-    times = {"search_s": search_s, "retrain_s": None, "eval_s": None}
+    times = {"search_s": search.search_s if search else None, "retrain_s": None, "eval_s": None}
     retrain_info: dict[str, Any] = {}
     if retrain:
-        params = {"peft": retrain["peft_params"], "head": retrain["head_params"], "ratio": retrain["ratio"],
-                  "permyriad": retrain["ratio"] * 1e4}
-        metrics.update(validation=retrain["validation"], test=retrain["test"])
-        times.update(retrain_s=retrain["train_time_s"], eval_s=retrain["eval_time_s"])
-        retrain_info = {k: retrain[k] for k in ("steps", "best_step", "peak_memory_mb", "history")}
-        retrain_info["recipe"] = {"name": recipe, "op_options": retrain["op_options"]}
-        retrain_info["pooling"] = retrain["pooling"]
-        retrain_info["backbone_revision"] = retrain.get("backbone_revision")
-        retrain_info["placement"] = retrain.get("placement")
-        retrain_info["attempts"] = retrain.get("attempts", 1)
+        params = {"peft": retrain.peft_params, "head": retrain.head_params, "ratio": retrain.ratio,
+                  "permyriad": retrain.ratio * 1e4}
+        metrics.update(validation=retrain.validation, test=retrain.test)
+        times.update(retrain_s=retrain.train_time_s, eval_s=retrain.eval_time_s)
+        retrain_info = {"steps": retrain.steps, "best_step": retrain.best_step,
+                        "peak_memory_mb": retrain.peak_memory_mb, "history": retrain.history,
+                        "recipe": {"name": recipe, "op_options": retrain.op_options}, "pooling": retrain.pooling,
+                        "backbone_revision": retrain.backbone_revision, "placement": retrain.placement,
+                        "attempts": retrain.attempts}
     return {
         "schema": SCHEMA_VERSION, "run_id": job.run_id, "status": status, "error": error,
         "method": job.method, "method_kind": job.kind, "method_config": method_config,
@@ -176,8 +180,8 @@ def build_record(job: Any, status: str, *, backbone: str, backbone_params: int, 
         "architecture": architecture,
         "architecture_digest": Architecture.from_dict(architecture).digest() if architecture else None,
         "params": params, "metrics": metrics, "time": times,
-        "search": search or {}, "retrain": retrain_info, "harness": harness, "files": files or {},
-        "environment": environment, "created_at": now(),
+        "search": (search.info if search else None) or {}, "retrain": retrain_info, "harness": harness,
+        "files": files or {}, "environment": environment, "created_at": now(),
     }
 
 
@@ -185,62 +189,12 @@ def now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()  # what open() would give: readable by the group on shared storage
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file in the same folder, fsync and a rename (a
-    reader sees the old file or the whole new one, also after a crash)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 files
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=_jsonable)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
-
-
-def records_dir(out: Path) -> Path:
-    return Path(out) / "records"
-
-
 def write_record(out: Path, record: dict[str, Any]) -> Path:
     """Validate and atomically write ``record`` to ``<out>/records/<run_id>.json``."""
     validate_record(record)
-    path = records_dir(out) / f"{record['run_id']}.json"
+    path = RunDir(out).record(record["run_id"])
     write_json_atomic(path, record)
     return path
-
-
-def load_records(out: Path, status: str | None = None) -> list[dict[str, Any]]:
-    """Every record under ``<out>/records`` (optionally only those with ``status``), sorted by run id."""
-    folder = records_dir(out)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{out} holds no run: {folder} does not exist")
-    records = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
-    return [r for r in records if status is None or r.get("status") == status]
 
 
 @functools.cache
@@ -291,29 +245,18 @@ def validate_record(record: dict[str, Any]) -> None:
             raise ValueError(f"record {name}: params/{field_name}: {value} != {numerator / denominator}")
 
 
-def record_files(out: Path) -> list[Path]:
-    """The record files of the run in ``out``, sorted; ``FileNotFoundError`` if it holds none."""
-    folder = records_dir(out)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{out} holds no run: {folder} does not exist")
-    files = sorted(folder.glob("*.json"))
-    if not files:
-        raise FileNotFoundError(f"{out} holds no run: {folder} has no records")
-    return files
-
-
 def read_records(out: Path) -> tuple[list[dict[str, Any]], list[str]]:
     """Every record under ``<out>/records`` read and validated once: the valid records, and the
     problems of the others, each prefixed by its file name."""
     records, problems = [], []
-    for path in record_files(out):
+    for path in RunDir(out).record_files():
         try:
-            record = json.loads(path.read_text())
+            record = read_json(path, "a record")
             validate_record(record)
             if record["run_id"] != path.stem:
                 raise ValueError(f"run_id {record['run_id']!r} does not match the file name")
             records.append(record)
-        except (ValueError, json.JSONDecodeError) as e:
+        except ValueError as e:
             problems.append(f"{path.name}: {e}")
     return records, problems
 

@@ -2,8 +2,9 @@
 
 Each trial receives its own *trial spec* (``Plan.trial_spec``: its job, the plan's settings it needs
 and, for a retrain, its architecture) as its Tune config, builds an :class:`~suite.harness.Experiment`
-from it and reports what the driver records. Nothing here writes a record: the driver does, as each
-trial ends (:mod:`suite.driver`).
+from it and reports what the driver records, typed (:mod:`suite.outcomes`). Nothing here writes a
+record: the driver does, as each trial ends (:mod:`suite.writers`); a search's trace goes to its
+folder of the run (:mod:`suite.rundir`), a retrain's weights and predictions into its checkpoint.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from methods.base import PARAMS, RATIO, SCORE
-
-TRACE_DIR = "traces"
+from suite.outcomes import RETRAIN_KEY, SEARCH_KEY, SearchOutcome, packed
+from suite.rundir import CHECKPOINT_FILES, PREDICTIONS, TRACES, WEIGHTS, RunDir, entry
 
 
 def placement(started_at: str) -> dict[str, Any]:
@@ -82,9 +83,8 @@ def search_trial(config: dict[str, Any], out: str, cpus: float) -> None:
     _setup(spec, cpus)
     exp = _experiment(spec)
     method = _method(spec)
-    trace_dir = Path(TRACE_DIR) / spec["run_id"]
     ctx = exp.search_context(_space(spec, exp.sites), spec["job"]["budget_params"], report=tune.report,
-                             out_dir=Path(out) / trace_dir, op_options=spec["op_options"])  # the retrain's
+                             out_dir=RunDir(out).trace(spec["run_id"]), op_options=spec["op_options"])  # the retrain's
     if exp.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(exp.device)
     start = time.perf_counter()
@@ -94,13 +94,9 @@ def search_trial(config: dict[str, Any], out: str, cpus: float) -> None:
     info = {**result.info, "peak_memory_mb": peak_memory_mb(exp.device),
             "placement": placement(started_at)}
     if any(key.startswith("trace_") for key in info):
-        info["trace_dir"] = str(trace_dir)  # relative to --out: the record carries no machine path
-    tune.report({"done": 1, "search_s": seconds, "architecture": result.architecture.to_json(indent=None),
-                 "search_info": json.dumps(info, default=str)})
-
-
-WEIGHTS_FILE = "weights.safetensors"
-PREDICTIONS_FILE = "predictions.jsonl.gz"
+        info["trace_dir"] = str(entry(TRACES, spec["run_id"]))  # relative to --out: no machine path
+    outcome = SearchOutcome(result.architecture.to_dict(), seconds, info)
+    tune.report({"done": 1, SEARCH_KEY: packed(outcome)})
 
 
 def write_artifacts(folder: Path, result, spec: dict[str, Any], revision: str | None) -> None:
@@ -114,9 +110,9 @@ def write_artifacts(folder: Path, result, spec: dict[str, Any], revision: str | 
         metadata = {"architecture": json.dumps(spec["architecture"]), "backbone": spec["backbone"],
                     "backbone_revision": revision or "", "op_options": json.dumps(result.op_options),
                     "pooling": result.pooling or "", "run_id": spec["run_id"]}
-        save_file({k: v.contiguous() for k, v in result.weights.items()}, str(folder / WEIGHTS_FILE), metadata)
+        save_file({k: v.contiguous() for k, v in result.weights.items()}, str(folder / CHECKPOINT_FILES[WEIGHTS]), metadata)
     if result.predictions is not None:
-        with gzip.open(folder / PREDICTIONS_FILE, "wt") as f:
+        with gzip.open(folder / CHECKPOINT_FILES[PREDICTIONS], "wt") as f:
             for row in result.predictions:
                 f.write(json.dumps(row) + "\n")
 
@@ -125,6 +121,7 @@ def retrain_trial(config: dict[str, Any], cpus: float) -> None:
     """Retrain one architecture on train; best validation checkpoint scored on test. The weights and
     the test predictions travel as the trial's Tune checkpoint (persisted to the run's storage, so a
     driver on another machine gets them), which the driver files beside the record."""
+    import dataclasses
     import tempfile
 
     from ray import tune
@@ -140,9 +137,8 @@ def retrain_trial(config: dict[str, Any], cpus: float) -> None:
     backbone_revision = revision(spec["backbone"])
     with tempfile.TemporaryDirectory() as folder:
         write_artifacts(Path(folder), result, spec, backbone_revision)
-        retrain = {**result.to_dict(), "backbone_revision": backbone_revision,
-                   "placement": placement(started_at)}
-        tune.report({"done": 1, "retrain": json.dumps(retrain)}, checkpoint=tune.Checkpoint.from_directory(folder))
+        result = dataclasses.replace(result, backbone_revision=backbone_revision, placement=placement(started_at))
+        tune.report({"done": 1, RETRAIN_KEY: packed(result)}, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def proxy_trial(config: dict[str, Any], spec: dict[str, Any], cpus: float) -> None:

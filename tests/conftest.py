@@ -10,6 +10,10 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Ray reads its auth mode when first imported, and the processes of a local instance read it from the
+# environment: set it as `python -m suite run` does for a local instance (suite.cluster), before
+# anything imports Ray, or a test's in-process Ray started after a `run` disagrees with its own GCS.
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 import sys  # noqa: E402
 

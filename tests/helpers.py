@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import pytest
 import torch
 
 from suite.backbones import build, tiny_config
@@ -82,3 +85,28 @@ def capped_context(exp, space, budget: int, max_steps: int | None = None, **kwar
         return ctx
     return dataclasses.replace(ctx, total_steps=min(ctx.total_steps, max_steps),
                                train_steps=min(ctx.train_steps, max_steps))
+
+
+# ---- bad input: refused before Ray starts, nothing written ------------------------------------------
+def snapshot(folder) -> dict[str, bytes | None]:
+    """Every path under ``folder``: a file's bytes, None for a folder."""
+    return {str(p.relative_to(folder)): p.read_bytes() if p.is_file() else None for p in sorted(folder.rglob("*"))}
+
+
+@contextlib.contextmanager
+def refused_before_ray(folder, ray_starts: bool = False):
+    """The command run in the body must write nothing under ``folder`` and, unless ``ray_starts``, never
+    start Ray: ``ray.init`` fails the test, and ``ray.is_initialized()`` says False even when an
+    earlier test of the session started Ray, so a command that would use it has to call ``ray.init``."""
+    import ray
+
+    def init(*args, **kwargs):
+        raise AssertionError("Ray was started before the input was checked")
+
+    before = snapshot(folder)
+    with pytest.MonkeyPatch.context() as patch:
+        if not ray_starts:
+            patch.setattr(ray, "init", init)
+            patch.setattr(ray, "is_initialized", lambda: False)
+        yield
+    assert snapshot(folder) == before, "a refused command wrote files"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
@@ -230,6 +231,17 @@ def test_options_run_and_stay_within_budget(space, budget, options):
     assert [o.source for o in searcher.observations][-2:] == ["bo", "bo"]
 
 
+def test_by_default_every_module_of_an_op_shares_one_size(space, budget):
+    """AutoPEFT's own space form, as published: one size per op, shared by every layer that has it."""
+
+    def shared(config) -> bool:
+        placements = space.from_tune(config).placements
+        return all(len({p.size for p in placements if p.op == op}) == 1 for op in {p.op for p in placements})
+
+    assert all(shared(c) for c in run(searcher_for(space, budget), space, 6))  # 4 initial, then BO
+    assert not all(shared(c) for c in run(searcher_for(space, budget, space_form="per_layer"), space, 4))
+
+
 def test_free_budget_mode_may_propose_over_the_budget(space):
     small = space.full_size() // 10
     searcher = searcher_for(space, small, budget_mode="free", n_init=6)
@@ -244,14 +256,12 @@ def test_saas_nuts_runs_on_a_tiny_problem(space, budget):
     assert searcher.observations[-1].source == "bo"
 
 
-def test_saas_without_numpyro_says_what_to_install(space, budget):
-    try:
-        import numpyro  # noqa: F401
-        pytest.skip("numpyro is installed")
-    except ImportError:
-        pass
+@pytest.mark.parametrize("missing", ["numpyro", "jax"])
+def test_saas_without_numpyro_says_what_to_install(space, budget, monkeypatch, missing):
+    monkeypatch.setitem(sys.modules, missing, None)  # as if not installed: importing it raises ImportError
     with pytest.raises(bo.MissingNUTS, match=r"pip install .*\[saas\]"):
         searcher_for(space, budget, surrogate="saas")
+    searcher_for(space, budget, surrogate="saas_map")  # the stand-in it names needs neither
 
 
 def test_copula_ranks_the_observations():

@@ -19,7 +19,8 @@ import pytest
 from conftest import suggest_and_complete
 
 from methods import METHODS, get_method
-from methods.base import PARAMS, RATIO, SCORE, SearchProblem
+from methods.base import PARAMS, RATIO, SCORE, BlackBoxMethod, SearchProblem
+from methods.blackbox import BlackBoxConfig, ParetoSelect, ProxyFidelity
 from spaces import build_space
 from suite.backbones import backbone_sites
 
@@ -75,19 +76,36 @@ def test_suggestions_decode_to_architectures_of_the_space(name, space):
         space.validate(m.candidate(space, config))
 
 
+# Results a searcher must take as a failed trial: a non-finite or missing score, or an error (even
+# after a score was reported).
+BAD_RESULTS = {
+    "nan": lambda space, config: ({**observe(space, config), SCORE: math.nan}, False),
+    "inf": lambda space, config: ({**observe(space, config), SCORE: math.inf}, False),
+    "-inf": lambda space, config: ({**observe(space, config), SCORE: -math.inf}, False),
+    "no score": lambda space, config: ({"something_else": 1.0}, False),
+    "errored after reporting": lambda space, config: (observe(space, config), True),
+}
+
+
 @pytest.mark.parametrize("name", BLACK_BOX)
 def test_nan_inf_and_failed_trials_do_not_stop_the_search(name, space):
-    s = searcher(name, space)
-    outcomes = [({SCORE: math.nan}, False), ({SCORE: math.inf}, False), ({SCORE: -math.inf}, False),
-                (None, True), ({"something_else": 1.0}, False), ("ok", True)]
-    for i, (result, error) in enumerate(outcomes):
-        config = s.suggest(f"t{i}")
-        if result == "ok":  # errored after reporting a score: still a failure
-            result = observe(space, config)
-        elif result is not None and SCORE in result:
-            result = {**observe(space, config), **result}
-        s.on_trial_complete(f"t{i}", result, error=error)
-    assert isinstance(s.suggest("next"), dict)
+    """Bad results steer the search exactly as trials that failed without a result: never as a
+    score (an inf taken as the best, a NaN fitted by a model) and never as the end of the search."""
+
+    def after(outcomes) -> list[str]:
+        s = searcher(name, space, seed=2)
+        drive(s, space, STEPS)  # past any initial design: results now steer the search
+        for i, outcome in enumerate(outcomes):
+            config = s.suggest(f"bad{i}")
+            result, error = outcome(space, config)
+            s.on_trial_complete(f"bad{i}", result, error=error)
+        configs = drive(s, space, 3, start=STEPS)
+        for config in configs:
+            space.validate(method(name).candidate(space, config))
+        return [key(c) for c in configs]
+
+    failed = after([lambda space, config: (None, True)] * len(BAD_RESULTS))
+    assert after(list(BAD_RESULTS.values())) == failed
 
 
 @pytest.mark.parametrize("name", BLACK_BOX)
@@ -144,3 +162,41 @@ def test_config_json_round_trip_and_unknown_keys(name):
     assert again.config == m.config
     with pytest.raises(ValueError, match=r"unknown \w+ key 'no_such_option'.*valid keys"):
         METHODS.get(name)({"no_such_option": 1})
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_the_stage_reads_candidates_concurrency_and_fidelity_from_a_black_box_config(name):
+    m = get_method(name, {**FAST.get(name, {}), "max_steps": 7})
+    assert isinstance(m.config, BlackBoxConfig)
+    assert m.num_candidates() == m.config.candidates
+    assert m.max_concurrent() == m.config.concurrency() >= 1
+    assert m.fidelity() == m.config.overrides() and m.fidelity()["max_steps"] == 7
+
+
+def test_a_black_box_method_whose_config_is_not_a_black_box_config_is_refused():
+    class Unconfigured(BlackBoxMethod):
+        name = "unconfigured"
+        Config = ProxyFidelity  # proxy fields, but no candidates: the stage could not run it
+
+        def make_searcher(self, problem, metric=SCORE, mode="max"):
+            raise AssertionError("never reached")
+
+    with pytest.raises(TypeError, match="must derive from methods.blackbox.BlackBoxConfig"):
+        Unconfigured()
+
+
+def test_the_default_and_the_pareto_selection_filter_and_refuse_alike(space):
+    budget = space.full_size() // 3
+    problem = SearchProblem(space, budget, 0)
+    config = space.to_tune_config(space.sample(np.random.default_rng(0), budget))
+    over = space.to_tune_config(space.full())
+    results = [{"config": config, **observe(space, config, math.nan)},                   # failed
+               {"config": config, **observe(space, config, 60.0), PARAMS: math.nan},    # no parameter count
+               {"config": over, **observe(space, over, 90.0)}]                          # over the budget
+    refusals = []
+    for select in (BlackBoxMethod.select, ParetoSelect.select):
+        with pytest.raises(RuntimeError, match="within the budget") as refused:
+            select(get_method("apet"), problem, results)
+        refusals.append(str(refused.value))
+    assert refusals[0] == refusals[1] == (f"no candidate of 3 finished within the budget of {budget} parameters "
+                                          "(1 finished, 1 of them over the budget)")

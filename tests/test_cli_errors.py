@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from helpers import refused_before_ray
 
 from suite.cli import main
+from suite.records import validate_dir
 
 FIXTURES = ROOT / "tests" / "fixtures"
 TINY = ["--backbone", "tiny-bert", "--max-train-samples", "48", "--max-eval-samples", "24", "--epochs", "1"]
@@ -23,12 +25,15 @@ def data_copy(tmp_path: Path) -> Path:
     return data
 
 
-def one_line_error(capsys, argv: list[str], out: Path, message: str) -> None:
-    assert main(["run", *argv, "--out", str(out)]) == 2
+def one_line_error(capsys, argv: list[str], out: Path, message: str, ray_starts: bool = False) -> None:
+    """``run ARGV --out OUT`` is refused with ``message`` in one line, exit 2, before Ray starts (unless
+    ``ray_starts``: a check of the cluster itself) and with nothing written."""
+    folder = next(p for p in (out, *out.parents) if p.is_dir())
+    with refused_before_ray(folder, ray_starts):
+        assert main(["run", *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err, err
     assert err.count("\n") == 1 and "Traceback" not in err
-    assert not out.exists() or not (out / "run.json").exists()
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -51,7 +56,7 @@ def test_bad_input_is_one_line_before_ray(tmp_path, capsys, argv, message):
 
 
 def test_boolean_options_take_true_false_1_0_only():
-    from suite.plan import parse_method_options
+    from suite.inputs import parse_method_options
 
     assert parse_method_options(["bipeft.code_compat=False"]) == {"bipeft": {"code_compat": False}}
     assert parse_method_options(["bipeft.code_compat=0", "s3delta.hard_forward=TRUE"]) == {
@@ -83,20 +88,18 @@ def test_out_that_is_a_file_and_a_broken_plan_are_one_line(tmp_path, capsys):
     run = tmp_path / "run"
     run.mkdir()
     (run / "run.json").write_text('{"methods": ["lora"], "spa')
-    assert main(["run", "--resume", "--out", str(run)]) == 2
-    assert "run.json is not a run plan: invalid JSON" in capsys.readouterr().err
+    one_line_error(capsys, ["--resume"], run, "run.json is not a run plan: invalid JSON")
     (run / "run.json").write_text(json.dumps({"name": "something else"}))
-    assert main(["run", "--resume", "--out", str(run)]) == 2
-    assert "is not a run plan written by `python -m suite run`" in capsys.readouterr().err
+    one_line_error(capsys, ["--resume"], run, "is not a run plan written by `python -m suite run`")
 
 
 @pytest.mark.ray
 def test_trials_larger_than_the_cluster_are_refused_before_any_stage(tmp_path, capsys, ray_session):
     out = tmp_path / "run"
     one_line_error(capsys, ["--methods", "lora", *TINY, "--tasks", "demo/rotten_tomatoes", "--cpus-per-trial", "64"],
-                   out, "no node of the cluster can run a trial of 64 CPU(s)")
+                   out, "no node of the cluster can run a trial of 64 CPU(s)", ray_starts=True)
     one_line_error(capsys, ["--methods", "lora", *TINY, "--tasks", "demo/rotten_tomatoes", "--gpus-per-trial", "1"],
-                   out, "and 1 GPU(s)")
+                   out, "and 1 GPU(s)", ray_starts=True)
 
 
 @pytest.mark.ray
@@ -116,19 +119,40 @@ def test_a_failed_job_makes_the_run_exit_1_with_a_summary(tmp_path, capsys, ray_
     assert "\x1b[" not in accuracy and "Traceback" not in accuracy
     record = json.loads((out / "records" / "bitfit--manual--demo_rotten_tomatoes--seed0--bnone.json").read_text())
     assert record["retrain"]["attempts"] == 1 and record["retrain"]["placement"]["node_id"]
+    failed = json.loads((out / "records" / "s3delta--s2--demo_rotten_tomatoes--seed0--b3.json").read_text())
+    assert failed["search"]["attempts"] == 1  # --max-failures 0: no retry
     mode = (out / "records" / "bitfit--manual--demo_rotten_tomatoes--seed0--bnone.json").stat().st_mode & 0o777
     assert mode & 0o040  # readable by the group
 
 
-def test_resume_removes_what_a_killed_writer_left(tmp_path):
-    from suite.driver import Cluster, Runner
-    from suite.plan import Plan
-
-    plan = Plan(methods=("lora",), space="s2", tasks=("demo/rotten_tomatoes",), backbone="tiny-bert", seeds=(0,),
-                backbone_params=1)
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_failing_trial_is_retried_once_by_default_then_recorded_as_failed(tmp_path, capsys, ray_session):
     out = tmp_path / "run"
-    (out / "records").mkdir(parents=True)
-    leftover = out / "records" / ".lora--manual--demo_rotten_tomatoes--seed0--bnone.json.abc123.tmp"
-    leftover.write_text('{"half": ')
-    Runner(plan, out, Cluster(), resume=True).clean_leftovers()
-    assert not leftover.exists()
+    assert main(["run", "--methods", "s3delta", *TINY, "--tasks", "demo/rotten_tomatoes", "--budget-params", "3",
+                 "--allow-step-cap", "--out", str(out)]) == 1  # no --max-failures: the default, 1
+    assert "1 of 1 jobs failed" in capsys.readouterr().err
+    (path,) = (out / "records").glob("*.json")
+    record = json.loads(path.read_text())
+    assert record["status"] == "failed" and record["architecture"] is None
+    assert record["error"].startswith("search failed: ValueError: the budget of 3 parameters is below the smallest")
+    assert record["search"]["attempts"] == 2  # the first attempt and its one retry
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_resume_removes_what_a_killed_writer_left(tmp_path, ray_session):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "lnfit", *TINY, "--tasks", "demo/rotten_tomatoes", "--out", str(out)]) == 0
+    (record,) = (out / "records").glob("*.json")
+    folders = ("records", "architectures", "search", "predictions", "weights")
+    written = {p: p.read_bytes() for folder in folders for p in (out / folder).iterdir()}
+    # what `kill -9` of a writer leaves: the temporary file of an atomic write whose rename never came
+    leftovers = [out / folder / f".{record.stem}{suffix}.k9ll3d.tmp" for folder, suffix in (
+        ("records", ".json"), ("architectures", ".json"), ("search", ".json"), ("predictions", ".jsonl.gz"))]
+    for leftover in leftovers:
+        leftover.write_text('{"half": ')
+    assert main(["run", "--resume", "--out", str(out)]) == 0
+    assert not [p for p in leftovers if p.exists()]
+    assert {p: p.read_bytes() for folder in folders for p in (out / folder).iterdir()} == written  # untouched
+    assert validate_dir(out) == []

@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
-from suite.records import load_records, validate_dir
+from suite.records import validate_dir
+from suite.rundir import load_records
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

@@ -25,7 +25,8 @@ def test_there_are_committed_runs():
 
 @pytest.mark.parametrize("run", RUNS, ids=IDS)
 def test_records_valid_and_files_present(run):
-    from suite.records import load_records, validate_dir
+    from suite.records import validate_dir
+    from suite.rundir import load_records
 
     assert validate_dir(run) == []
     for record in load_records(run):

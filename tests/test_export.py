@@ -9,7 +9,6 @@ suite's own model's logits (within 1e-5) and reproduce the record's test metric.
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -21,11 +20,13 @@ from spaces.pretrained import ArtifactError, load_pretrained
 from suite.backbones import load_backbone
 from suite.export import ExportError, export
 from suite.harness import Experiment, HarnessConfig
+from suite.outcomes import SearchOutcome
 from suite.plan import Job
 from suite.recipe import SUITE_OP_OPTIONS
 from suite.records import build_record, environment, write_record
+from suite.rundir import RunDir
 from suite.tasks import get_task, load_splits
-from suite.trials import PREDICTIONS_FILE, WEIGHTS_FILE, write_artifacts
+from suite.trials import write_artifacts
 
 TASK = "demo/rotten_tomatoes"
 HARNESS = {"max_train_samples": 32, "max_eval_samples": 16, "max_steps": 6, "eval_every": 3, "scoring": "label_tokens"}
@@ -38,6 +39,12 @@ def architecture(backbone: str, kind: str, sites) -> Architecture:
     if kind == "lora_lnfit_bitfit":
         placements += [Placement(Site(stack, layer, "ln.ffn"), "lnfit"), Placement(Site(stack, layer, "ln.ffn"), "bitfit"),
                        Placement(Site(stack, layer, "attn.o"), "bitfit")]
+    elif kind == "ia3":  # an output scale (k), an input scale (ffn.down) and a norm beside them
+        placements = [Placement(Site(stack, 0, "attn.k"), "ia3"), Placement(Site(stack, layer, "ffn.down"), "ia3"),
+                      Placement(Site(stack, layer, "ln.ffn"), "lnfit")]
+    elif kind == "dora":
+        placements = [Placement(Site(stack, 0, "attn.q"), "dora", 4), Placement(Site(stack, layer, "attn.v"), "dora", 8),
+                      Placement(Site(stack, layer, "ln.ffn"), "lnfit")]
     elif kind == "mixed_s1":
         placements = [Placement(Site(stack, layer, "ffn"), "adapter_serial", 4),
                       Placement(Site(stack, 0, "ffn"), "adapter_parallel", 8), Placement(Site(stack, layer, "attn"), "prefix", 4)]
@@ -58,17 +65,11 @@ def retrained_run(tmp_path: Path, backbone: str, kind: str):
     spec = {"architecture": arch.to_dict(), "backbone": backbone, "run_id": "x", "save_weights": True}
     write_artifacts(folder, result, spec, None)
     job = Job("lora", "manual", TASK, 0, None, None, "manual")
-    files = {}
-    for key, name, suffix in (("weights", WEIGHTS_FILE, ".safetensors"), ("predictions", PREDICTIONS_FILE, ".jsonl.gz")):
-        (out / key).mkdir(parents=True)
-        shutil.copyfile(folder / name, out / key / f"{job.run_id}{suffix}")
-        import hashlib
-
-        files[key] = {"path": f"{key}/{job.run_id}{suffix}",
-                      "sha256": hashlib.sha256((out / key / f"{job.run_id}{suffix}").read_bytes()).hexdigest()}
+    files = RunDir(out).file_checkpoint(job.run_id, folder)
+    assert set(files) == {"weights", "predictions"}
     record = build_record(job, "ok", backbone=backbone, backbone_params=exp.sites.backbone_params, harness=HARNESS,
-                          method_config={}, environment=environment(), architecture=arch.to_dict(), search_s=0.0,
-                          retrain={**result.to_dict(), "backbone_revision": None}, files=files)
+                          method_config={}, environment=environment(), search=SearchOutcome(arch.to_dict(), 0.0),
+                          retrain=result, files=files)
     write_record(out, record)
     return out, record, exp, result
 
@@ -120,7 +121,8 @@ def test_suite_format_loads_to_the_same_logits_and_score(tmp_path, backbone, kin
     assert exp.evaluate(task_model, exp.splits.test) == record["metrics"]["test"]
 
 
-@pytest.mark.parametrize("backbone, kind", [("tiny-bert", "lora"), ("tiny-bert", "lora_lnfit_bitfit"), ("tiny-t5", "lora")])
+@pytest.mark.parametrize("backbone, kind", [("tiny-bert", "lora"), ("tiny-bert", "lora_lnfit_bitfit"), ("tiny-t5", "lora"),
+                                           *((b, k) for b in ("tiny-bert", "tiny-t5") for k in ("ia3", "dora"))])
 def test_peft_format_loads_with_plain_peft_to_the_same_logits(tmp_path, backbone, kind):
     from peft import PeftModel
 

@@ -15,6 +15,7 @@ import torch
 
 from methods import get_method
 from spaces.architecture import Architecture
+from suite.harness import HarnessConfig
 from suite.plan import Job, Plan
 from suite.recipe import SUITE_OP_OPTIONS, op_options
 from suite.trials import _experiment
@@ -24,7 +25,8 @@ HARNESS = {"max_train_samples": 32, "max_eval_samples": 16, "max_steps": 4, "eva
 
 def plan(recipe: str = "suite") -> Plan:
     return Plan(methods=("s3delta", "lora"), space="s2", tasks=("demo/rotten_tomatoes",), backbone="tiny-bert",
-                seeds=(0,), budget_params=3000, backbone_params=1, harness=HARNESS, retrain_recipe=recipe)
+                seeds=(0,), absolute_budget=3000, backbone_params=1, harness=HarnessConfig(**HARNESS),
+                retrain_recipe=recipe)
 
 
 def retrain(spec: dict):
@@ -58,3 +60,29 @@ def test_the_authors_recipe_is_each_methods_own():
     assert op_options("suite", get_method("s3delta")) == op_options("suite", get_method("bipeft"))
     with pytest.raises(ValueError, match="valid: suite, authors"):
         op_options("mine", get_method("lora"))
+
+
+def test_the_suite_recipe_is_the_one_the_readme_states():
+    """README "A fair fight": LoRA scale 16, Houlsby adapters with gelu_new, a zero-value prefix, lr 3e-4;
+    every op of a retrain trial is built with them, whichever method found it."""
+    from helpers import tiny_model
+
+    from spaces.architecture import Placement, Site
+    from spaces.inject import inject_fixed
+    from suite.harness import HarnessConfig
+
+    adapter = {"init": "houlsby", "activation": "gelu_new", "scaling": 1.0}
+    readme = {"lora": {"scaling": 16.0}, "prefix": {"form": "zero_value"}, "adapter_serial": adapter,
+              "adapter_parallel": adapter}
+    placements = (Placement(Site("enc", 0, "attn.q"), "lora", 4), Placement(Site("enc", 0, "attn"), "prefix", 4),
+                  Placement(Site("enc", 0, "ffn"), "adapter_serial", 4),
+                  Placement(Site("enc", 1, "ffn"), "adapter_parallel", 4))
+    arch = Architecture("s2", "tiny-bert", placements)
+    spec = plan().trial_spec(Job("s3delta", "one-shot", "demo/rotten_tomatoes", 0, None, 3000, "s2"), arch.to_dict())
+    assert spec["op_options"] == readme
+    assert HarnessConfig().lr == 3e-4 and "lr" not in spec["harness"]
+    built = inject_fixed(tiny_model("tiny-bert"), arch, op_options=spec["op_options"])
+    ops = {p.op: op for p, op in zip(arch.placements, built)}
+    assert ops["lora"].scaling == 16.0 and ops["prefix"].form == "zero_value"
+    for name in ("adapter_serial", "adapter_parallel"):
+        assert (ops[name].init, ops[name].activation, ops[name].scaling) == ("houlsby", "gelu_new", 1.0)

@@ -66,7 +66,7 @@ def test_retrain_on_the_gpu_with_bf16(backbone):
 @pytest.mark.ray
 def test_gpus_per_trial_gives_each_trial_a_gpu(tmp_path, ray_session):
     from suite.cli import main
-    from suite.records import load_records
+    from suite.rundir import load_records
 
     out = tmp_path / "run"
     assert main(["run", "--methods", "lora,bitfit", "--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes",

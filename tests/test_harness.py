@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import toy_experiment
+from helpers import tiny_model, toy_examples, toy_experiment, toy_splits, toy_task
 
 from methods import get_method
 from spaces import build_space
@@ -51,22 +51,85 @@ def test_regression_task_on_encoder_and_decoder():
         assert set(result.test) == {"pearson", "spearmanr"}
 
 
-def test_search_context_never_holds_the_test_split():
-    exp = toy_experiment("tiny-bert")
-    space = build_space("s2", exp.sites)
-    ctx = exp.search_context(space, budget=1000)
-    seen = set()
+def test_search_context_never_holds_the_test_split(monkeypatch):
+    from suite.data import Splits
+    from suite.harness import Experiment, HarnessConfig
+
+    # validation and test of different sizes, every test sentence marked: a swap of the two cannot pass
+    test = [{**ex, "sentence": f"{ex['sentence']} zebra"} for ex in toy_examples(12, 2)]
+    exp = Experiment(toy_task(), Splits(toy_examples(64, 0), toy_examples(16, 1), test), "tiny-bert", 0,
+                     HarnessConfig())
+    ctx = exp.search_context(build_space("s2", exp.sites), budget=1000)
+
+    def rows(loader) -> list[tuple[int, ...]]:
+        """Each example of ``loader`` as its unpadded token ids."""
+        return [tuple(ids[mask.bool()].tolist())
+                for b in loader for ids, mask in zip(b["input_ids"], b["attention_mask"])]
+
+    test_rows = set(rows(exp.loader(exp.splits.test, train=False)))
+    validation_rows = rows(exp.loader(exp.splits.validation, train=False))
+    assert len(test_rows) == 12 and not test_rows & set(validation_rows)
     for loader in (ctx.weight_train, ctx.arch_train, ctx.train, ctx.validation):
-        for batch in loader:
-            seen.update(batch["input_ids"].flatten().tolist())
+        assert not set(rows(loader)) & test_rows, "a search loader holds test examples"
+    assert sorted(rows(ctx.validation)) == sorted(validation_rows), "the search's validation is not the split's"
     assert {i for b in ctx.train for i in b["index"].tolist()} == set(range(len(exp.splits.train)))
     weight_idx = {i for b in ctx.weight_train for i in b["index"].tolist()}
     arch_idx = {i for b in ctx.arch_train for i in b["index"].tolist()}
     assert len(weight_idx) + len(arch_idx) == len(exp.splits.train)
     assert ctx.total_steps == len(ctx.weight_train) * exp.epochs
+    scored = []
+    evaluate = exp.evaluate
+    monkeypatch.setattr(exp, "evaluate", lambda tm, examples: scored.append(examples) or evaluate(tm, examples))
     model = ctx.make_model()
     assert set(ctx.evaluate(model)) == {"accuracy"}
+    assert len(scored) == 1 and scored[0] is exp.splits.validation, "the search's evaluate is not on validation"
     assert isinstance(model(next(iter(ctx.weight_train))), torch.Tensor)
+
+
+def checkpoint_declaring(folder, declared: str | None) -> str:
+    """tiny-bert saved as a local checkpoint; with ``declared``, a sentence-transformers one whose
+    ``modules.json`` declares that pooling (as all-MiniLM-L6-v2 declares mean pooling)."""
+    import json
+
+    from suite.backbones import load_tokenizer
+
+    tiny_model("tiny-bert").save_pretrained(folder)
+    load_tokenizer("tiny-bert").save_pretrained(folder)
+    if declared:
+        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+        (folder / "modules.json").write_text(json.dumps(modules))
+        (folder / "1_Pooling").mkdir()
+        (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+            {"word_embedding_dimension": 32, "pooling_mode_cls_token": declared == "cls",
+             "pooling_mode_mean_tokens": declared == "mean"}))
+    return str(folder)
+
+
+@pytest.mark.parametrize("declared, pooling", [("mean", "mean"), ("cls", "cls"), (None, "cls")])
+def test_the_head_reads_the_pooling_the_checkpoint_declares(tmp_path, declared, pooling):
+    """A sentence-transformers checkpoint's head reads the mean of the last hidden states over the
+    attention mask; any other, BERT's [CLS] pooler."""
+    from suite.data import Splits
+    from suite.harness import Experiment, HarnessConfig
+
+    backbone = checkpoint_declaring(tmp_path, declared)
+    splits = toy_splits()
+    shorter = [{**ex, "sentence": " ".join(ex["sentence"].split()[:2 + i % 5])} for i, ex in enumerate(splits.test)]
+    exp = Experiment(toy_task(), Splits(splits.train, shorter, shorter), backbone, 0,  # padded batches
+                     HarnessConfig(max_steps=1, max_eval_samples=8))
+    task_model = exp.new_model().eval()
+    batch = next(iter(exp.loader(exp.splits.validation, train=False)))
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    assert not inputs["attention_mask"].all()
+    bert = task_model.model.bert
+    with torch.no_grad():
+        hidden = bert(**inputs).last_hidden_state
+        mask = inputs["attention_mask"].unsqueeze(-1).float()
+        features = (hidden * mask).sum(1) / mask.sum(1) if pooling == "mean" else bert.pooler(hidden)
+        torch.testing.assert_close(task_model.model(**inputs).logits, task_model.model.classifier(features))
+    arch = get_method("bitfit").architecture(exp.sites, backbone)
+    assert exp.retrain(arch, test=False).pooling == pooling  # what the record says
 
 
 def test_harness_config_rejects_bad_values():

@@ -216,6 +216,36 @@ def test_search_returns_candidate_sizes_within_budget(backbone, space_name, budg
     assert [r["round_budget"] for r in seen] == sorted((r["round_budget"] for r in seen), reverse=True)
 
 
+class Recorded:
+    """A loader that keeps the ``index`` of every example it hands out."""
+
+    def __init__(self, loader):
+        self.loader, self.seen = loader, []
+
+    def __iter__(self):
+        for batch in self.loader:
+            self.seen += batch["index"].tolist()
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def test_by_default_the_supernet_trains_on_the_whole_train_split():
+    """As published: not bi-level, so the whole train split for the retrain's steps, never a search half."""
+    import dataclasses
+
+    exp = toy_experiment("tiny-bert", batch_size=16)
+    space = build_space("s2", exp.sites)
+    ctx = exp.search_context(space, 1500)
+    loaders = {name: Recorded(getattr(ctx, name)) for name in ("train", "weight_train", "arch_train", "validation")}
+    rows = []
+    PrunePEFT().search(dataclasses.replace(ctx, report=rows.append, **loaders))
+    assert sorted(loaders["train"].seen) == list(range(len(exp.splits.train)))  # one epoch: every example once
+    assert rows[-1]["scored_steps"] == ctx.train_steps == len(ctx.train) * exp.epochs
+    assert not loaders["weight_train"].seen and not loaders["arch_train"].seen
+
+
 def test_search_is_deterministic_per_seed():
     a = _search("tiny-t5", "s1", 2000, schedule="iterative")[1]
     b = _search("tiny-t5", "s1", 2000, schedule="iterative")[1]

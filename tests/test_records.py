@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from suite.records import load_records, validate_dir, validate_record, write_record
+from suite.records import validate_dir, validate_record, write_record
+from suite.rundir import load_records
 
 RECORDS = Path(__file__).resolve().parent / "fixtures" / "records"
 OK = json.loads((RECORDS / "lora--manual--glue_mrpc--seed0--bnone.json").read_text())

@@ -24,7 +24,7 @@ FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RECORDS = FIXTURES / "records"
 GOLDEN = FIXTURES / "golden"
 TABLES = ("leaderboard.csv", "summary.csv", "comparison.csv", "accuracy.md", "efficiency.md", "comparison.md")
-WRITTEN = [*TABLES, "ranks.png", "pareto.png", "budget.png", "report.html"]
+WRITTEN = [*TABLES, "comparison.png", "ranks.png", "pareto.png", "budget.png", "report.html"]
 FAILED = "bipeft--s2--glue_stsb--seed2--b12629"
 
 
@@ -88,6 +88,20 @@ def test_tables_equal_golden_files(run):
         assert (run / name).read_text() == (GOLDEN / name).read_text(), f"{name} differs from its golden file"
 
 
+def test_the_terminal_shows_each_documents_tables_apart_from_their_notes(run):
+    from suite.report import make_reports
+    from suite.report.tables import Document, Table
+
+    documents = make_reports(run, reference="bipeft").documents
+    accuracy, efficiency = (run / "accuracy.md").read_text(), (run / "efficiency.md").read_text()
+    assert documents["accuracy"].tables_markdown() == accuracy.split("\nCells:")[0].rstrip()
+    assert documents["efficiency"].tables_markdown() == efficiency.split("\nMinutes averaged")[0].rstrip()
+    doc = Document("T", [Table(None, ["a"], [["1"]], "r", note="a note"),
+                         Table("More", ["b"], [["2"]], "r", note="its note", detail=True)], ["closing"])
+    assert "## More" in doc.to_markdown() and "its note" in doc.to_markdown()
+    assert doc.tables_markdown() == "# T\n\n|   a |\n|----:|\n|   1 |"
+
+
 def test_accuracy_cell_and_avg_by_hand(run):
     write_reports(run)
     accuracy = (run / "accuracy.md").read_text()
@@ -135,6 +149,29 @@ def test_failed_run_with_metrics_is_not_averaged(run):
     path.write_text(json.dumps(record))
     write_reports(run)
     assert {name: (run / name).read_text() for name in before} == before
+
+
+def test_authors_recipe_rows_are_never_averaged_with_the_suites(run):
+    """LoRA retrained under ``--retrain-recipe authors`` too, seeds 3-5 (so the run ids differ), with
+    other scores: a row of its own, labelled, and the suite's row as it was."""
+    authors_f1 = []
+    for task in ("glue_mrpc", "glue_stsb"):
+        for seed in (0, 1, 2):
+            record = load(f"lora--manual--{task}--seed{seed}--bnone")
+            record["seed"] += 3
+            record["run_id"] = record["run_id"].replace(f"seed{seed}", f"seed{seed + 3}")
+            record["retrain"]["recipe"] = {"name": "authors", "op_options": {"lora": {"scaling": 2.0}}}
+            for split in ("validation", "test"):
+                record["metrics"][split] = {m: v - 20.0 - seed for m, v in record["metrics"][split].items()}
+            record["files"] = {}
+            (run / "records" / f"{record['run_id']}.json").write_text(json.dumps(record))
+            authors_f1 += [record["metrics"]["test"]["f1"]] if task == "glue_mrpc" else []
+    write_reports(run)
+    accuracy = (run / "accuracy.md").read_text()
+    suite_f1 = [load(f"lora--manual--glue_mrpc--seed{s}--bnone")["metrics"]["test"]["f1"] for s in (0, 1, 2)]
+    # each cell: its own three seeds of the run's six
+    assert table_row(accuracy, "LoRA(r=8)")[2] == f"{cell_by_hand(suite_f1)} (n=3)"
+    assert table_row(accuracy, "LoRA(r=8) (authors' recipe)")[2] == f"{cell_by_hand(authors_f1)} (n=3)"
 
 
 def test_avg_needs_every_task_of_the_run(run):
@@ -227,6 +264,42 @@ def test_a_manual_reference_is_compared_with_the_other_baselines(run):
     baselines = comparison[comparison.method.isin(["BitFit", "Fine-tune"])]
     assert set(baselines.reference) == {"LoRA(r=8)"} and set(baselines.method) == {"BitFit", "Fine-tune"}
     assert baselines.outcome.isin(["win", "tie", "loss"]).all()
+
+
+def test_paired_differences_count_the_seeds(run, capsys):
+    """comparison.csv's per-seed differences are the records' test scores' differences, its interval
+    the t-interval over them; with one seed, or --paired-interval examples, the example bootstrap,
+    marked as example noise only."""
+    import pandas as pd
+    from scipy import stats as scipy_stats
+
+    write_reports(run, reference="bipeft")
+    comparison = pd.read_csv(run / "comparison.csv")
+    row = comparison[(comparison.task == "glue/stsb") & (comparison.method == "LoRA(r=8)")].iloc[0]
+    scores = {m: [load(f"{m}--{'manual' if m == 'lora' else 's2'}--glue_stsb--seed{s}--b{'none' if m == 'lora' else 3157}")
+                  ["metrics"]["test"]["pearson"] for s in (0, 1, 2)] for m in ("lora", "bipeft")}
+    by_hand = [a - b for a, b in zip(scores["lora"], scores["bipeft"])]
+    assert [float(d.split(":")[1]) for d in row.seed_differences.split()] == pytest.approx(by_hand, abs=1e-4)
+    low, high = scipy_stats.t.interval(0.95, 2, loc=sum(by_hand) / 3, scale=scipy_stats.sem(by_hand))
+    assert (row.ci_low, row.ci_high, row.ci_over) == (pytest.approx(low, abs=1e-4), pytest.approx(high, abs=1e-4), "seeds")
+    assert "one seed" not in (run / "comparison.md").read_text()
+
+    assert main(["table", "--out", str(run), "--reference", "bipeft", "--paired-interval", "examples"]) == 0
+    comparison, text = pd.read_csv(run / "comparison.csv"), (run / "comparison.md").read_text()
+    assert set(comparison.ci_over) == {"examples"} and "win (example noise only)" in text
+    assert "`table --paired-interval examples`; the default" in text
+    with pytest.raises(SystemExit) as exit_:  # argparse's own refusal, before anything is read or written
+        main(["table", "--out", str(run), "--paired-interval", "folds"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'folds' (choose from 'seeds', 'examples')" in capsys.readouterr().err
+
+    for path in (run / "records").glob("*--seed[12]--*.json"):  # one seed left
+        path.unlink()
+    write_reports(run, reference="bipeft")
+    comparison, text = pd.read_csv(run / "comparison.csv"), (run / "comparison.md").read_text()
+    assert set(comparison.ci_over) == {"examples"} and (comparison.seeds == 1).all()
+    assert text.count(" (one seed: example noise only) ") == len(comparison)  # every outcome cell says so
+    assert "with one seed, a percentile bootstrap" in text
 
 
 @pytest.mark.parametrize("command", ["table", "validate"])

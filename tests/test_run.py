@@ -12,9 +12,12 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
+from helpers import refused_before_ray
 
 from suite.cli import main
-from suite.records import load_records, validate_dir
+from suite.recipe import SUITE_OP_OPTIONS
+from suite.records import validate_dir
+from suite.rundir import load_records
 
 TINY = ["--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--max-train-samples", "48",
         "--max-eval-samples", "24", "--epochs", "1"]
@@ -33,6 +36,8 @@ def test_run_two_manual_baselines_writes_every_output(tmp_path, ray_session, cap
         assert r["params"]["peft"] > 0 and r["params"]["head"] == 66
         assert set(r["metrics"]["test"]) == {"accuracy"} and r["time"]["retrain_s"] > 0
         assert (out / "architectures" / f"{r['run_id']}.json").is_file()
+        assert r["retrain"]["recipe"] == {"name": "suite", "op_options": SUITE_OP_OPTIONS}  # the one recipe
+        assert set(r["files"]) == {"weights", "predictions"} and (out / r["files"]["weights"]["path"]).is_file()
     for name in ("run.json", "leaderboard.csv", "summary.csv", "accuracy.md", "efficiency.md"):
         assert (out / name).is_file(), name
     assert not (out / "budget.png").exists()  # one budget only
@@ -58,6 +63,17 @@ def test_resume_redoes_nothing_finished(tmp_path, ray_session):
 
 @pytest.mark.ray
 @pytest.mark.slow
+def test_no_save_weights_keeps_the_predictions_and_no_weights_anywhere(tmp_path, ray_session):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "lnfit", *TINY, "--seeds", "0", "--no-save-weights", "--out", str(out)]) == 0
+    (record,) = load_records(out)
+    assert record["status"] == "ok" and set(record["files"]) == {"predictions"}
+    assert (out / record["files"]["predictions"]["path"]).is_file()
+    assert not list(out.rglob("*.safetensors"))  # neither beside the record nor in Ray's checkpoints
+
+
+@pytest.mark.ray
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
     """Interrupt a real run (SIGINT) after its first record, resume it, and compare."""
     out = tmp_path / "run"
@@ -72,7 +88,7 @@ def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
     assert proc.poll() is None, f"the run ended (exit {proc.returncode}) before it could be interrupted"
     first = {p.name: p.read_bytes() for p in (out / "records").glob("*.json")}
     os.killpg(proc.pid, signal.SIGINT)
-    proc.wait(timeout=300)
+    assert proc.wait(timeout=300) == 130, "an interrupted run must stop with exit code 130"
     assert first, "no record appeared before the deadline"
     resumed = subprocess.run([sys.executable, "-m", "suite", "run", "--resume", "--out", str(out)], cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=900)
@@ -85,7 +101,7 @@ def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--methods", "lorra"], "unknown method 'lorra'. Did you mean: lora?"),
+    (["--methods", "lorra"], "unknown method 'lorra'. Did you mean: lora"),
     (["--methods", "lora", "--tasks", "glue/colaa"], "unknown task"),
     (["--methods", "bipeft", "--space", "s3"], "unknown space 's3'"),
     (["--methods", "lora", "--seeds", "0,one"], "--seeds takes comma-separated integers"),
@@ -97,31 +113,33 @@ def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
 ])
 def test_run_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
     out = tmp_path / "run"
-    assert main(["run", *argv, "--out", str(out)]) == 2
+    with refused_before_ray(tmp_path):  # nothing half-written
+        assert main(["run", *argv, "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
-    assert not out.exists()  # nothing half-written
 
 
 def test_budget_larger_than_the_space_is_an_error(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["run", "--methods", "bipeft", "--backbone", "tiny-bert", "--budget", "0.5", "--out", str(out)]) == 2
+    with refused_before_ray(tmp_path):
+        assert main(["run", "--methods", "bipeft", "--backbone", "tiny-bert", "--budget", "0.5", "--out", str(out)]) == 2
     assert "larger than the whole s2 space" in capsys.readouterr().err
-    assert not out.exists()
 
 
 def test_resume_on_a_folder_without_a_run(tmp_path, capsys):
-    assert main(["run", "--resume", "--out", str(tmp_path)]) == 2
-    assert "holds no run" in capsys.readouterr().err
-    assert main(["run", "--resume", "--methods", "lora", "--out", str(tmp_path)]) == 2
-    assert "drop --methods" in capsys.readouterr().err
+    with refused_before_ray(tmp_path):
+        assert main(["run", "--resume", "--out", str(tmp_path)]) == 2
+        assert "holds no run" in capsys.readouterr().err
+        assert main(["run", "--resume", "--methods", "lora", "--out", str(tmp_path)]) == 2
+        assert "drop --methods" in capsys.readouterr().err
 
 
 def test_plan_round_trip(tmp_path):
+    from suite.harness import HarnessConfig
     from suite.plan import Plan
 
     plan = Plan(methods=("lora", "bipeft"), space="s2", tasks=("glue/rte",), backbone="tiny-bert", seeds=(0, 1),
-                   budgets=(1e-3, 2e-3), backbone_params=1000, harness={"epochs": 1})
+                   budgets=(1e-3, 2e-3), backbone_params=1000, harness=HarnessConfig(epochs=1))
     plan.save(tmp_path)
     again = Plan.load(tmp_path)
     assert again == plan
@@ -136,7 +154,8 @@ def test_the_offline_default_lets_bipeft_reach_its_triggers_at_budget_1e_3():
     """The first command users run: a budget near BitFit's size (the paper's 1.39e-4 would be 3,157
     parameters on MiniLM), and enough search steps for BIPEFT's warm-up + H + Z without a step cap."""
     from suite.cli import build_parser
-    from suite.plan import make_plan, planned_search_steps
+    from suite.inputs import make_plan
+    from suite.plan import planned_search_steps
 
     plan = make_plan(build_parser().parse_args(["run", "--methods", "bipeft,s3delta"]))
     assert plan.budgets == (1e-3,) and plan.backbone == "all-MiniLM-L6-v2"
@@ -144,7 +163,7 @@ def test_the_offline_default_lets_bipeft_reach_its_triggers_at_budget_1e_3():
     per_epoch, steps = planned_search_steps(plan, "demo/rotten_tomatoes", 8530)
     assert steps >= plan.method("bipeft").min_steps(per_epoch) == 105
     named = make_plan(build_parser().parse_args(["run", "--methods", "lora", "--backbone", "tiny-bert"]))
-    assert named.budgets == (1.39e-4,) and "batch_size" not in named.harness  # the paper's budget, the task's batch
+    assert named.budgets == (1.39e-4,) and named.harness.batch_size is None  # the paper's budget, the task's batch
 
 
 def test_ls_options_lists_every_method_option_with_its_default(capsys):
@@ -155,4 +174,19 @@ def test_ls_options_lists_every_method_option_with_its_default(capsys):
     config = get_method("bipeft").config
     assert f"bipeft.max_triggers={config.max_triggers!r}" in out and f"bipeft.tau={config.tau!r}" in out
     assert main(["ls", "options", "lorra"]) == 2
-    assert "Did you mean: lora?" in capsys.readouterr().err
+    assert "Did you mean: lora" in capsys.readouterr().err
+
+
+def test_a_plan_saved_before_its_absolute_budget_was_named_so_resumes(tmp_path):
+    """A ``run.json`` of an earlier version: ``budget_params`` for the plan's one absolute budget, and
+    the harness as a dict of overrides."""
+    from suite.plan import Plan
+
+    saved = {"methods": ["bipeft"], "space": "s2", "tasks": ["glue/rte"], "backbone": "tiny-bert", "seeds": [0],
+             "budgets": [], "budget_params": 3000, "harness": {"epochs": 1, "max_train_samples": 48},
+             "backbone_params": 1000}
+    (tmp_path / "run.json").write_text(json.dumps(saved))
+    plan = Plan.load(tmp_path)
+    assert plan.absolute_budget == 3000 and [j.budget_params for j in plan.jobs()] == [3000]
+    assert plan.harness.epochs == 1 and plan.harness.max_train_samples == 48
+    assert plan.harness_overrides() == {"epochs": 1, "max_train_samples": 48}

@@ -9,7 +9,8 @@ import pytest
 from spaces import build_space
 from suite.backbones import backbone_sites
 from suite.cli import main
-from suite.records import load_records, validate_dir
+from suite.records import validate_dir
+from suite.rundir import load_records
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

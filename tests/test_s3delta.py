@@ -227,6 +227,15 @@ def test_second_order_runs_and_moves_alpha_differently(tmp_path):
     assert max(abs(first[k] - second[k]) for k in first) > 1e-6
 
 
+def test_the_default_is_second_order_darts_as_published(tmp_path):
+    """No option given: the unrolled second-order step (the same alpha as asking for it), unlabelled."""
+    for name, config in (("default", {}), ("second", {"darts": "second_order"})):
+        _search("tiny-bert", "s2", 1000, tmp_path / name, max_steps=3, eval_every=0, **config)
+    alpha = {name: json.loads((tmp_path / name / "s3delta_alpha.json").read_text()) for name in ("default", "second")}
+    assert alpha["default"] == alpha["second"]
+    assert S3Delta().settings() == [] and S3Delta({"darts": "first_order"}).settings() == ["1st-order DARTS"]
+
+
 @pytest.mark.parametrize("config", [{"hard_forward": True}, {"strategy": "l0", "lambda0": 0.1, "stretch_left": -0.1,
                                                                "stretch_right": 1.1}, {"shift_detach": False}])
 def test_search_variants_stay_within_budget(config):

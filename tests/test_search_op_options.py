@@ -10,8 +10,6 @@ record keeps names the op settings the search used.
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
 from helpers import tiny_model
@@ -21,6 +19,8 @@ from spaces import build_space
 from spaces.inject import Supernet, inject_fixed
 from spaces.sites import describe
 from suite import trials
+from suite.harness import HarnessConfig
+from suite.outcomes import SEARCH_KEY, SearchOutcome, unpacked
 from suite.plan import Job, Plan
 from suite.recipe import SUITE_OP_OPTIONS
 
@@ -43,8 +43,8 @@ def options_of(ops) -> dict[str, dict]:
 
 def spec_for(name: str, recipe: str) -> dict:
     kind = METHODS.get(name).kind
-    plan = Plan(methods=(name,), space="s2", tasks=(TASK,), backbone=BACKBONE, seeds=(0,), budget_params=BUDGET,
-                backbone_params=1, harness=HARNESS, retrain_recipe=recipe)
+    plan = Plan(methods=(name,), space="s2", tasks=(TASK,), backbone=BACKBONE, seeds=(0,), absolute_budget=BUDGET,
+                backbone_params=1, harness=HarnessConfig(**HARNESS), retrain_recipe=recipe)
     return plan.trial_spec(Job(name, kind, TASK, 0, None, BUDGET, "s2"))
 
 
@@ -122,5 +122,5 @@ def test_the_search_info_names_the_op_settings_it_used(no_ray, tmp_path):
     spec = spec_for("bipeft", "suite")
     spec["method_options"] = {"max_triggers": 2, "window": 1}
     trials.search_trial({"trial": spec}, str(tmp_path), cpus=1)
-    info = json.loads(no_ray[-1]["search_info"])
+    info = unpacked(SearchOutcome, no_ray[-1][SEARCH_KEY]).info
     assert info["op_options"] == spec["op_options"] == SUITE_OP_OPTIONS

@@ -66,27 +66,56 @@ def test_paired_difference_by_hand():
     gap = np.array([-100.0] * 10 + [0.0] * 90)
     ref = scipy_stats.bootstrap((gap,), np.mean, n_resamples=stats.RESAMPLES, method="percentile",
                                 random_state=np.random.default_rng(stats.SEED)).confidence_interval
-    assert (result["low"], result["high"]) == (ref.low, ref.high)
+    assert (result["low"], result["high"]) == (ref.low, ref.high)  # one seed: the example bootstrap
+    assert result["over"] == "examples" and result["per_seed"] == {0: pytest.approx(-10.0)}
     assert stats.outcome(result["low"], result["high"]) == "loss"
     same = stats.paired_difference(SST2, {0: reference, 1: worse}, {0: reference, 1: worse})
-    assert (same["difference"], same["low"], same["high"]) == (0.0, 0.0, 0.0)
+    assert (same["difference"], same["low"], same["high"], same["over"]) == (0.0, 0.0, 0.0, "seeds")
     assert stats.outcome(0.0, 0.0) == "tie" and stats.outcome(0.5, 2.0) == "win"
+
+
+def test_paired_difference_counts_the_seeds_by_hand():
+    """The reference benchmark's SST-2 S3Delta − BIPEFT: +0.6 / +5.2 / +1.6 points over three seeds of
+    500 examples. The t-interval over the three: mean 2.467, s = 2.419, t(0.975, 2) = 4.3027, so
+    2.467 ± 4.3027 × 2.419 / √3 = [-3.54, 8.48]: a tie. The example bootstrap holds the seeds fixed
+    and calls it a win."""
+    gold = [1, 0] * 250
+    reference = rows(gold, [1 - g if i < 125 else g for i, g in enumerate(gold)])  # 75.0
+    gains = {0: 3, 1: 26, 2: 8}  # examples the method gets right that the reference does not: +0.6, +5.2, +1.6
+    runs = {s: rows(gold, [g if 125 - k <= i < 125 else r["prediction"] for i, (g, r) in enumerate(zip(gold, reference))])
+            for s, k in gains.items()}
+    result = stats.paired_difference(SST2, runs, dict.fromkeys(gains, reference))
+    assert result["per_seed"] == {0: pytest.approx(0.6), 1: pytest.approx(5.2), 2: pytest.approx(1.6)}
+    mean, sd = 7.4 / 3, math.sqrt(((0.6 - 7.4 / 3) ** 2 + (5.2 - 7.4 / 3) ** 2 + (1.6 - 7.4 / 3) ** 2) / 2)
+    half = 4.3027 * sd / math.sqrt(3)
+    assert result["difference"] == pytest.approx(mean)
+    assert (result["low"], result["high"]) == pytest.approx((mean - half, mean + half), abs=1e-3)
+    assert (round(result["low"], 2), round(result["high"], 2)) == (-3.54, 8.48)
+    assert result["over"] == "seeds" and stats.outcome(result["low"], result["high"]) == "tie"
+    old = stats.paired_difference(SST2, runs, dict.fromkeys(gains, reference), interval="examples")
+    assert old["over"] == "examples" and old["difference"] == result["difference"]
+    assert stats.outcome(old["low"], old["high"]) == "win"
+    with pytest.raises(ValueError, match="unknown paired interval 'folds'; valid: seeds, examples"):
+        stats.paired_difference(SST2, runs, runs, interval="folds")
 
 
 def test_paired_difference_over_seeds_and_the_general_path():
     gold = np.random.default_rng(0).integers(0, 2, 200)
     a = {s: synthetic(200, 0.85, seed=10 + s, gold=gold) for s in (0, 1, 2)}
     b = {s: synthetic(200, 0.75, seed=20 + s, gold=gold) for s in (0, 1)}
-    result = stats.paired_difference(SST2, a, b)
+    result = stats.paired_difference(SST2, a, b, interval="examples")  # the bootstrap, seeds held fixed
     assert result["seeds"] == [0, 1]  # the seeds both ran
-    by_hand = np.mean([stats.metric(SST2, a[s]) - stats.metric(SST2, b[s]) for s in (0, 1)])
-    assert result["difference"] == pytest.approx(by_hand)
+    per_seed = {s: stats.metric(SST2, a[s]) - stats.metric(SST2, b[s]) for s in (0, 1)}
+    by_hand = np.mean(list(per_seed.values()))
+    assert result["difference"] == pytest.approx(by_hand) and result["per_seed"] == pytest.approx(per_seed)
     assert result["low"] < by_hand < result["high"] and stats.outcome(result["low"], result["high"]) == "win"
-    mcc = stats.paired_difference(COLA, a, b)
+    seed_aware = stats.paired_difference(SST2, a, b)
+    assert (seed_aware["low"], seed_aware["high"]) == stats.seed_interval(list(per_seed.values()))
+    mcc = stats.paired_difference(COLA, a, b, interval="examples")
     assert mcc["low"] < mcc["difference"] < mcc["high"]
     grouped = {s: [{**r, "group": r["id"] // 4} for r in runs] for s, runs in a.items()}, \
         {s: [{**r, "group": r["id"] // 4} for r in runs] for s, runs in b.items()}
-    general = stats.paired_difference(MULTIRC, *grouped)
+    general = stats.paired_difference(MULTIRC, *grouped, interval="examples")
     assert general["seeds"] == [0, 1] and general["low"] < general["difference"] < general["high"]
 
 

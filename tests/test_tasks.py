@@ -30,9 +30,7 @@ FILE_TASKS = [*GLUE7, "glue/rte", *SUPERGLUE6]
 
 def _copy_task(task: str, dest: Path) -> Path:
     """A data dir holding only ``task``'s fixture folder (to edit without touching the fixtures)."""
-    from suite.tasks.files import LAYOUTS
-
-    folder = LAYOUTS[task].folder
+    folder = get_task(task).layout.folder
     shutil.copytree(FIXTURES / folder, dest / folder)
     return dest / folder
 

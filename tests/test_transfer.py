@@ -10,7 +10,8 @@ from conftest import ROOT
 
 from spaces.architecture import Architecture, Placement, Site
 from suite.cli import main
-from suite.records import load_records, validate_dir
+from suite.records import validate_dir
+from suite.rundir import load_records
 
 TINY = ["--backbone", "tiny-bert", "--max-train-samples", "48", "--max-eval-samples", "24", "--epochs", "1"]
 

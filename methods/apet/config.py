@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.configs import check, option
+from core.configs import check, check_positive_ints, option
 from methods.apet.draw import SIZE_RULES
-from methods.blackbox import ProxyFidelity
+from methods.blackbox import BlackBoxConfig
 
 
 @dataclass(frozen=True)
-class APETConfig(ProxyFidelity):
+class APETConfig(BlackBoxConfig):
     """Options of :class:`~methods.apet.method.APET` (plus the proxy fidelity used when ``candidates > 1``)."""
 
     candidates: int = option(1, "1: one random draw per seed, as APET; n > 1: the best of n draws by proxy "
@@ -25,9 +25,9 @@ class APETConfig(ProxyFidelity):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("candidates", "max_concurrent"):
-            value = getattr(self, name)
-            check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                  f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(self, "max_concurrent")
         check(0 <= self.delta_share <= 1, f"delta_share must be in [0, 1], got {self.delta_share!r}")
         check(self.sizes in SIZE_RULES, f"unknown sizes {self.sizes!r}; valid: {', '.join(SIZE_RULES)}")
+
+    def concurrency(self) -> int:
+        return self.max_concurrent

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from core.configs import check, option
 from methods.autopeft.encoding import SPACE_FORMS
-from methods.blackbox import ProxyFidelity
+from methods.blackbox import BlackBoxConfig
 
 SURROGATES = ("gp", "saas", "saas_map")
 ACQUISITIONS = ("qlognehvi", "qnehvi")
@@ -16,7 +16,7 @@ BUDGET_MODES = ("constrain", "free")
 
 
 @dataclass(frozen=True)
-class AutoPEFTConfig(ProxyFidelity):
+class AutoPEFTConfig(BlackBoxConfig):
     """Options of :class:`~methods.autopeft.method.AutoPEFT` (plus the proxy fidelity of each candidate)."""
 
     candidates: int = option(200, "candidates proxy-trained in all (the authors' run.sh: -mi 200)")
@@ -54,7 +54,7 @@ class AutoPEFTConfig(ProxyFidelity):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("candidates", "n_init", "q", "mc_samples", "n_restarts", "max_evals", "nuts_warmup",
+        for name in ("n_init", "q", "mc_samples", "n_restarts", "max_evals", "nuts_warmup",
                      "nuts_samples", "nuts_thinning", "saas_taus"):
             value = getattr(self, name)
             check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
@@ -71,3 +71,6 @@ class AutoPEFTConfig(ProxyFidelity):
             value = getattr(self, name)
             check(value in valid, f"unknown {name} {value!r}; valid: {', '.join(valid)}")
         check(self.ref_ratio is None or self.ref_ratio > 0, f"ref_ratio must be > 0, got {self.ref_ratio!r}")
+
+    def concurrency(self) -> int:
+        return self.q  # AutoPEFT's rounds of q candidates, each proposed with the others pending

@@ -67,6 +67,3 @@ class AutoPEFT(ParetoSelect, BlackBoxMethod):
 
     def make_searcher(self, problem: SearchProblem, metric: str = SCORE, mode: str = "max") -> AutoPEFTSearcher:
         return AutoPEFTSearcher(problem, self.config, metric=metric, mode=mode)
-
-    def max_concurrent(self) -> int:
-        return self.config.q

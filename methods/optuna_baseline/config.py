@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from core.configs import check, option
-from methods.blackbox import ProxyFidelity
+from core.configs import check, check_positive_ints, option
+from methods.blackbox import BlackBoxConfig
 
 SAMPLERS = ("nsga2", "tpe")
 
 
 @dataclass(frozen=True)
-class OptunaConfig(ProxyFidelity):
+class OptunaConfig(BlackBoxConfig):
     """Options of :class:`~methods.optuna_baseline.method.OptunaBaseline` (plus the proxy fidelity)."""
 
     sampler: str = option("nsga2", "'nsga2' (NSGAIISampler) or 'tpe' (multi-objective TPESampler)")
@@ -25,10 +25,10 @@ class OptunaConfig(ProxyFidelity):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        for name in ("candidates", "max_concurrent", "n_startup_trials"):
-            value = getattr(self, name)
-            check(isinstance(value, int) and not isinstance(value, bool) and value >= 1,
-                  f"{name} must be a positive int, got {value!r}")
+        check_positive_ints(self, "max_concurrent", "n_startup_trials")
         check(isinstance(self.population_size, int) and self.population_size >= 2,
               f"population_size must be an int >= 2, got {self.population_size!r}")
         check(self.sampler in SAMPLERS, f"unknown sampler {self.sampler!r}; valid: {', '.join(SAMPLERS)}")
+
+    def concurrency(self) -> int:
+        return self.max_concurrent

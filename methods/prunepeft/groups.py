@@ -33,6 +33,7 @@ CHANNEL_DIMS: dict[str, dict[str, int | None]] = {
     "adapter_serial": {"down_weight": 0, "down_bias": 0, "up_weight": 1, "up_bias": None},
     "adapter_parallel": {"down_weight": 0, "down_bias": 0, "up_weight": 1, "up_bias": None},
     "prefix": {"keys": 0, "values": 0, "gate": None},
+    "dora": {"A": 0, "B": 1, "magnitude": None},
 }
 MAX_CELLS = 100_000  # the knapsack grid: cells of the budget, per module
 

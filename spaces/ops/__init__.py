@@ -18,10 +18,7 @@ for _name, _target in {
     "adapter_serial": "spaces.ops.adapter_serial:SerialAdapter",
     "adapter_parallel": "spaces.ops.adapter_parallel:ParallelAdapter",
     "prefix": "spaces.ops.prefix:Prefix",
+    "ia3": "spaces.ops.ia3:IA3",
+    "dora": "spaces.ops.dora:DoRA",
 }.items():
     OPS.register(_name, _target)
-
-
-def get_op(name: str):
-    """The op class called ``name``; a clear error naming the valid ops otherwise."""
-    return OPS.get(name)

@@ -41,10 +41,11 @@ class Op(nn.Module):
     site_kinds: ClassVar[tuple[str, ...]]
     # "parallel": delta computed from the host's input; "serial": from the host's running output.
     role: ClassVar[str] = "parallel"
-    # Ops on one host run by stage: 0 LoRA / LNFit / prefix, 1 BitFit, 2 serial adapters, 3 the
-    # parallel adapter, so that ``FFN(x) + SA(FFN(x)) + PA(x)`` comes out as in BIPEFT's S1 and an
-    # adapter on a BERT sub-layer sees the LoRA-adapted, biased output of the projection it follows.
-    stage: ClassVar[int] = 0
+    # Ops on one host run by stage: 0 LoRA / DoRA / LNFit / prefix, 1 BitFit, 1.5 IA3's output scale,
+    # 2 serial adapters, 3 the parallel adapter, so that ``FFN(x) + SA(FFN(x)) + PA(x)`` comes out as
+    # in BIPEFT's S1 and an adapter on a BERT sub-layer sees the adapted, biased (and rescaled)
+    # output of the projection it follows.
+    stage: ClassVar[float] = 0
 
     def __init__(self, spec: SiteSpec, size: int | None, candidates: tuple[int, ...] | None = None):
         super().__init__()
@@ -67,6 +68,9 @@ class Op(nn.Module):
         self.keep: float | torch.Tensor = 1.0
         self.removed = False
         self.size_fixed = False
+        # Set by ``attach``: a parallel op of a sub-layer site whose input reaches its host's slot
+        # through a pre-hook elsewhere (BERT's FFN), not as the host's own input.
+        self.reads_stash = False
         if self.sized and candidates:
             mask = torch.zeros(len(candidates), size)
             for i, c in enumerate(candidates):

@@ -6,8 +6,9 @@
 Scaling: ``s`` is a constant (default 1.0), *not* ``alpha / r``. BIPEFT's supernet uses no scaling
 (``LoRA_ParallelLayer``), and a rank-dependent ``alpha / r`` would change the function of shared
 weights whenever the searched rank changes, which defeats weight entanglement. The manual LoRA
-baseline sets ``scaling=2.0`` (``LoraConfig(r=8, alpha=16)`` in S3Delta's ``lora.json``) through
-``Architecture.op_options``.
+baseline's authors use ``scaling=2.0`` (``LoraConfig(r=8, alpha=16)`` in S3Delta's ``lora.json``):
+its ``authors_recipe()``; the suite's retrain recipe sets one scale for every architecture
+(:mod:`suite.recipe`).
 
 Parameters at rank ``k``: ``k * (d_in + d_out)``.
 """

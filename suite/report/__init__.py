@@ -10,9 +10,12 @@ predictions beside them, and writes into ``<out>``:
 * ``efficiency.md``: the layout of the paper's Table 3 (search wall-clock and compute, re-train,
   their ratio, peaks), and what each search delivered.
 * ``comparison.md`` / ``comparison.csv``: each method against a reference, paired on the same
-  test examples and seeds; win / tie / loss; ranks, Friedman and Nemenyi tests over tasks.
-* ``ranks.png`` (critical-difference diagram, when the rank test applies), ``pareto.png``
-  (accuracy vs parameters), ``budget.png`` (metric vs ratio, when several budgets ran).
+  test examples and seeds, with its per-seed differences and a seed-aware interval; win / tie / loss;
+  ranks, Friedman and Nemenyi tests over tasks.
+* ``comparison.png`` (the paired differences, their intervals and per-seed dots, when a pair ran),
+  ``ranks.png`` (critical-difference diagram, when the rank test applies), ``pareto.png``
+  (accuracy vs parameters), ``budget.png`` (metric vs ratio, when several budgets ran); one colour
+  and marker per method in all of them.
 * ``report.html``: all of it on one self-contained page, with each run's architecture.
 
 The split: :mod:`~suite.report.aggregate` (records to rows), :mod:`~suite.report.stats`
@@ -22,7 +25,7 @@ The split: :mod:`~suite.report.aggregate` (records to rows), :mod:`~suite.report
 
 from __future__ import annotations
 
-import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from suite.report.aggregate import (
@@ -34,47 +37,68 @@ from suite.report.aggregate import (
 )
 from suite.report.tables import Document
 
-__all__ = ["write_reports", "task_blocks", "leaderboard", "summary", "default_reference"]
+__all__ = ["write_reports", "make_reports", "Reports", "task_blocks", "leaderboard", "summary", "default_reference"]
 
 PLOTS = {"ranks.png": "Ranks over tasks (critical-difference diagram)", "pareto.png": "Accuracy vs parameters",
          "budget.png": "Budget curves"}
+PAIRED_PLOT = ("comparison.png", "Paired differences: mean and 95 % interval, the per-seed differences as dots")
 
 
 def default_reference(out: Path, records: list[dict]) -> str:
     """The first searched method of the run's plan (``run.json``), else of the records."""
-    from suite.plan import PLAN_FILE
+    from suite.rundir import RunDir, read_json
 
     searched = [r["method"] for r in records if r["method_kind"] != "manual"]
-    plan = Path(out) / PLAN_FILE
+    plan = RunDir(out).plan
     if plan.is_file():
-        methods = json.loads(plan.read_text()).get("methods", [])
+        methods = read_json(plan, "a run plan").get("methods", [])
         searched_in_plan = [m for m in methods if m in searched]
         if searched_in_plan:
             return searched_in_plan[0]
     return searched[0] if searched else records[0]["method"]
 
 
-def write_reports(out_dir: Path | str, reference: str | None = None) -> list[Path]:
+@dataclass
+class Reports:
+    """What :func:`make_reports` wrote, and the documents of its Markdown tables by name."""
+
+    paths: list[Path]
+    documents: dict[str, Document]
+
+
+def write_reports(out_dir: Path | str, reference: str | None = None, paired_interval: str = "seeds") -> list[Path]:
+    """:func:`make_reports`, returning the paths written."""
+    return make_reports(out_dir, reference, paired_interval).paths
+
+
+def make_reports(out_dir: Path | str, reference: str | None = None, paired_interval: str = "seeds") -> Reports:
     """Rebuild every table, statistic and plot of the run in ``out_dir`` from its records.
 
     Args:
         out_dir: the run's folder.
         reference: the method the comparison pairs every other with (default: the first searched
             method of the run).
+        paired_interval: ``seeds`` (default: with two or more seeds, a t-interval over the per-seed
+            paired differences) or ``examples`` (the bootstrap over test examples, seeds held fixed,
+            for every cell); :func:`suite.report.stats.paired_difference`.
 
     Returns:
-        The paths written (a plot that does not apply is not written, and a stale one is removed).
+        The paths written (a plot that does not apply is not written, and a stale one is removed)
+        and the documents of accuracy.md, efficiency.md and comparison.md.
 
     Raises:
         FileNotFoundError: ``out_dir`` holds no run (no records).
-        ValueError: some record is invalid (``python -m suite validate`` lists them all), or an
-            unknown ``reference``.
+        ValueError: some record is invalid (``python -m suite validate`` lists them all), an
+            unknown ``reference`` or ``paired_interval``.
     """
     from suite.records import read_records
     from suite.report import comparison, plots, stats, tables
     from suite.report.html import write_html
+    from suite.rundir import RunDir
 
-    out = Path(out_dir)
+    if paired_interval not in stats.INTERVALS:
+        raise ValueError(f"unknown paired interval {paired_interval!r}; valid: {', '.join(stats.INTERVALS)}")
+    out, run = Path(out_dir), RunDir(out_dir)
     records, problems = read_records(out)
     if problems:
         raise ValueError(f"{len(problems)} invalid record(s) in {out}, e.g. {problems[0]}; "
@@ -84,17 +108,17 @@ def write_reports(out_dir: Path | str, reference: str | None = None) -> list[Pat
     lb = leaderboard(records)
     sm = summary(lb, predictions)
     reference = reference or default_reference(out, records)
-    compared = comparison.compare(lb, predictions, reference)
+    compared = comparison.compare(lb, predictions, reference, paired_interval)
     ranks = stats.rank_test(comparison.rank_scores(lb, sm))
     documents: dict[str, Document] = {
         "accuracy": tables.accuracy(lb, sm, records),
         "efficiency": tables.efficiency(lb, sm, records),
-        "comparison": comparison.comparison_document(compared, ranks, reference),
+        "comparison": comparison.comparison_document(compared, ranks, reference, paired_interval),
     }
     written = []
 
     def write_text(name: str, text: str) -> None:
-        path = out / name
+        path = run.report(name)
         path.write_text(text)
         written.append(path)
 
@@ -103,17 +127,21 @@ def write_reports(out_dir: Path | str, reference: str | None = None) -> list[Pat
     write_text("comparison.csv", compared.to_csv(index=False, float_format=SUMMARY_FORMAT, lineterminator="\n"))
     for name, doc in documents.items():
         write_text(f"{name}.md", doc.to_markdown())
-    draw = {"ranks.png": (lambda p: plots.ranks_plot(ranks, p)) if ranks["friedman"] is not None else None,
+    styles = plots.label_styles(lb)
+    paired = (compared.note == "").any()
+    draw = {PAIRED_PLOT[0]: (lambda p: plots.comparison_plot(compared, p, styles)) if paired else None,
+            "ranks.png": (lambda p: plots.ranks_plot(ranks, p, styles)) if ranks["friedman"] is not None else None,
             "pareto.png": lambda p: plots.pareto_plot(lb, sm, p),
             "budget.png": (lambda p: plots.budget_plot(lb, sm, p)) if plots.several_budgets(lb) else None}
     for name, plot in draw.items():
-        path = out / name
+        path = run.report(name)
         if plot is None:
             path.unlink(missing_ok=True)
         else:
             plot(path)
             written.append(path)
     title = f"AutoPEFT suite run: {', '.join(sorted(lb.method.unique()))} on {', '.join(sorted(lb.task.unique()))}"
-    written.append(write_html(out / "report.html", title, documents,
-                              {caption: out / name for name, caption in PLOTS.items()}, records))
-    return written
+    written.append(write_html(run.report("report.html"), title, documents,
+                              {caption: run.report(name) for name, caption in PLOTS.items()}, records,
+                              beside={"comparison": {PAIRED_PLOT[1]: run.report(PAIRED_PLOT[0])}}))
+    return Reports(written, documents)

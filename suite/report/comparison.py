@@ -1,11 +1,13 @@
 """``comparison.md`` / ``comparison.csv``: each method against a reference, per task, and ranks over tasks.
 
 For each task and each table row other than the reference's, the paired difference (row minus
-reference) of the selection metric on the same test examples and seeds, with its 95 % bootstrap
-interval, and win / tie / loss (tie: the interval contains 0). A row with a budget is compared
-with the reference at the same budget (else the reference's first budget); manual baselines with
-the reference at each of its budgets. Then, over the tasks every row has, the average rank per row,
-the Friedman test and the Nemenyi post-hoc test (:func:`suite.report.stats.rank_test`).
+reference) of the selection metric on the same test examples and seeds, its per-seed differences,
+its 95 % interval (over seeds; over test examples with one seed or ``interval="examples"``:
+:func:`suite.report.stats.paired_difference`) and win / tie / loss (tie: the interval contains 0).
+A row with a budget is compared with the reference at the same budget (else the reference's first
+budget); manual baselines with the reference at each of its budgets. Then, over the tasks every row
+has, the average rank per row, the Friedman test and the Nemenyi post-hoc test
+(:func:`suite.report.stats.rank_test`).
 """
 
 from __future__ import annotations
@@ -41,8 +43,25 @@ def reference_keys(keys: list[tuple], reference: str) -> dict[int | None, tuple]
     return out
 
 
-def compare(lb: pd.DataFrame, predictions: dict[str, list], reference: str) -> pd.DataFrame:
-    """One row per task × table row: the paired difference against ``reference`` and its outcome."""
+COLUMNS = ["task", "method", "reference", "seeds", "examples", "difference", "ci_low", "ci_high", "ci_over",
+           "outcome", "seed_differences", "note"]
+
+
+def seed_differences(per_seed: dict[int, float]) -> str:
+    """``0:0.6 1:5.2 2:1.6``: each seed and its difference (``comparison.csv``'s ``seed_differences``)."""
+    return " ".join(f"{s}:{d:.6g}" for s, d in per_seed.items())
+
+
+def parse_seed_differences(text: str) -> dict[int, float]:
+    """The inverse of :func:`seed_differences`."""
+    return {int(s): float(d) for s, d in (pair.split(":") for pair in text.split())}
+
+
+def compare(lb: pd.DataFrame, predictions: dict[str, list], reference: str, interval: str = "seeds") -> pd.DataFrame:
+    """One row per task × table row: the paired difference against ``reference`` and its outcome.
+
+    ``interval``: ``seeds`` (a t-interval over the per-seed differences where two or more seeds ran)
+    or ``examples`` (the bootstrap over test examples with the seeds held fixed, for every cell)."""
     ok = lb[lb.status == "ok"]
     keys = ordered_keys(lb)
     refs = reference_keys(keys, reference)
@@ -64,15 +83,15 @@ def compare(lb: pd.DataFrame, predictions: dict[str, list], reference: str) -> p
                     continue
                 row = {"task": task, "method": method_label(key, several), "reference": method_label(ref, several)}
                 try:
-                    result = stats.paired_difference(TASKS.get(task), runs[key, task], runs[ref, task])
+                    result = stats.paired_difference(TASKS.get(task), runs[key, task], runs[ref, task], interval)
                 except ValueError as e:
                     rows.append({**row, "note": str(e)})
                     continue
                 rows.append({**row, "seeds": len(result["seeds"]), "examples": result["examples"],
                              "difference": result["difference"], "ci_low": result["low"], "ci_high": result["high"],
-                             "outcome": stats.outcome(result["low"], result["high"]), "note": ""})
-    return pd.DataFrame(rows, columns=["task", "method", "reference", "seeds", "examples", "difference", "ci_low",
-                                       "ci_high", "outcome", "note"])
+                             "ci_over": result["over"], "outcome": stats.outcome(result["low"], result["high"]),
+                             "seed_differences": seed_differences(result["per_seed"]), "note": ""})
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def rank_scores(lb: pd.DataFrame, sm: pd.DataFrame) -> pd.DataFrame:
@@ -88,15 +107,45 @@ def rank_scores(lb: pd.DataFrame, sm: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(table, index=[task_label(t) for t in tasks])
 
 
-def comparison_document(comparison: pd.DataFrame, ranks: dict[str, Any], reference: str) -> Document:
+def _cells(r) -> list[str]:
+    """Seeds, difference, per-seed differences, interval and outcome of a comparison row."""
+    if r.note != "":
+        return ["–", "–", "–", "–", r.note]
+    per_seed = " / ".join(f"{d:+.2f}" for d in parse_seed_differences(r.seed_differences).values())
+    outcome = r.outcome
+    if r.ci_over == "examples":  # the seeds held fixed: say so in the cell a reader takes the verdict from
+        outcome += " (one seed: example noise only)" if r.seeds == 1 else " (example noise only)"
+    return [str(int(r.seeds)), num(r.difference), per_seed, f"[{r.ci_low:.2f}, {r.ci_high:.2f}]", outcome]
+
+
+def interval_note(comparison: pd.DataFrame, interval: str) -> str:
+    """What the intervals of ``comparison`` are, as the footnote says it."""
+    over = set(comparison.get("ci_over", pd.Series(dtype=str)).dropna())
+    resamples = f"({stats.RESAMPLES} resamples, seeded)"
+    if interval == "examples":
+        return (f"95 % interval: a percentile bootstrap of that mean that resamples each seed's test examples "
+                f"{resamples} with the seeds held fixed, so it measures example noise only (`table "
+                "--paired-interval examples`; the default, a t-interval over the per-seed differences, also "
+                "counts the training seeds' noise). ")
+    parts = []
+    if "seeds" in over or not over:
+        parts.append("with two or more seeds, the t-interval (n − 1 degrees of freedom) over the per-seed "
+                     "differences: the training seed is the unit of replication, and each per-seed difference "
+                     "carries its test examples' noise")
+    if "examples" in over:
+        parts.append(f"with one seed, a percentile bootstrap over its test examples {resamples}, which measures "
+                     "example noise only (marked \"one seed: example noise only\")")
+    return ("95 % interval: " + "; ".join(parts) + ". `table --paired-interval examples` gives the example "
+            "bootstrap for every cell (example noise only, the seeds held fixed). ")
+
+
+def comparison_document(comparison: pd.DataFrame, ranks: dict[str, Any], reference: str,
+                        interval: str = "seeds") -> Document:
     doc = Document("Comparison (paired, on the same test examples and seeds)")
     for task, group in comparison.groupby("task", sort=False):
-        rows = [[r.method, r.reference, str(int(r.seeds)) if r.note == "" else "–",
-                 num(r.difference) if r.note == "" else "–",
-                 f"[{r.ci_low:.2f}, {r.ci_high:.2f}]" if r.note == "" else "–", r.outcome if r.note == "" else r.note]
-                for r in group.itertuples()]
-        doc.tables.append(Table(task_label(task), ["Method", "Reference", "Seeds", "Difference", "95 % interval",
-                                                   "Outcome"], rows, "llrrrl"))
+        rows = [[r.method, r.reference, *_cells(r)] for r in group.itertuples()]
+        doc.tables.append(Table(task_label(task), ["Method", "Reference", "Seeds", "Difference", "Per seed",
+                                                   "95 % interval", "Outcome"], rows, "llrrrrl"))
     if comparison.empty:
         doc.notes += ["No pair of runs to compare (no predictions, or one method only).", ""]
     else:
@@ -118,7 +167,7 @@ def comparison_document(comparison: pd.DataFrame, ranks: dict[str, Any], referen
                             [[m, f"{v:.2f}"] for m, v in ranks["average_rank"].items()], "lr", note=note))
     doc.notes += [
         f"Difference: method minus reference ({reference}) in the task's selection metric ×100, mean over the "
-        "seeds both ran; 95 % interval: a percentile bootstrap of that mean, resampling each seed's test "
-        f"examples ({stats.RESAMPLES} resamples, seeded). Outcome: win / loss when the interval excludes 0, tie "
-        "when it contains 0. Ranks: 1 = best mean score on a task, averaged over the tasks every row ran."]
+        "seeds both ran; Per seed: each seed's difference, in seed order. " + interval_note(comparison, interval)
+        + "Outcome: win / loss when the interval excludes 0, tie when it contains 0. Ranks: 1 = best mean score "
+        "on a task, averaged over the tasks every row ran."]
     return doc

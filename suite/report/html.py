@@ -38,7 +38,7 @@ def _table(t) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _document(doc: Document, anchor: str) -> str:
+def _document(doc: Document, anchor: str, images: dict[str, Path]) -> str:
     parts = [f'<h2 id="{anchor}">{html.escape(doc.title)}</h2>']
     for t in doc.tables:
         if t.title:
@@ -47,12 +47,13 @@ def _document(doc: Document, anchor: str) -> str:
         if t.note:
             parts.append(f'<p class="note">{html.escape(t.note)}</p>')
     parts += [f'<p class="note">{html.escape(n)}</p>' for n in doc.notes if n.strip()]
+    parts += [_figure(caption, png) for caption, png in images.items() if png.is_file()]
     return "\n".join(parts)
 
 
-def _image(path: Path, alt: str) -> str:
+def _figure(caption: str, path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+    return f'<h3>{html.escape(caption)}</h3><img alt="{html.escape(caption)}" src="data:image/png;base64,{data}">'
 
 
 def heat_map(architecture: dict[str, Any]) -> str:
@@ -103,12 +104,12 @@ def _architectures(records: list[dict[str, Any]]) -> str:
 
 
 def write_html(path: Path, title: str, documents: dict[str, Document], images: dict[str, Path],
-               records: list[dict[str, Any]]) -> Path:
-    """The page at ``path``: ``documents`` (anchor -> document), ``images`` (caption -> PNG), architectures."""
+               records: list[dict[str, Any]], beside: dict[str, dict[str, Path]] | None = None) -> Path:
+    """The page at ``path``: ``documents`` (anchor -> document), each followed by its ``beside`` images
+    (anchor -> caption -> PNG), the plots section's ``images`` (caption -> PNG), architectures."""
     nav = " · ".join(f'<a href="#{a}">{html.escape(d.title)}</a>' for a, d in documents.items())
-    sections = [_document(doc, anchor) for anchor, doc in documents.items()]
-    figures = [f"<h3>{html.escape(caption)}</h3>{_image(png, caption)}" for caption, png in images.items()
-               if png.is_file()]
+    sections = [_document(doc, anchor, (beside or {}).get(anchor, {})) for anchor, doc in documents.items()]
+    figures = [_figure(caption, png) for caption, png in images.items() if png.is_file()]
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>

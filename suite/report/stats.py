@@ -9,8 +9,10 @@ is refused when they differ).
 * :func:`seed_interval`: the 95 % t-interval of a mean over seeds (``scipy.stats.t``).
 * :func:`example_interval`: with one seed, a 95 % percentile bootstrap over the test examples of the
   task's selection metric (``scipy.stats.bootstrap``).
-* :func:`paired_difference`: a method minus a reference on the same examples and seeds; the 95 %
-  percentile bootstrap resamples (seed, example) pairs and averages the per-seed differences.
+* :func:`paired_difference`: a method minus a reference on the same examples and seeds. With two or
+  more seeds its 95 % interval is a t-interval over the per-seed differences (the training seed is
+  the unit of replication); with one seed, or with ``interval="examples"``, a percentile bootstrap
+  that resamples each seed's test examples and holds the seeds fixed (example noise only).
   :func:`outcome` reads it as win / tie / loss (tie: the interval contains 0).
 * :func:`rank_test`: average ranks over tasks, the Friedman test (``scipy.stats.friedmanchisquare``)
   and the Nemenyi post-hoc test (``scikit_posthocs.posthoc_nemenyi_friedman``), as Demšar (2006).
@@ -158,34 +160,63 @@ def _check_pairing(a: list[dict], b: list[dict], what: str) -> None:
         raise ValueError(f"{what}: the two runs were scored on different test examples; they cannot be paired")
 
 
-def paired_difference(task, runs: dict[int, list[dict]], reference: dict[int, list[dict]]) -> dict[str, Any]:
+INTERVALS = ("seeds", "examples")
+
+
+def paired_difference(task, runs: dict[int, list[dict]], reference: dict[int, list[dict]],
+                      interval: str = "seeds") -> dict[str, Any]:
     """``runs`` minus ``reference`` (each: seed -> prediction rows) on the seeds both have.
 
-    Returns the mean over seeds of the selection metric's difference, and its 95 % bootstrap
-    interval: each seed's test examples are resampled (the same examples for both runs: paired),
-    stratified by seed; the statistic is the mean over seeds of the per-seed difference.
+    The difference is the mean over seeds of the per-seed difference of the selection metric, each
+    on that seed's test examples (the same for both runs: paired). Its 95 % interval:
+
+    * ``interval="seeds"`` (default) with two or more seeds: the t-interval (:func:`seed_interval`,
+      n − 1 degrees of freedom) over the per-seed differences. The seeds are the replicates: each
+      per-seed difference is one draw of training randomness and of the test split, and carries its
+      examples' noise, so the interval counts both, and t's small-sample correction keeps its
+      coverage with 3 seeds, where a bootstrap over 3 values cannot (``tests/test_paired_coverage.py``).
+    * with one seed, or ``interval="examples"``: the percentile bootstrap that resamples each seed's
+      test examples (stratified by seed) with the seeds held fixed: example noise only.
+
+    Returns:
+        ``difference``, ``low``, ``high``, ``over`` (``seeds`` or ``examples``: what the interval
+        resamples), ``per_seed`` (seed -> difference), ``seeds`` and ``examples`` (their count).
     """
+    if interval not in INTERVALS:
+        raise ValueError(f"unknown paired interval {interval!r}; valid: {', '.join(INTERVALS)}")
     seeds = sorted(set(runs) & set(reference))
     if not seeds:
         raise ValueError("no seed in common: nothing to pair")
     for s in seeds:
         _check_pairing(runs[s], reference[s], f"seed {s}")
-    diff = float(np.mean([metric(task, runs[s]) - metric(task, reference[s]) for s in seeds]))
-    mine, theirs = [batch_metric(task, runs[s]) for s in seeds], [batch_metric(task, reference[s]) for s in seeds]
-    indices = tuple(np.arange(len(runs[s])) for s in seeds)
+    per_seed = {s: metric(task, runs[s]) - metric(task, reference[s]) for s in seeds}
+    diff = float(np.mean(list(per_seed.values())))
+    if interval == "seeds" and len(seeds) >= 2:
+        (low, high), over = seed_interval(list(per_seed.values())), "seeds"
+    else:
+        (low, high), over = example_bootstrap_difference(task, [runs[s] for s in seeds],
+                                                         [reference[s] for s in seeds]), "examples"
+    return {"difference": diff, "low": low, "high": high, "over": over, "per_seed": per_seed, "seeds": seeds,
+            "examples": sum(len(runs[s]) for s in seeds)}
+
+
+def example_bootstrap_difference(task, runs: list[list[dict]], reference: list[list[dict]]) -> tuple[float, float]:
+    """The 95 % percentile bootstrap of the mean over seeds of ``runs[i]`` minus ``reference[i]`` (paired
+    prediction rows of one seed each): each seed's test examples are resampled, stratified by seed,
+    the seeds held fixed."""
+    mine, theirs = [batch_metric(task, r) for r in runs], [batch_metric(task, r) for r in reference]
+    indices = tuple(np.arange(len(r)) for r in runs)
     if all(f is not None for f in mine + theirs):
         def batched(*idx, axis=-1):
             return np.mean([a(i) - b(i) for a, b, i in zip(mine, theirs, idx)], axis=0)
 
-        low, high = _bootstrap(batched, indices, True)
-    else:
-        def statistic(*indices):
-            return float(np.mean([metric(task, [runs[s][i] for i in idx]) - metric(task, [reference[s][i] for i in idx])
-                                  for s, idx in zip(seeds, indices)]))
+        return _bootstrap(batched, indices, True)
 
-        low, high = _bootstrap(statistic, indices, False)
-    return {"difference": diff, "low": low, "high": high, "seeds": seeds,
-            "examples": sum(len(runs[s]) for s in seeds)}
+    def statistic(*indices):
+        return float(np.mean([metric(task, [a[i] for i in idx]) - metric(task, [b[i] for i in idx])
+                              for a, b, idx in zip(runs, reference, indices)]))
+
+    return _bootstrap(statistic, indices, False)
 
 
 def outcome(low: float, high: float) -> str:

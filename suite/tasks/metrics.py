@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 import string
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -129,34 +130,33 @@ def multirc(preds: list[Any], examples: list[dict[str, Any]]) -> dict[str, float
     return {"f1_a": f1_binary(preds, refs), "em": 100.0 * float(np.mean([all(v) for v in groups.values()]))}
 
 
+# Metrics that compare each prediction with its own label: name -> f(predictions, labels, num_labels).
+LABEL_METRICS: dict[str, Callable[[list[Any], list[Any], int], float]] = {
+    "accuracy": lambda preds, refs, _: accuracy(preds, refs),
+    "f1": lambda preds, refs, _: f1_binary(preds, refs),
+    "macro_f1": macro_f1,
+    "matthews_correlation": lambda preds, refs, _: matthews(preds, refs),
+    "pearson": lambda preds, refs, _: _correlation("pearson", preds, refs),
+    "spearmanr": lambda preds, refs, _: _correlation("spearmanr", preds, refs),
+}
+
+
 def compute(task, preds: list[Any], examples: list[dict[str, Any]]) -> dict[str, float]:
-    """Every metric of ``task`` (its ``metrics`` order; the first selects checkpoints)."""
+    """Every metric of ``task`` (its ``metrics`` order; the first selects checkpoints): those of
+    ``task.grouped_metrics`` where it computes them, else those of :data:`LABEL_METRICS`."""
     if len(preds) != len(examples):
         raise ValueError(f"{len(preds)} predictions for {len(examples)} examples")
     if not examples:
         raise ValueError(f"cannot score {task.name} on an empty split")
     refs = _labels(examples)
-    if task.kind == "extractive":
-        table = squad(preds, examples)
-    elif "f1_a" in task.metrics:
-        table = multirc(preds, examples)
-    else:
-        table = {}
+    table = task.grouped_metrics(preds, examples)
     out = {}
     for name in task.metrics:
         if name in table:
             out[name] = table[name]
-        elif name == "accuracy":
-            out[name] = accuracy(preds, refs)
-        elif name == "f1":
-            out[name] = f1_binary(preds, refs)
-        elif name == "macro_f1":
-            out[name] = macro_f1(preds, refs, task.num_labels)
-        elif name == "matthews_correlation":
-            out[name] = matthews(preds, refs)
-        elif name in ("pearson", "spearmanr"):
-            out[name] = _correlation(name, preds, refs)
+        elif name in LABEL_METRICS:
+            out[name] = LABEL_METRICS[name](preds, refs, task.num_labels)
         else:
             raise ValueError(f"metric {name!r} does not apply to task {task.name} ({task.kind}); "
-                             f"valid metrics: {', '.join(METRICS)}")
+                             f"valid metrics: {', '.join([*table, *LABEL_METRICS])}")
     return out

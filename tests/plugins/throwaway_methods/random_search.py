@@ -9,18 +9,14 @@ from typing import Any
 import numpy as np
 from ray.tune.search import Searcher
 
-from core.configs import check_positive_ints, option
+from core.configs import option
 from methods.base import SCORE, BlackBoxMethod, SearchProblem
-from methods.blackbox import PickledState, ProxyFidelity
+from methods.blackbox import BlackBoxConfig, PickledState
 
 
 @dataclass(frozen=True)
-class RandomConfig(ProxyFidelity):
+class RandomConfig(BlackBoxConfig):
     candidates: int = option(2, "random architectures proxy-trained")
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        check_positive_ints(self, "candidates")
 
 
 class RandomSearcher(PickledState, Searcher):

@@ -1,0 +1,198 @@
+"""The run folder (``--out``): where everything of a run lives, how it is written and read back.
+
+::
+
+    run.json                          the plan (suite.plan), read by --resume
+    run.log                           Ray's and Ray Tune's log lines (without --verbose)
+    records/<run_id>.json             one record per job (suite.records)
+    architectures/<run_id>.json       what its search found (an Architecture)
+    search/<run_id>.json              the search's seconds and what it reported
+    traces/<run_id>/                  a one-shot search's trace (core.trace names its files)
+    weights/<run_id>.safetensors      the retrain's trained weights (unless --no-save-weights)
+    predictions/<run_id>.jsonl.gz     its test predictions, one JSON line per example
+    ray/                              Ray Tune's experiments (unless --storage puts them elsewhere)
+    leaderboard.csv ... report.html   the reports, rebuilt from the records (suite.report)
+
+Everything is keyed by the job's run id (:attr:`suite.plan.Job.run_id`). JSON files are written by
+:func:`write_json_atomic` (a reader sees the old file or the whole new one, also after a crash) and
+read by :func:`read_json`, whose error names the file, so a truncated record or plan is one clear line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from core.artifacts import WEIGHTS_FILE
+from suite.outcomes import SearchOutcome
+
+PLAN_FILE = "run.json"
+LOG_FILE = "run.log"
+RAY_DIR = "ray"
+RECORDS, ARCHITECTURES, SEARCH, TRACES, WEIGHTS, PREDICTIONS = (
+    "records", "architectures", "search", "traces", "weights", "predictions")
+# The folders with one entry per job: the entry is the run id and this suffix (a trace is a folder).
+PER_JOB = {RECORDS: ".json", ARCHITECTURES: ".json", SEARCH: ".json", TRACES: "", WEIGHTS: ".safetensors",
+           PREDICTIONS: ".jsonl.gz"}
+# What a retrain trial leaves in its Tune checkpoint, filed under weights/ and predictions/.
+CHECKPOINT_FILES = {WEIGHTS: WEIGHTS_FILE, PREDICTIONS: "predictions.jsonl.gz"}
+REPORTS = ("leaderboard.csv", "summary.csv", "comparison.csv", "accuracy.md", "efficiency.md", "comparison.md",
+           "comparison.png", "ranks.png", "pareto.png", "budget.png", "report.html")
+
+
+class RunFileError(ValueError):
+    """A file of a run folder that cannot be read as what it should be; the message names it."""
+
+
+def entry(folder: str, run_id: str) -> Path:
+    """The path of a job's entry in one of the :data:`PER_JOB` folders, relative to the run folder
+    (what a record keeps: never a path of the machine the run happened on)."""
+    return Path(folder) / f"{run_id}{PER_JOB[folder]}"
+
+
+class RunDir:
+    """The folder of one run; ``RunDir(out).record(run_id)`` and so on are where things live."""
+
+    def __init__(self, out: Path | str):
+        self.root = Path(out)
+
+    @property
+    def plan(self) -> Path:
+        return self.root / PLAN_FILE
+
+    @property
+    def log(self) -> Path:
+        return self.root / LOG_FILE
+
+    @property
+    def ray(self) -> Path:
+        return self.root / RAY_DIR
+
+    @property
+    def records(self) -> Path:
+        return self.root / RECORDS
+
+    def path(self, folder: str, run_id: str) -> Path:
+        return self.root / entry(folder, run_id)
+
+    def record(self, run_id: str) -> Path:
+        return self.path(RECORDS, run_id)
+
+    def trace(self, run_id: str) -> Path:
+        return self.path(TRACES, run_id)
+
+    def report(self, name: str) -> Path:
+        """Where the report ``name`` is written (one of :data:`REPORTS`: a new report is named here first)."""
+        if name not in REPORTS:
+            raise ValueError(f"{name!r} is not a report of the run folder; valid: {', '.join(REPORTS)}")
+        return self.root / name
+
+    # ---- searches ----------------------------------------------------------------------------------
+    def save_search(self, run_id: str, outcome: SearchOutcome) -> None:
+        """A finished search: its architecture (a plain ``Architecture`` file) and its facts."""
+        write_json_atomic(self.path(SEARCH, run_id), {"search_s": outcome.search_s, "search": outcome.info})
+        write_json_atomic(self.path(ARCHITECTURES, run_id), outcome.architecture)
+
+    def load_search(self, run_id: str) -> SearchOutcome | None:
+        """What an earlier run of this folder found for ``run_id`` (None: no architecture saved)."""
+        path = self.path(ARCHITECTURES, run_id)
+        if not path.is_file():
+            return None
+        facts = self.path(SEARCH, run_id)
+        saved = read_json(facts, "a search's facts") if facts.is_file() else {"search_s": None, "search": {}}
+        return SearchOutcome(read_json(path, "an architecture"), saved["search_s"], saved["search"])
+
+    # ---- a retrain's files -------------------------------------------------------------------------
+    def file_checkpoint(self, run_id: str, folder: Path) -> dict[str, dict]:
+        """Copy a retrain's weights and test predictions from its checkpoint ``folder`` to
+        ``weights/`` and ``predictions/``; their paths (relative to the run folder), sha256 and bytes."""
+        files: dict[str, dict] = {}
+        for key, name in CHECKPOINT_FILES.items():
+            source = Path(folder) / name
+            if not source.is_file():
+                continue
+            target = self.path(key, run_id)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
+            files[key] = {"path": str(entry(key, run_id)), "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
+                          "bytes": target.stat().st_size}
+        return files
+
+    # ---- records -----------------------------------------------------------------------------------
+    def record_files(self) -> list[Path]:
+        """The record files, sorted; ``FileNotFoundError`` if the folder holds no run."""
+        if not self.records.is_dir():
+            raise FileNotFoundError(f"{self.root} holds no run: {self.records} does not exist")
+        files = sorted(self.records.glob("*.json"))
+        if not files:
+            raise FileNotFoundError(f"{self.root} holds no run: {self.records} has no records")
+        return files
+
+    def clean_leftovers(self) -> None:
+        """Temporary files a killed writer left (``.<name>.<random>.tmp``): the rename never happened."""
+        for folder in (self.root, *(self.root / name for name in PER_JOB if name != TRACES)):
+            for tmp in folder.glob(".*.tmp"):
+                tmp.unlink(missing_ok=True)
+
+
+def load_records(out: Path | str, status: str | None = None) -> list[dict[str, Any]]:
+    """Every record under ``<out>/records`` (optionally only those with ``status``), sorted by run id
+    (not validated: :func:`suite.records.read_records` does that)."""
+    run = RunDir(out)
+    if not run.records.is_dir():
+        raise FileNotFoundError(f"{out} holds no run: {run.records} does not exist")
+    records = [read_json(p, "a record") for p in sorted(run.records.glob("*.json"))]
+    return [r for r in records if status is None or r.get("status") == status]
+
+
+def read_json(path: Path, what: str = "a JSON file") -> Any:
+    """The JSON in ``path``; a truncated or foreign file is a :class:`RunFileError` that names it."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        raise RunFileError(f"{path} is not {what}: invalid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
+                           "it was cut short or written by something else") from None
+    except UnicodeDecodeError:
+        raise RunFileError(f"{path} is not {what}: it is not text") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()  # what open() would give: readable by the group on shared storage
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file in the same folder, fsync and a rename (a
+    reader sees the old file or the whole new one, also after a crash)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 files
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=False, default=_jsonable)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    if isinstance(value, (set, tuple)):
+        return list(value)
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
