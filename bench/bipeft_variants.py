@@ -41,11 +41,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+from _common import ROOT, bench_parser
 
-ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "results" / "reference" / "minilm-cpu" / "run.json"
 VARIANTS: dict[str, dict[str, str]] = {
     "default": {},
@@ -151,7 +148,7 @@ def table(results: dict[str, list[dict]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = bench_parser(__doc__, data_dir=True)
     parser.add_argument("--out", required=True, help="a folder: one run per variant in OUT/<variant>")
     parser.add_argument("--tasks", default="demo/rotten_tomatoes,glue/sst2")
     parser.add_argument("--seeds", default="0,1,2")
@@ -159,7 +156,6 @@ def main() -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="a BIPEFT option for every variant (repeatable; a smoke run's max_triggers=4)")
     parser.add_argument("--reference", default=str(REFERENCE), help="the run.json whose settings to use")
-    parser.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "data"))
     parser.add_argument("--backbone", help="instead of the reference's (tiny-bert for a smoke run)")
     parser.add_argument("--epochs", type=int, help="instead of the reference's 8 (search and retrain)")
     parser.add_argument("--max-train-samples", type=int, help="instead of the reference's 250")
@@ -189,7 +185,9 @@ def main() -> None:
         if not args.summary_only:
             command = suite_command(args, reference, {**common, **VARIANTS[variant]}, folder)
             print(f"{variant}: {' '.join(command[1:])}", flush=True)
-            subprocess.run(command, cwd=ROOT, check=False)
+            # the suite of this checkout, in the driver and (through PYTHONPATH) in its Ray workers
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+            subprocess.run(command, cwd=ROOT, env=env, check=False)
         if (folder / "records").is_dir():
             results[variant] = summarise(folder)
     print(table(results))
