@@ -96,7 +96,7 @@ def main() -> None:
     budget = round(args.budget * exp.sites.backbone_params)
 
     timer = PhaseTimer()
-    ctx = exp.search_context(space, budget)
+    ctx = exp.search_context(space, budget, op_options=SUITE_OP_OPTIONS)  # the recipe the retrain below uses
     start = time.perf_counter()
     result = timed_bipeft(timer)().search(ctx)
     search_s = time.perf_counter() - start

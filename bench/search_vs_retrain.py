@@ -63,6 +63,7 @@ def main() -> None:
     from methods.base import SearchProblem
     from spaces import build_space
     from suite.harness import Experiment, HarnessConfig
+    from suite.recipe import SUITE_OP_OPTIONS
     from suite.tasks import get_task, load_splits
 
     torch.set_num_threads(args.threads)
@@ -78,7 +79,7 @@ def main() -> None:
           f"budget {budget:,}, {args.threads} thread(s)", flush=True)
     rows = []
     for name in args.methods.split(","):
-        ctx = exp.search_context(space, budget)
+        ctx = exp.search_context(space, budget, op_options=SUITE_OP_OPTIONS)  # the retrain's recipe
         if name == "bipeft":
             start = time.perf_counter()
             result = get_method(name).search(ctx)

@@ -81,6 +81,9 @@ class SearchContext:
         autocast: a context-manager factory for the run's precision (bf16 autocast where ``--precision``
             resolved to bf16, a no-op at fp32); every pass of a search enters it.
         selection_metric: the name of the task's selection metric.
+        op_options: keyword options per op name for the ops the search builds (``{"lora": {"scaling":
+            16.0}}``): the run's retrain recipe (``suite.recipe``), so that a search ranks modules as
+            they will be retrained; an op without an entry takes its class defaults.
     """
 
     space: SearchSpace
@@ -100,6 +103,7 @@ class SearchContext:
     out_dir: Path | None = None
     autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
     selection_metric: str = "accuracy"
+    op_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -233,10 +237,13 @@ class OneShotMethod(Method):
         A template method: it checks the budget against :meth:`searched_space` (:func:`check_budget`),
         then runs the method's :meth:`run_search`. The check lives here, not in a helper each search
         calls first, so that no method (a plugin's included) can skip it: every one refuses a budget
-        no module fits with the same message, before it builds a supernet.
+        no module fits with the same message, before it builds a supernet. The result's
+        ``info["op_options"]`` records the op settings the search built its ops with (``ctx.op_options``).
         """
         check_budget(ctx.budget, self.searched_space(ctx.space))
-        return self.run_search(ctx)
+        result = self.run_search(ctx)
+        result.info["op_options"] = ctx.op_options  # the record says which op settings the search saw
+        return result
 
     @abstractmethod
     def run_search(self, ctx: SearchContext) -> SearchResult:

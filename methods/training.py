@@ -4,7 +4,8 @@
 :class:`spaces.inject.Supernet`; this module trains one.)
 
 * :func:`build_supernet`: a fresh task model from the context with every module of the space
-  injected in search mode (a :class:`~spaces.inject.Supernet`), the task head trainable.
+  injected in search mode (a :class:`~spaces.inject.Supernet`) with the context's op settings (the
+  retrain recipe's), the task head trainable.
 * :class:`WeightTrainer`: the ΔW step of first-order DARTS on a weight-train batch: the suite's one
   training step (:class:`core.training.Trainer`: AdamW with linear decay, paper App. B, gradient
   clipping, autocast, a non-finite-loss guard) with the context's lr and autocast.
@@ -25,11 +26,15 @@ from methods.base import SearchContext, TaskModel
 from spaces.inject import Supernet
 
 
-def build_supernet(ctx: SearchContext, op_kwargs: dict[str, dict] | None = None) -> tuple[TaskModel, Supernet]:
-    """A task model from ``ctx`` with the whole space injected in search mode (head trainable)."""
+def build_supernet(ctx: SearchContext) -> tuple[TaskModel, Supernet]:
+    """A task model from ``ctx`` with the whole space injected in search mode (head trainable).
+
+    The ops take ``ctx.op_options``, the run's retrain recipe: the one place that decides the op
+    settings of every supernet, so a search never sees other ops than its retrain trains.
+    """
     torch.manual_seed(ctx.seed)
     task_model = ctx.make_model()
-    net = Supernet(task_model.model, ctx.space, op_kwargs)
+    net = Supernet(task_model.model, ctx.space, ctx.op_options)
     for p in task_model.head_parameters():
         p.requires_grad_(True)
     task_model.train()

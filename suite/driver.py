@@ -164,7 +164,8 @@ class Runner:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=method.max_concurrent())
         from suite.progress import StageView
 
-        fn = tune.with_parameters(proxy_trial, spec=self.plan.trial_spec(job), cpus=self.cluster.cpus_per_trial)
+        spec = self.plan.trial_spec(job)  # its op_options are the retrain recipe's: the proxies train those ops
+        fn = tune.with_parameters(proxy_trial, spec=spec, cpus=self.cluster.cpus_per_trial)
         tuner = self._tuner(f"blackbox-{job.run_id}", fn, None, None, StageView(f"search {job.run_id}", n),
                             search_alg=searcher, num_samples=n, metric=SCORE, mode="max")
         grid = _fit(tuner)
@@ -185,7 +186,8 @@ class Runner:
             self.recorder.write_failed(job, f"search failed: {type(e).__name__}: {e}")
             return
         peaks = [r["peak_memory_mb"] for r in results if r["peak_memory_mb"] is not None]
-        info = {**selected.info, "trial_seconds_total": sum(r["seconds"] or 0 for r in results),
+        info = {**selected.info, "op_options": spec["op_options"],
+                "trial_seconds_total": sum(r["seconds"] or 0 for r in results),
                 "peak_memory_mb": max(peaks) if peaks else None}  # the largest candidate trial's
         seconds = time.perf_counter() - start
         self.recorder.save_found(job, SearchOutcome(selected.architecture.to_dict(), seconds, info))

@@ -256,8 +256,9 @@ class Experiment:
 
     # ---- one-shot search ---------------------------------------------------------------------------
     def search_context(self, space, budget: int, report: Callable[[dict], None] | None = None,
-                       out_dir: Path | None = None) -> SearchContext:
-        """The context of a one-shot search: train halves and validation, never the test split."""
+                       out_dir: Path | None = None, op_options: dict[str, dict] | None = None) -> SearchContext:
+        """The context of a one-shot search: train halves and validation, never the test split.
+        ``op_options``: the run's retrain recipe (``suite.recipe``), the op settings of the search's ops."""
         weight_half, arch_half = search_halves(self.splits.train, self.seed)
         weight_train, train = self.loader(weight_half, train=True), self.loader(self.splits.train, train=True)
         return SearchContext(
@@ -269,7 +270,7 @@ class Experiment:
             evaluate=lambda tm: self.evaluate(tm, self.splits.validation),
             total_steps=self.config.planned_steps(len(weight_train), self.epochs),
             device=self.device, lr=self.config.lr, report=report or (lambda m: None), out_dir=out_dir,
-            autocast=self.autocast, selection_metric=self.task.selection_metric,
+            autocast=self.autocast, selection_metric=self.task.selection_metric, op_options=dict(op_options or {}),
         )
 
     # ---- retrain -----------------------------------------------------------------------------------

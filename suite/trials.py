@@ -84,7 +84,7 @@ def search_trial(config: dict[str, Any], out: str, cpus: float) -> None:
     exp = _experiment(spec)
     method = _method(spec)
     ctx = exp.search_context(_space(spec, exp.sites), spec["job"]["budget_params"], report=tune.report,
-                             out_dir=RunDir(out).trace(spec["run_id"]))
+                             out_dir=RunDir(out).trace(spec["run_id"]), op_options=spec["op_options"])  # the retrain's
     if exp.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(exp.device)
     start = time.perf_counter()

@@ -412,8 +412,9 @@ def test_triggers_select_early_and_end_the_search(tmp_path):
     arch, info, space, rows = run_search("tiny-bert", "s2", budget, out_dir=tmp_path,
                                            max_triggers=3, window=2, tau=0.5)
     assert info["stop_reason"] == "max_triggers" and info["triggers"] == 3 and info["steps"] < info["planned_steps"]
-    assert info["removed_modules"] > 0 and info["fixed_modules"] > 0
     search_rows = [r for r in rows if r["phase"] == "search"]
+    # modules removed and sizes fixed (a module fixed at one trigger may be removed at a later one)
+    assert info["removed_modules"] > 0 and sum(r["fixed"] for r in search_rows) > 0
     assert len(search_rows) == info["steps"] and sum(r["triggered"] for r in search_rows) == 3
     active = [r["active_params"] for r in search_rows]
     assert active[-1] < active[0] and all(b <= a for a, b in zip(active, active[1:]))
@@ -430,7 +431,10 @@ def test_triggers_select_early_and_end_the_search(tmp_path):
 def test_the_search_itself_reaches_the_budget_in_most_seeds():
     """Tiny T5 and tiny BERT, S1 and S2, five seeds each: the kept set at the last trigger is within
     [0.8 B, B] with nothing dropped or added by the export fit (16 of 20 when written: tiny BERT's S1
-    has only six modules of 65-552 parameters, too coarse for a 970-parameter budget in 4 of 5 seeds)."""
+    has only six modules of 65-552 parameters, too coarse for a 970-parameter budget in 4 of 5 seeds).
+    11-12 of 20 since the sensitivity counts what trained (issue 20): more sized modules stay, and
+    the argmax size of one not fixed yet still moves after the last removal (Eq. 10 fixes few before
+    the last triggers), so the exported size drifts, mostly below 0.8 B (the fit then adds a module)."""
     own = []
     for backbone in ("tiny-t5", "tiny-bert"):
         for space_name, fraction in (("s1", 0.3), ("s2", 0.1)):
@@ -443,7 +447,7 @@ def test_the_search_itself_reaches_the_budget_in_most_seeds():
                 fit = info["export"]
                 assert 0.8 * budget <= fit["params"] <= budget
                 own.append(0.8 * budget <= fit["params_before"] <= budget and not fit["dropped"] and not fit["added"])
-    assert sum(own) >= 15, f"the search reached the budget itself in {sum(own)} of {len(own)} searches"
+    assert sum(own) >= 10, f"the search reached the budget itself in {sum(own)} of {len(own)} searches"
 
 
 def test_step_cap_is_reported_when_triggers_do_not_all_fire():
@@ -583,3 +587,92 @@ def test_a_float_zero_keep_skips_the_module_and_a_tensor_zero_keeps_its_gradient
         op.B.normal_()  # a non-zero delta, so its keep weight gets a non-zero gradient
     model(**tiny_inputs("tiny-bert")).logits.sum().backward()
     assert calls == [1] and gate.grad[lora] != 0  # gated off by a tensor: computed, straight-through
+
+
+# ---- the sensitivity counts what trained in the step (issue 20, §2) ---------------------------------------------
+@pytest.mark.parametrize("k", [0, 1, 2])
+def test_a_sized_and_a_vector_module_with_equal_wg_get_equal_sensitivity_whatever_size_was_drawn(k):
+    """Eq. 2 divides by the parameters that received a gradient: a LoRA drawn at size ``sizes[k]``
+    trains its leading slice only; with ``|w G| = 0.25`` on every trained parameter of it and of a
+    BitFit vector, both get ``f = 0.25``. The allocated form divides the LoRA by its largest size."""
+    model = tiny_model("tiny-bert")
+    space = build_space("s2", describe(model))
+    net = Supernet(model, space)
+    tape = GradientTape(net)
+    lora = next(i for i, d in enumerate(space.dims()) if d.op == "lora")
+    bias = next(i for i, d in enumerate(space.dims()) if d.op == "bitfit")
+    size = space.sizes[k]
+    with torch.no_grad():
+        for op in net.modules:
+            for p in op.parameters():
+                p.uniform_(0.5, 1.5)
+                p.grad = torch.zeros_like(p)
+    a, b = net.modules[lora].A, net.modules[lora].B
+    a.grad[:size] = 0.25 / a.detach()[:size]  # the drawn slice: A's first rows, B's first columns
+    b.grad[:, :size] = 0.25 / b.detach()[:, :size]
+    vector = net.modules[bias].bias
+    vector.grad = -0.25 / vector.detach()
+    drawn = torch.full((len(space),), k)
+    selector = EarlySelector(ModuleTable.from_space(space), 1000, BIPEFTConfig())
+    captured = tape.capture()
+    scores = tape.scores(captured, captured, selector.step_counts(drawn))  # alpha = 1: s = 2 f
+    assert scores[lora].item() == pytest.approx(0.5) and scores[bias].item() == pytest.approx(0.5)
+    allocated = EarlySelector(ModuleTable.from_space(space), 1000, BIPEFTConfig(sensitivity="allocated"))
+    old = tape.scores(captured, captured, allocated.step_counts(drawn))
+    assert old[lora].item() == pytest.approx(0.5 * size / space.sizes[-1]) and old[bias].item() == pytest.approx(0.5)
+
+
+def test_the_passes_of_a_step_train_the_size_the_step_drew():
+    """ΔW's gradient (D_tra) and Θ's (D_val) cover the same slice of every sized module: the one
+    the step drew, whose parameter count is the module's ``|M_n|`` for the step."""
+    from methods.bipeft.gates import DisentangledWeights
+    from methods.bipeft.sensitivity import segment_sum
+    from methods.bipeft.session import SearchSession
+
+    exp = experiment("tiny-bert")
+    space = build_space("s2", exp.sites)
+    run = SearchSession(capped_context(exp, space, 2500, max_steps=4), BIPEFTConfig(), DisentangledWeights)
+    tape = GradientTape(run.net)
+    selector = EarlySelector(ModuleTable.from_space(space), 2500, run.config)
+    with torch.no_grad():  # non-zero LoRA B / adapter up weights: every entry of a slice can get a gradient
+        for op in run.net.modules:
+            for p in op.parameters():
+                if not p.any():
+                    p.normal_(0, 0.1)
+    _, tra, val, drawn = BIPEFT._paper_step(run, tape, 0, 5.0)
+    trained = segment_sum(((tra.g != 0) | (val.g != 0)).double(), tape.entry_module, len(space))
+    counts = selector.step_counts(drawn)
+    sized = [i for i, d in enumerate(space.dims()) if d.sizes]
+    assert counts[sized].tolist() == [selector.table.q[i, drawn[i]].item() for i in sized]
+    assert all(trained[i] <= counts[i] for i in range(len(space)))
+    small = [i for i in sized if drawn[i] < len(space.sizes) - 1 and trained[i] > 0]
+    assert small  # some modules drew a smaller size and trained it (the check above is not vacuous)
+
+
+def test_sensitivity_option_is_checked():
+    with pytest.raises(ValueError, match="unknown sensitivity 'mean'; valid: trained, allocated"):
+        BIPEFT({"sensitivity": "mean"})
+    with pytest.raises(ValueError, match="code_compat has the authors' form"):
+        BIPEFT({"sensitivity": "allocated", "code_compat": True})
+    assert BIPEFT().config.effective_sensitivity == "trained"
+
+
+def test_the_trace_shows_the_search_converge(tmp_path):
+    """Per step: the mean keep probability and entropy of Θ, the argmax probability and entropy of
+    Φ; per trigger: the modules removed and the sizes fixed, by key."""
+    arch, info, space, rows = run_search("tiny-bert", "s2", 1200, out_dir=tmp_path, max_triggers=3, window=2, tau=0.5)
+    search_rows = [r for r in rows if r["phase"] == "search"]
+    for r in search_rows:
+        assert 0 < r["theta_keep"] < 1 and 0 <= r["theta_entropy"] <= math.log(2) + 1e-9
+        assert math.isnan(r["phi_entropy"]) or 0 <= r["phi_entropy"] <= math.log(len(space.sizes)) + 1e-9
+    keys = {d.key for d in space.dims()}
+    fired = [r for r in search_rows if r["triggered"]]
+    assert [r["step"] for r in fired][0] == info["first_trigger_step"] and fired[-1]["step"] == info["last_trigger_step"]
+    removed = [k for r in fired for k in r["removed_keys"].split(";") if k]
+    fixed = [kv.split("=") for r in fired for kv in r["fixed_sizes"].split(";") if kv]
+    assert len(removed) == sum(r["removed"] for r in fired) and set(removed) <= keys
+    assert len(fixed) == sum(r["fixed"] for r in fired) and all(k in keys and int(s) in space.sizes for k, s in fixed)
+    assert all(r.get("removed_keys") is None for r in search_rows if not r["triggered"])
+    with open(tmp_path / info["trace_csv"]) as f:
+        assert {"theta_keep", "theta_entropy", "phi_top", "phi_entropy", "removed_keys", "fixed_sizes"} <= set(
+            next(csv.DictReader(f)))

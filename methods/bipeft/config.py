@@ -15,6 +15,7 @@ from methods.base import BUDGET_FLOOR
 
 TEMPERATURE_SCHEDULES = ("linear", "epoch", "constant")
 BUDGET_COUNTS = ("exported", "expected", "authors")
+SENSITIVITY_FORMS = ("trained", "allocated")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,12 @@ class BIPEFTConfig(SearchConfig):
               "trigger Z), 'expected' (the paper's Eqs. 7-8 as written: keep probabilities times expected sizes), "
               "'authors' (the code: 'expected', with p_n = b_n for the last 10 triggers); None: 'exported', or "
               "'authors' under code_compat")
+    sensitivity: str | None = option(
+        None, "what one step's sensitivity (Eqs. 1-3) measures: 'trained' (the ΔW, Θ and Φ passes of a step share "
+              "one size draw, and Eq. 2 divides by the parameters that received a gradient: the drawn slice of a "
+              "sized module), 'allocated' (each pass draws its own sizes, and Eq. 2 divides by the module's "
+              "allocated parameters: its largest size until fixed); None: 'trained'. Not with code_compat, "
+              "which has the authors' form (argmax Φ in both passes, always the largest size)")
     warmup_epochs: float | None = option(
         None, "epochs before indicators and Φ history are recorded (the code's prune_begin_epoch); "
               "None: 0 (the paper has no warm-up), or 1 under code_compat (the authors' scripts use 1-4)")
@@ -88,12 +95,22 @@ class BIPEFTConfig(SearchConfig):
               f"warmup_epochs must be >= 0 or None, got {self.warmup_epochs}")
         check(self.budget_count is None or self.budget_count in BUDGET_COUNTS,
               f"unknown budget_count {self.budget_count!r}; valid: {', '.join(BUDGET_COUNTS)}")
+        check(self.sensitivity is None or self.sensitivity in SENSITIVITY_FORMS,
+              f"unknown sensitivity {self.sensitivity!r}; valid: {', '.join(SENSITIVITY_FORMS)}")
+        check(self.sensitivity is None or not self.code_compat,
+              f"sensitivity={self.sensitivity!r} applies to the paper's step; code_compat has the authors' form: "
+              "leave sensitivity unset")
 
     @property
     def effective_budget_count(self) -> str:
         if self.budget_count is not None:
             return self.budget_count
         return "authors" if self.code_compat else "exported"
+
+    @property
+    def effective_sensitivity(self) -> str:
+        """'trained' or 'allocated' in paper mode; 'authors' under code_compat."""
+        return "authors" if self.code_compat else (self.sensitivity or "trained")
 
     @property
     def effective_warmup_epochs(self) -> float:

@@ -88,8 +88,23 @@ class EarlySelector:
 
     @property
     def sensitivity_counts(self) -> torch.Tensor:
-        """``|M_n|`` of Eq. 2: the parameters the module trains now; the code: always its largest size."""
+        """``|M_n|`` of Eq. 2 read as the module's allocated parameters: its largest size until its
+        size is fixed, then that size (``sensitivity="allocated"``); the code: always its largest size."""
         return self.table.q[:, -1] if self.compat else self.counts
+
+    def step_counts(self, drawn: torch.Tensor | None) -> torch.Tensor:
+        """``|M_n|`` of Eq. 2 for one step: with ``sensitivity="trained"`` (the default) the parameters
+        that received a gradient in the step's passes, i.e. each unfixed sized module at the size the
+        step drew (``drawn``: the size index per module, :class:`~methods.bipeft.gates.SizeDraw`), a
+        fixed one at its fixed size, a size-less one whole; otherwise :attr:`sensitivity_counts`.
+
+        (A module sampled off in a pass gets no gradient there: its ``f_n`` of that pass is 0 whatever
+        it is divided by.)
+        """
+        if drawn is None or self.config.effective_sensitivity != "trained":
+            return self.sensitivity_counts
+        at_draw = self.table.q.gather(1, drawn[:, None]).squeeze(1)
+        return torch.where(self.state.fixed, self.counts, at_draw)
 
     @property
     def finished(self) -> bool:
@@ -158,6 +173,28 @@ class EarlySelector:
             return unfixed
         cosine = 1.0 if math.isnan(cosine) else cosine
         return max(0, math.floor(unfixed * cosine / left_after))
+
+    def convergence(self, snap: ArchSnapshot) -> dict[str, float]:
+        """How settled Θ and Φ are, for the trace (entropies in nats; NaN where no module is left):
+
+        * ``theta_keep``: the mean keep probability ``softmax(Θ_n)[keep]`` over the kept modules;
+        * ``theta_entropy``: the mean entropy of ``softmax(Θ_n)`` over the kept modules (at most ln 2);
+        * ``phi_top``: the mean probability of the argmax size, over the kept sized modules whose size
+          is not fixed yet;
+        * ``phi_entropy``: the mean entropy of ``softmax(Φ_n)`` over those (at most ln K).
+        """
+        kept, open_sizes = self.state.kept, self.state.kept & ~self.state.fixed
+        p = snap.keep_prob[kept]
+        theta_entropy = -(p * p.clamp_min(1e-300).log() + (1 - p) * (1 - p).clamp_min(1e-300).log())
+        probs = snap.size_probs[open_sizes]
+        phi_entropy = -(probs * probs.clamp_min(1e-300).log()).sum(-1)
+
+        def mean(values: torch.Tensor) -> float:
+            return float(values.mean()) if values.numel() else math.nan
+
+        return {"theta_keep": mean(p), "theta_entropy": mean(theta_entropy),
+                "phi_top": mean(probs.max(-1).values) if probs.numel() else math.nan,
+                "phi_entropy": mean(phi_entropy)}
 
     def active_params(self) -> int:
         """Parameters the supernet trains now: ``|M_n|`` summed over kept modules."""

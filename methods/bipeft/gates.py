@@ -11,7 +11,10 @@ A pass sets the supernet's gates with :meth:`configure`:
   keep weight gets a gradient); ``"sample"`` a hard Gumbel sample as Python floats (modules
   sampled off are skipped: no compute); ``"ones"`` every module kept.
 * sizes: ``"st"`` a straight-through Gumbel sample over the sizes; ``"sample"`` a hard sample
-  without gradient; ``"argmax"`` the current argmax without gradient.
+  without gradient; ``"argmax"`` the current argmax without gradient. With a :class:`SizeDraw`
+  (:meth:`DisentangledWeights.draw_sizes`), ``"st"`` and ``"sample"`` read that one draw instead of
+  drawing anew: the passes of one step then train the same size of every module (the ``"st"``
+  pass's forward is the draw, its gradient the soft sample's of the same noise).
 
 Weight entanglement is the ops' business: a size distribution becomes per-channel weights on one
 max-size product (``spaces.ops.base``), never ``K`` copies.
@@ -25,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.bipeft.gumbel import gumbel_argmax, gumbel_softmax_st
+from methods.bipeft.gumbel import gumbel_argmax, gumbel_noise, gumbel_softmax_st
 from spaces.inject import Supernet
 
 KEEP_MODES = ("st", "sample", "ones")
@@ -51,6 +54,20 @@ class ArchSnapshot:
     phi: torch.Tensor
 
 
+@dataclass
+class SizeDraw:
+    """One Gumbel draw over Φ, shared by the passes of a step.
+
+    Attributes:
+        noise: the Gumbel noise (``[M, K]``, CPU).
+        index: the drawn size index per module (``[N]``; 0 for size-less modules), the argmax of
+            ``Φ + noise``.
+    """
+
+    noise: torch.Tensor
+    index: torch.Tensor
+
+
 class DisentangledWeights(nn.Module):
     """``Θ`` and ``Φ``.
 
@@ -69,8 +86,17 @@ class DisentangledWeights(nn.Module):
         self.theta = nn.Parameter((init_std * torch.randn(len(net), 2, generator=generator)).to(device))
         self.phi = nn.Parameter((init_std * torch.randn(len(self.sized_rows), num_sizes, generator=generator)).to(device))
 
-    def configure(self, net: Supernet, keep: str, sizes: str, temperature: float) -> None:
-        """Set the supernet's keep weights and size distributions for the next pass."""
+    def draw_sizes(self) -> SizeDraw:
+        """A Gumbel draw over Φ for the passes of one step (its index per module, 0 if size-less)."""
+        noise = gumbel_noise(self.phi.shape, self.generator)
+        index = torch.zeros(self.theta.shape[0], dtype=torch.long)
+        if self.sized_rows:
+            index[self.sized_rows] = gumbel_argmax(self.phi, self.generator, noise)
+        return SizeDraw(noise, index)
+
+    def configure(self, net: Supernet, keep: str, sizes: str, temperature: float, draw: SizeDraw | None = None) -> None:
+        """Set the supernet's keep weights and size distributions for the next pass (``draw``: the
+        step's size draw, read by the ``"st"`` and ``"sample"`` size modes instead of a new one)."""
         if keep == "st":
             net.set_keep(gumbel_softmax_st(self.theta, temperature, self.generator)[:, 1])
         elif keep == "sample":
@@ -82,9 +108,12 @@ class DisentangledWeights(nn.Module):
         if not self.sized_rows:
             return
         if sizes == "st":
-            probs = gumbel_softmax_st(self.phi, temperature, self.generator)
+            probs = gumbel_softmax_st(self.phi, temperature, self.generator, noise=None if draw is None else draw.noise)
         elif sizes in ("sample", "argmax"):
-            index = gumbel_argmax(self.phi, self.generator) if sizes == "sample" else self.phi.detach().argmax(-1)
+            if sizes == "argmax":
+                index = self.phi.detach().argmax(-1)
+            else:
+                index = gumbel_argmax(self.phi, self.generator) if draw is None else draw.index[self.sized_rows]
             probs = F.one_hot(index.to(self.phi.device), self.phi.shape[1]).to(self.phi.dtype)
         else:
             raise ValueError(f"unknown size mode {sizes!r}; valid: {', '.join(SIZE_MODES)}")

@@ -38,9 +38,12 @@ def gumbel_softmax_st(logits: torch.Tensor, temperature: float, generator: torch
     return y_hard - y_soft.detach() + y_soft
 
 
-def gumbel_argmax(logits: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """The index of a hard Gumbel sample, without gradient (the temperature does not change it)."""
-    g = gumbel_noise(logits.shape, generator)
+def gumbel_argmax(logits: torch.Tensor, generator: torch.Generator, noise: torch.Tensor | None = None) -> torch.Tensor:
+    """The index of a hard Gumbel sample, without gradient (the temperature does not change it).
+
+    With ``noise`` (a draw of :func:`gumbel_noise`) it is the forward one-hot of
+    ``gumbel_softmax_st(logits, t, generator, noise)``: one draw, read with or without gradient."""
+    g = gumbel_noise(logits.shape, generator) if noise is None else noise
     return (logits.detach().float().cpu() + g).argmax(-1)
 
 

@@ -11,11 +11,13 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+import torch
+
 from methods.base import OneShotMethod, SearchContext, SearchResult
 from methods.bipeft.config import BIPEFTConfig
 from methods.bipeft.early_selection import EarlySelector, Observation, Selection
 from methods.bipeft.equations import ModuleTable
-from methods.bipeft.gates import DisentangledWeights
+from methods.bipeft.gates import ArchSnapshot, DisentangledWeights
 from methods.bipeft.sensitivity import Capture, GradientTape
 from methods.bipeft.session import SearchSession, fit_summary
 
@@ -35,11 +37,13 @@ class BIPEFT(OneShotMethod):
     **One step** (§3.5, first-order DARTS), paper semantics:
 
     1. ΔW on a weight-train batch (AdamW, lr from the context, linear decay over the planned steps)
-       under a hard Gumbel sample of Θ and Φ; modules sampled off are skipped (no compute).
+       under a hard Gumbel sample of Θ and the step's size draw from Φ; modules sampled off are
+       skipped (no compute).
     2. Θ on an arch-train batch with Φ fixed: keep = straight-through sample of Θ (every kept
-       module computed, so every Θ row gets a gradient), sizes = a detached sample of Φ.
+       module computed, so every Θ row gets a gradient), sizes = the step's draw, detached.
     3. Φ on the same batch with the updated Θ: keep = a hard sample of the new Θ (modules sampled
-       off skipped), sizes = straight-through sample of Φ. Architecture optimiser: Adam, lr 0.01.
+       off skipped), sizes = the step's draw with its straight-through gradient (the soft sample of
+       the same Gumbel noise). Architecture optimiser: Adam, lr 0.01.
     4. Sensitivity (Eqs. 1-3) and its EMA (Eq. 4); ``C_n`` (Eq. 8), ``E_t`` (Eq. 7); the
        importance indicator ``I_t`` and stability ``β_t`` (Eq. 5); a trigger when ``β_t >= τ``.
     5. At a trigger: ``R_z`` (Eq. 6) and removal of the least sensitive kept modules until their
@@ -83,8 +87,19 @@ class BIPEFT(OneShotMethod):
       reduction R_z is achieved": modules go in ascending sensitivity while the total removed is
       below ``R_z`` (the one reaching it included). Stopping before the first module that would
       exceed ``R_z`` instead stalls (``R_z`` starts at ``(E_t - B) / Z``, below most modules).
-    * Eq. 2's ``|M_n|`` is the number of parameters the module trains now: its largest size, or
-      its fixed size once fixed.
+    * **Sensitivity counts what trained in the step (default ``sensitivity="trained"``).** Eq. 2's
+      ``|M_n|`` is "the number of fine-tuned parameters of the module", and Eq. 3 compares the
+      gradients ``G_n(D_tra)`` and ``G_n(D_val)`` of one module. A sized module trained at size ``k``
+      gets a gradient on its size-``k`` slice only, so the three passes of a step share one size
+      draw (both gradients cover the same slice, as in the authors' binary stage, which uses argmax
+      Φ in both) and ``|M_n|`` is the parameters of that slice (``q_n[k]``; the fixed size once
+      fixed; a BitFit/LNFit vector whole). Then ``f_n`` is the mean ``|w G|`` over the parameters
+      that received a gradient, comparable between a LoRA and a bias vector whatever size the step
+      drew. ``sensitivity="allocated"`` is the earlier form, kept for comparison: each pass draws its
+      own sizes (reading §3.5's "fix Φ" as sampling the fixed Φ anew in each pass) and ``|M_n|`` is
+      the module's allocated parameters (its largest size until fixed: with weight entanglement all
+      of them are fine-tuned over the search), which dilutes a sized module drawn at size ``k`` by
+      about ``k / K_max`` against a vector.
     * Eq. 3 with a zero gradient (a module gated off in one of the passes) gives ``α_n = 0``.
     * Eq. 5 averages the ``H`` most recent consecutive cosines (the printed sum has ``H + 1``
       terms); the indicator history is never reset (as in the code), so triggers can fire on
@@ -129,9 +144,14 @@ class BIPEFT(OneShotMethod):
 
     :meth:`search` returns the architecture and, in ``info``, what the record keeps: ``stop_reason``
     (``"max_triggers"`` or ``"step_cap"``), ``steps``, ``planned_steps``, ``triggers``,
-    ``max_triggers``, ``removed_modules``, ``fixed_modules``, ``export`` (params before/after the
-    budget fit and the modules dropped/added/grown), ``params``, ``budget``, ``search_time_s`` and,
-    with an ``out_dir``, ``trace_csv``/``trace_plot``.
+    ``max_triggers``, ``first_trigger_step``, ``last_trigger_step``, ``removed_modules``,
+    ``fixed_modules``, ``export`` (params before/after the budget fit and the modules
+    dropped/added/grown), ``params``, ``budget``, ``search_time_s``, ``op_options`` and, with an
+    ``out_dir``, ``trace_csv``/``trace_plot``. The trace has a row per step: the losses, ``beta``,
+    the trigger and its reduction, ``E_t`` and the active parameters, how settled Θ and Φ are
+    (``theta_keep``, ``theta_entropy``, ``phi_top``, ``phi_entropy``: see
+    :meth:`~methods.bipeft.early_selection.EarlySelector.convergence`) and, at a trigger, the keys of
+    the modules removed (``removed_keys``) and the sizes fixed (``fixed_sizes``).
     """
 
     name = "bipeft"
@@ -154,40 +174,47 @@ class BIPEFT(OneShotMethod):
         tape = GradientTape(run.net)
         warmup_steps = math.ceil(cfg.effective_warmup_epochs * run.steps_per_epoch)
         one_step = self._code_step if cfg.code_compat else self._paper_step
-        stop_reason, steps = "step_cap", 0
+        stop_reason, steps, trigger_steps = "step_cap", 0, []
         for step in range(run.total):
             temp = run.temperature(step)
-            losses, tra, val = one_step(run, tape, step, temp)
-            selector.update_scores(tape.scores(tra, val, selector.sensitivity_counts, product_cosine=cfg.code_compat))
+            losses, tra, val, drawn = one_step(run, tape, step, temp)
+            counts = selector.step_counts(drawn)
+            selector.update_scores(tape.scores(tra, val, counts, product_cosine=cfg.code_compat))
             snap = run.arch.snapshot()
             obs = selector.observe(snap, record=step >= warmup_steps)
             event = selector.select(obs, snap) if obs.fired else None
             if event is not None:
                 self._apply(run, tape, event)
+                trigger_steps.append(step + 1)
             steps = step + 1
-            run.trace.add(self._row(run, selector, step, temp, losses, obs, event))
+            run.trace.add(self._row(run, selector, step, temp, losses, obs, event, snap))
             if selector.finished:
                 stop_reason = "max_triggers"
                 break
-        return self._export(run, selector, stop_reason, steps)
+        return self._export(run, selector, stop_reason, steps, trigger_steps)
 
     # ---- one step ------------------------------------------------------------------------------------
     @staticmethod
-    def _paper_step(run: SearchSession, tape: GradientTape, step: int, temp: float) -> tuple[dict, Capture, Capture]:
-        """ΔW, then Θ with Φ fixed, then Φ with the updated Θ (§3.5)."""
+    def _paper_step(run: SearchSession, tape: GradientTape, step: int, temp: float,
+                    ) -> tuple[dict, Capture, Capture, torch.Tensor | None]:
+        """ΔW, then Θ with Φ fixed, then Φ with the updated Θ (§3.5); with ``sensitivity="trained"``
+        the three passes share one size draw, which is returned (the size index per module)."""
         arch, net, captured = run.arch, run.net, {}
-        arch.configure(net, keep="sample", sizes="sample", temperature=temp)
+        draw = arch.draw_sizes() if run.config.effective_sensitivity == "trained" else None
+        arch.configure(net, keep="sample", sizes="sample", temperature=temp, draw=draw)
         loss_w = run.weight_step(on_grads=lambda: captured.update(tra=tape.capture()))
         batch = run.next_arch_batch()
-        arch.configure(net, keep="st", sizes="sample", temperature=temp)
+        arch.configure(net, keep="st", sizes="sample", temperature=temp, draw=draw)
         loss_theta = run.arch_step(batch, [arch.theta], weights=tape.params)
         val = tape.capture()
-        arch.configure(net, keep="sample", sizes="st", temperature=temp)
+        arch.configure(net, keep="sample", sizes="st", temperature=temp, draw=draw)
         loss_phi = run.arch_step(batch, [arch.phi])
-        return {"loss_weights": loss_w, "loss_theta": loss_theta, "loss_phi": loss_phi}, captured["tra"], val
+        losses = {"loss_weights": loss_w, "loss_theta": loss_theta, "loss_phi": loss_phi}
+        return losses, captured["tra"], val, None if draw is None else draw.index
 
     @staticmethod
-    def _code_step(run: SearchSession, tape: GradientTape, step: int, temp: float) -> tuple[dict, Capture, Capture]:
+    def _code_step(run: SearchSession, tape: GradientTape, step: int, temp: float,
+                   ) -> tuple[dict, Capture, Capture, None]:
         """The authors' order: one arch step (Θ on odd steps, Φ on even ones), then ΔW."""
         arch, net, captured = run.arch, run.net, {}
         binary_stage = step % 2 == 0
@@ -203,7 +230,7 @@ class BIPEFT(OneShotMethod):
         nan = math.nan
         losses = {"loss_weights": loss_w, "loss_theta": loss_arch if binary_stage else nan,
                   "loss_phi": nan if binary_stage else loss_arch}
-        return losses, captured["tra"], val
+        return losses, captured["tra"], val, None
 
     # ---- selection and export ------------------------------------------------------------------------
     @staticmethod
@@ -219,8 +246,14 @@ class BIPEFT(OneShotMethod):
 
     @staticmethod
     def _row(run: SearchSession, selector: EarlySelector, step: int, temp: float, losses: dict, obs: Observation,
-             event: Selection | None) -> dict[str, Any]:
+             event: Selection | None, snap: ArchSnapshot) -> dict[str, Any]:
+        """One trace row: the losses, the trigger, the budget, how settled Θ and Φ are
+        (:meth:`EarlySelector.convergence`, read after the step's selection) and, at a trigger, the
+        keys of the modules it removed and the sizes it fixed (``key=size``, ``;``-separated)."""
         state = selector.state
+        keys = [d.key for d in run.space.dims()] if event is not None else []
+        what = {"removed_keys": ";".join(keys[i] for i in event.removed),
+                "fixed_sizes": ";".join(f"{keys[i]}={size}" for i, size in event.fixed)} if event else {}
         return {
             "step": step + 1, "total": run.total, "epoch": run.epoch(step), "phase": "search", "temperature": temp,
             "lr": run.lr(),
@@ -232,10 +265,12 @@ class BIPEFT(OneShotMethod):
             "expected_params": obs.expected,
             "active_modules": int(state.kept.sum()), "active_params": selector.active_params(),
             "fixed_modules": int((state.fixed & state.kept & selector.table.sized).sum()),
+            **selector.convergence(snap), **what,
             "elapsed_s": run.elapsed(),
         }
 
-    def _export(self, run: SearchSession, selector: EarlySelector, stop_reason: str, steps: int) -> SearchResult:
+    def _export(self, run: SearchSession, selector: EarlySelector, stop_reason: str, steps: int,
+                trigger_steps: list[int]) -> SearchResult:
         snap = run.arch.snapshot()
         choices, preferred = selector.export_choices(snap)
         before = sum(run.space.count_at(i, c) for i, c in enumerate(choices))
@@ -250,6 +285,8 @@ class BIPEFT(OneShotMethod):
         return SearchResult(arch, {
             "method": self.name, "stop_reason": stop_reason, "steps": steps, "planned_steps": run.total,
             "triggers": selector.done, "max_triggers": self.config.max_triggers,
+            "first_trigger_step": trigger_steps[0] if trigger_steps else None,
+            "last_trigger_step": trigger_steps[-1] if trigger_steps else None,
             "removed_modules": int((~state.kept).sum()),
             "fixed_modules": int((state.fixed & state.kept & selector.table.sized).sum()),
             "export": fit_summary(run.space, fit, before), "params": fit.params, "budget": run.ctx.budget,

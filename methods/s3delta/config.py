@@ -33,8 +33,9 @@ class S3DeltaConfig:
                                     "alpha (None: once per epoch and at the end; 0: never, use the last alpha)")
     module_size: int = option(1, "the size every sized module is fixed at (S3Delta-M: rank 1); a candidate "
                               "size of the space")
-    lora_scaling: float | None = option(None, "LoRA output scaling in the search and in its authors' retrain "
-                                        "recipe (None: S3Delta's lora_alpha / r = 16 / module_size)")
+    lora_scaling: float | None = option(None, "LoRA output scaling of the authors' recipe (--retrain-recipe "
+                                        "authors: the search's and the retrain's; None: S3Delta's lora_alpha / r "
+                                        "= 16 / module_size)")
 
     def __post_init__(self) -> None:
         check(self.strategy in STRATEGIES, f"unknown strategy {self.strategy!r}; valid: {', '.join(STRATEGIES)}")

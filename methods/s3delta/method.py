@@ -42,9 +42,10 @@ Deviations from the paper and its code:
   script), sparsity-decay schedules (commented out in the code), warm-up steps (0 in the scripts).
   The ``l0`` strategy (``p = sigmoid(alpha/beta)`` plus ``lambda0`` times the expected L0 norm,
   which needs a stretch ``l < 0``) is available; the scripts use ``shift``.
-* The LoRA output scale in the search is S3Delta's ``lora_alpha / r = 16 / 1`` (``lora_scaling``).
-  The retrain uses the suite's recipe like every method; ``--retrain-recipe authors`` retrains with
-  this scale instead (:meth:`S3Delta.authors_recipe`).
+* The search builds its ops with the run's retrain recipe, like every method (``ctx.op_options``):
+  the suite's (LoRA scale 16) by default; under ``--retrain-recipe authors`` S3Delta's own
+  ``lora_alpha / r`` (16 at rank 1; ``lora_scaling``, :meth:`S3Delta.authors_recipe`), in the search
+  and in the retrain.
 * ``module_size`` fixes the sized modules at another candidate size than 1 (not in the paper): a
   budget above the size-1 space (more than every module at rank 1) cannot be spent otherwise.
 * The gates multiply the modules' outputs through the shared :class:`~spaces.inject.Supernet`
@@ -161,8 +162,7 @@ class S3Delta(OneShotMethod):
         costs = np.array([space.choice_params(i)[-1] for i in range(len(space))], dtype=float)
 
         start = time.perf_counter()
-        # the search runs with the authors' op settings (LoRA scale 16): searching is the method's own business
-        task_model, net = build_supernet(dataclasses.replace(ctx, space=space), op_kwargs=self.authors_recipe())
+        task_model, net = build_supernet(dataclasses.replace(ctx, space=space))
         weights = net.weights() + list(task_model.head_parameters())
         total = ctx.total_steps
         trainer = WeightTrainer(weights, ctx, total, weight_decay=cfg.weight_decay, grad_clip=cfg.grad_clip)

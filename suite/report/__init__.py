@@ -111,7 +111,7 @@ def make_reports(out_dir: Path | str, reference: str | None = None, paired_inter
     compared = comparison.compare(lb, predictions, reference, paired_interval)
     ranks = stats.rank_test(comparison.rank_scores(lb, sm))
     documents: dict[str, Document] = {
-        "accuracy": tables.accuracy(lb, sm),
+        "accuracy": tables.accuracy(lb, sm, records),
         "efficiency": tables.efficiency(lb, sm, records),
         "comparison": comparison.comparison_document(compared, ranks, reference, paired_interval),
     }

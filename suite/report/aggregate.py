@@ -76,7 +76,8 @@ def setting(record: dict[str, Any]) -> str:
 
 
 def step_capped(record: dict[str, Any]) -> bool:
-    """A search that stopped at its step cap before doing what its method does (``--allow-step-cap``)."""
+    """A search that stopped at its step cap before doing what its method does (BIPEFT: before its Z
+    triggers), whether the plan was too short (``--allow-step-cap``) or the method did not get there."""
     return (record.get("search") or {}).get("stop_reason") == "step_cap"
 
 

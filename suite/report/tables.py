@@ -19,6 +19,7 @@ from suite.report.aggregate import (
     ordered_tasks,
     row_key,
     row_keys,
+    step_capped,
     task_blocks,
     task_label,
 )
@@ -77,8 +78,20 @@ def num(value: float | None, digits: int = 2) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
 
-CAPPED_NOTE = ("†: some of the row's searches stopped at their step cap before doing what their method does "
-               "(BIPEFT: before its Z triggers), accepted with --allow-step-cap.")
+def capped_note(records: list[dict[str, Any]] = ()) -> list[str]:
+    """The † footnote: the row's searches that stopped at their step cap before their method's end,
+    each with how far it got (BIPEFT: "after N of Z triggers"), whether or not the plan was short."""
+    lines = ["†: some of the row's searches stopped at their step cap before their method's end:"]
+    for r in records:
+        search = r.get("search") or {}
+        if r["status"] != "ok" or not step_capped(r):
+            continue
+        how = (f" after {search['triggers']} of {search['max_triggers']} triggers"
+               if "triggers" in search and "max_triggers" in search else "")
+        steps = f" ({search['steps']} of {search['planned_steps']} planned steps)" if "planned_steps" in search else ""
+        lines.append(f"- {method_name_label(r['method'])}, {task_label(r['task'])}, seed {r['seed']}: "
+                     f"stopped at the step cap{how}{steps}.")
+    return lines if len(lines) > 1 else [lines[0][:-1] + "."]
 
 
 def cell(row: dict[str, Any] | None, n_run_seeds: int) -> str:
@@ -123,7 +136,7 @@ def interval_note(sm: pd.DataFrame) -> str:
     return ("`[low, high]`: the 95 % interval of the mean, " + " and ".join(parts) + ". ") if parts else ""
 
 
-def accuracy(lb: pd.DataFrame, sm: pd.DataFrame) -> Document:
+def accuracy(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]] = ()) -> Document:
     """The paper's Table 1: per benchmark, Ratio | Method | tasks | AVG; manual baselines first."""
     cells = {(row_key(r), r["task"]): r for r in sm.to_dict("records")}
     keys = ordered_keys(lb)
@@ -163,7 +176,7 @@ def accuracy(lb: pd.DataFrame, sm: pd.DataFrame) -> Document:
         "`comparison.md` says which differences are larger than their noise.",
         f"Ratio: trainable PEFT parameters / backbone parameters in ‱ (×1e4), mean over the row's tasks; "
         f"task heads are not counted. Backbone: {backbones}. `≤b` is a searched method's budget{_budgets(lb)}.",
-        *([CAPPED_NOTE] if capped else []),
+        *(capped_note(records) if capped else []),
         precision_note(lb),
         "",
         *failed_lines(lb),
@@ -214,7 +227,7 @@ def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]]
         f"Hardware: {hardware_text}.")))
     doc.tables.append(throughput(lb, averages, keys))
     doc.tables += delivered(records)
-    doc.notes += ([CAPPED_NOTE, ""] if capped else []) + [precision_note(lb), ""] + failed_lines(lb)
+    doc.notes += ([*capped_note(records), ""] if capped else []) + [precision_note(lb), ""] + failed_lines(lb)
     return doc
 
 
