@@ -56,13 +56,18 @@ def load_target(target: str):
 
 
 def import_plugins(modules: Iterable[str]) -> None:
-    """Import each plugin module (which registers its entries on import); a clear error if one is missing."""
+    """Import each plugin module (which registers its entries on import); a one-line error if one is
+    missing or raises (its traceback is the error's ``__cause__``)."""
     for name in modules:
         try:
             importlib.import_module(name)
         except ModuleNotFoundError as e:
             raise ValueError(f"plugin module {name!r} cannot be imported ({e}); it must be installed or on "
                              "PYTHONPATH on every node") from None
+        except Exception as e:  # noqa: BLE001 - the plugin's own error, named; its traceback is the cause
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise ValueError(f"plugin module {name!r} raised {type(e).__name__} on import"
+                             f"{': ' + first if first else ''}") from e
 
 
 class Registry(Generic[T]):

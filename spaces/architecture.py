@@ -87,6 +87,12 @@ _ARCH_KEYS = ("space", "backbone", "placements", "full_finetune")
 _PLACEMENT_KEYS = ("site", "op", "size")
 
 
+def _check_type(field: str, value: Any, kind: type, wanted: str) -> None:
+    """A field of an architecture file must have its JSON type (``True`` is no integer here)."""
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ValueError(f"{field} must be {wanted}, got {json.dumps(value, default=repr)[:60]}")
+
+
 @dataclass(frozen=True)
 class Architecture:
     """A fixed PEFT architecture: what a search returns and what the harness retrains.
@@ -134,7 +140,8 @@ class Architecture:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Architecture:
-        """Strictly load an architecture: unknown keys and ops are errors naming the valid ones."""
+        """Strictly load an architecture: unknown keys and ops, and a field of the wrong type, are errors
+        naming the field (and the valid choices)."""
         if not isinstance(data, dict):
             raise ValueError(f"an architecture must be a JSON object, got {type(data).__name__}")
         if "op_options" in data:
@@ -146,19 +153,29 @@ class Architecture:
         for required in ("space", "backbone", "placements"):
             if required not in data:
                 raise ValueError(f"architecture is missing the key {required!r}")
+        for key in ("space", "backbone"):
+            _check_type(key, data[key], str, "a string")
+        _check_type("full_finetune", data.get("full_finetune", False), bool, "true or false")
+        _check_type("placements", data["placements"], list, "a list of placements ({site, op, size} objects)")
         placements = []
         for i, p in enumerate(data["placements"]):
+            _check_type(f"placement {i}", p, dict, "an object with 'site', 'op' and 'size'")
             bad = sorted(set(p) - set(_PLACEMENT_KEYS))
             if bad:
                 raise ValueError(f"placement {i}: unknown keys {bad}; valid keys: {', '.join(_PLACEMENT_KEYS)}")
             if "site" not in p or "op" not in p:
                 raise ValueError(f"placement {i} needs both 'site' and 'op'")
-            placements.append(Placement(Site.parse(p["site"]), p["op"], p.get("size")))
+            _check_type(f"placement {i}: 'site'", p["site"], str, "a string such as 'enc.3.attn.q'")
+            _check_type(f"placement {i}: 'op'", p["op"], str, "a string such as 'lora'")
+            size = p.get("size")
+            if size is not None:
+                _check_type(f"placement {i}: 'size'", size, int, "an integer or null")
+            placements.append(Placement(Site.parse(p["site"]), p["op"], size))
         return cls(
             space=data["space"],
             backbone=data["backbone"],
             placements=tuple(placements),
-            full_finetune=bool(data.get("full_finetune", False)),
+            full_finetune=data.get("full_finetune", False),
         )
 
     def to_json(self, indent: int | None = 2) -> str:

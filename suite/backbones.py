@@ -90,6 +90,9 @@ def load_config(name: str, vocab_size: int | None = None):
     else:
         target = resolve(name)
         path = Path(target).expanduser()
+        if path.is_file():
+            raise BackboneError(f"backbone {path} is a file: give the folder that holds its config.json (and "
+                                "weights), a hub id, or a tiny-* name")
         if path.exists():
             if not (path / "config.json").is_file():
                 raise BackboneError(f"backbone directory {path} has no config.json")
@@ -110,6 +113,15 @@ def load_config(name: str, vocab_size: int | None = None):
         config.vocab_size = vocab_size
     family_of(config)  # a clear error for unsupported families, before anything is built
     return config
+
+
+def max_source_tokens(config) -> int | None:
+    """The longest input a backbone reads: a BERT-like model's learned absolute positions (RoBERTa's
+    start after its padding index); None where positions are relative (T5) or rotary (Llama-like)."""
+    if family_of(config) != "bert":
+        return None
+    offset = config.pad_token_id + 1 if config.model_type in ("roberta", "xlm-roberta") else 0
+    return config.max_position_embeddings - offset
 
 
 def build(config, num_labels: int | None = None, device: str | torch.device | None = None) -> nn.Module:

@@ -1,18 +1,20 @@
 """``python -m suite``: run | table | export | ls | validate | count.
 
 Every subcommand turns bad input into one clear line naming the bad value and the valid choices
-(exit code 2), never a traceback.
+(exit code 2), never a traceback (``run --verbose`` prints the traceback of its cause before it, e.g.
+of a plugin that raised on import).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from core.registry import UnknownName
-from suite.inputs import PLAN_ARGS, absolute_budget, is_offline_default, make_plan
+from suite.inputs import PLAN_ARGS, absolute_budget, is_offline_default, make_plan, offline_note
 from suite.plan import UsageError
-from suite.rundir import PLAN_FILE, RunDir
+from suite.rundir import PLAN_FILE, RunDir, RunLock, write_error_in
 
 
 def _ratio(params: int, total: int) -> str:
@@ -59,35 +61,24 @@ def cmd_count(args: argparse.Namespace) -> int:
 
 
 def check_out(out, resume: bool) -> None:
-    """``--out`` must be a folder (or a path that can become one), and hold a run exactly when resuming."""
-    from pathlib import Path
+    """``--out`` must be a folder (or a path that can become one), and hold a run when resuming (that a
+    new run's folder holds none is checked once its lock is held: :class:`suite.rundir.RunLock`)."""
+    from suite.rundir import not_a_folder
 
-    out = Path(out)
-    for parent in (out, *out.parents):
-        if parent.exists() and not parent.is_dir():
-            where = "is a file" if parent == out else f"is under the file {parent}"
-            raise UsageError(f"--out {out} {where}: give a folder")
+    problem = not_a_folder(out)
+    if problem:
+        raise UsageError(f"--out {out} {problem}: give a folder")
     if resume and not RunDir(out).plan.is_file():
         raise UsageError(f"--resume: {out} holds no run (no {PLAN_FILE}); start one without --resume")
-    if not resume and RunDir(out).plan.exists():
-        raise UsageError(f"{out} already holds a run: add --resume to continue it, or choose another --out")
-
-
-def failed_summary(out, run_ids: set[str]) -> str | None:
-    """``2 of 6 jobs failed: a (reason); b (reason); see records/`` for this run's failed records, or None."""
-    from suite.report.tables import first_line
-    from suite.rundir import load_records
-
-    records = [r for r in load_records(out) if r["run_id"] in run_ids]
-    failed = [r for r in records if r["status"] == "failed"]
-    if not failed:
-        return None
-    shown = "; ".join(f"{r['run_id']} ({first_line(r['error'])[:120]})" for r in failed[:3])
-    more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
-    return f"{len(failed)} of {len(run_ids)} jobs failed: {shown}{more}; see {RunDir(out).records}/"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as held:  # what the run holds until it ends: its folder's lock
+        return run_in(args, held)
+
+
+def run_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+    """``python -m suite run``; every input checked before Ray starts, the run folder's lock in ``held``."""
     import datetime
     from pathlib import Path
 
@@ -95,9 +86,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     prepare_environment(args.address, args.verbose)  # before anything imports Ray
     from core.registry import import_plugins
-    from suite.cluster import check_resources, connect, quiet_ray
+    from suite.cluster import check_resources, check_storage, connect, quiet_ray
     from suite.driver import Cluster, Interrupted, Runner
     from suite.plan import Plan
+    from suite.report.tables import failed_summary
 
     if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise UsageError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
@@ -105,6 +97,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
     if args.max_failures < 0:
         raise UsageError(f"--max-failures must be >= 0, got {args.max_failures}")
+    check_storage(args.storage)
     if args.resume:
         if not args.out:
             raise UsageError("--resume needs --out DIR, the folder of the run to continue")
@@ -113,17 +106,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume continues the saved run in {args.out}; drop {', '.join(given)}")
         out = Path(args.out)
         check_out(out, resume=True)
+        held.enter_context(RunLock(out))
         plan = Plan.load(out)
         import_plugins(plan.plugins)
     else:
         plan = make_plan(args)
         out = Path(args.out or f"results/runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
         check_out(out, resume=False)
+        held.enter_context(RunLock(out, new_run=True))
     cluster = Cluster(cpus_per_trial=args.cpus_per_trial or 1.0, gpus_per_trial=args.gpus_per_trial or 0.0,
                       max_failures=args.max_failures, verbose=2 if args.verbose else 0, storage=args.storage)
     connect(args.address)  # a cluster that does not answer, or is too small, is an error before anything is written
     check_resources(cluster.cpus_per_trial, cluster.gpus_per_trial)
-    out.mkdir(parents=True, exist_ok=True)
     if not args.resume:
         plan.save(out)
     run_dir = RunDir(out)
@@ -138,6 +132,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"interrupted ({e or 'Ctrl+C'}); every finished record is kept in {run_dir.records}. Continue with:\n"
               f"  python -m suite run --resume --out {out}", file=sys.stderr)
         return 130
+    except Exception as e:
+        stopped = write_error_in(e)  # the folder became read-only or full: what was written stays
+        if stopped is None:
+            raise
+        print(failed_summary(out, {job.run_id for job in plan.jobs()}, stopped), file=sys.stderr)
+        return 1
     from suite.report import make_reports
 
     reports = make_reports(out)
@@ -152,23 +152,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(summary, file=sys.stderr)
         return 1
     return 0
-
-
-def offline_note(plan) -> str:
-    """The closing lines of an offline-default run: what it was, which budget and why, and the paper's setting."""
-    from suite.inputs import OFFLINE_BUDGET
-
-    h = plan.harness
-    length = f"{h.epochs} epochs" if h.epochs is not None else f"{h.max_steps} steps"
-    budget = (", ".join(f"{b:g}" for b in plan.budgets) if plan.absolute_budget is None
-              else f"{plan.absolute_budget:,} parameters")
-    why = (f" of the backbone ({round(OFFLINE_BUDGET * plan.backbone_params):,} parameters, near BitFit's size and a "
-           "third of LoRA r=8's; the paper's 1.39e-4 is only 3,157 on MiniLM)") if plan.budgets == (OFFLINE_BUDGET,) else ""
-    return (f"This was the offline default: the packaged {plan.backbone} on {h.max_train_samples:,} Rotten Tomatoes "
-            f"reviews, {length} at batch {h.batch_size}, budget {budget}{why}. "
-            "The paper's setting, on a GPU cluster:\n"
-            f"  python -m suite run --methods {','.join(plan.methods)} --backbone t5-large --space s2 --tasks glue "
-            "--budget 1.39e-4 --seeds 0,1,2 --gpus-per-trial 1")
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -342,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (UsageError, UnknownName, ValueError, FileNotFoundError) as e:
+        if getattr(args, "verbose", False) and e.__cause__ is not None:  # e.g. a plugin's own traceback
+            import traceback
+
+            traceback.print_exception(e.__cause__, file=sys.stderr)
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -10,6 +10,9 @@ its resources checked before any stage, and Ray's own chatter kept off the termi
 * :func:`connect` starts or joins Ray, after a TCP check of ``--address`` that fails at once with
   one line when nothing listens there, and checks that the cluster starts this driver's actors (a
   token-auth mismatch lets a driver connect while every trial is cancelled unstarted).
+* :func:`check_storage` checks ``--storage`` before Ray starts: a local folder must be absolute and
+  writable (a probe file is made and removed in it, or in its nearest existing parent, so nothing
+  is left), a URI must be one pyarrow opens (Ray Tune opens it with ``pyarrow.fs.FileSystem.from_uri``).
 * :func:`check_resources` refuses trials that ask for more CPUs or GPUs than any node has (Ray
   would wait for ever, printing "No trial is running" every minute).
 * :func:`quiet_ray` sends Ray's and Ray Tune's log records to ``<out>/run.log`` (the terminal gets
@@ -110,6 +113,41 @@ def _check_actors_start(address: str) -> None:
         pass  # a busy cluster: the trials will wait for their resources as usual
     finally:
         ray.kill(probe)
+
+
+def check_storage(storage: str | None) -> None:
+    """``--storage`` (see the module docstring); a :class:`ClusterError` names the problem."""
+    import tempfile
+
+    from suite.rundir import not_a_folder
+
+    if storage is None:
+        return
+    if "://" in storage:
+        import pyarrow.fs
+
+        try:
+            _, local = pyarrow.fs.FileSystem.from_uri(storage)
+        except (ValueError, OSError) as e:  # ArrowInvalid is a ValueError: an unknown scheme, a bad URI
+            raise ClusterError(f"--storage {storage}: pyarrow cannot open it ({str(e).splitlines()[0]}); give an "
+                               "absolute folder every node sees, or a URI such as s3://bucket/path") from None
+        if not storage.startswith("file://"):
+            return
+        storage = local
+    path = Path(storage)
+    if not path.is_absolute():
+        raise ClusterError(f"--storage {storage} is relative: give an absolute folder (every node must see it) or "
+                           "a URI such as s3://bucket/path")
+    problem = not_a_folder(path)
+    if problem:
+        raise ClusterError(f"--storage {storage} {problem}: give a folder")
+    folder = next(p for p in (path, *path.parents) if p.exists())
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".storage-probe.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise ClusterError(f"--storage {storage}: cannot write in {folder} ({e.strerror or e})") from None
 
 
 def node_resources() -> list[dict[str, float]]:

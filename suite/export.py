@@ -28,6 +28,7 @@ from typing import Any
 
 from spaces.architecture import Architecture
 from spaces.pretrained import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_pretrained
+from suite.rundir import not_a_folder
 
 FORMATS = ("suite", "peft")
 PEFT_TUNERS = ("lora", "dora", "ia3")  # a peft adapter carries one of these ...
@@ -39,9 +40,11 @@ class ExportError(ValueError):
 
 
 def find_record(out: Path, run_id: str) -> dict[str, Any]:
-    from suite.rundir import load_records
+    """The ok record ``run_id`` of the run in ``out``, with its weights; the run's records must all be
+    valid (a file of ``records/`` that is not a record is refused, naming it, as ``table`` does)."""
+    from suite.records import valid_records
 
-    records = {r["run_id"]: r for r in load_records(out)}
+    records = {r["run_id"]: r for r in valid_records(out)}
     if run_id not in records:
         raise ExportError(f"no record {run_id!r} in {out}; valid run ids: {', '.join(sorted(records)) or 'none'}")
     record = records[run_id]
@@ -93,6 +96,9 @@ def export(out: Path | str, run_id: str, to: Path | str, fmt: str = "suite") -> 
         raise ExportError(f"unknown --format {fmt!r}; valid: {', '.join(FORMATS)}")
     if to.exists() and (not to.is_dir() or any(to.iterdir())):
         raise ExportError(f"--to {to} exists and is not an empty folder: choose a new one")
+    problem = not_a_folder(to)  # what is left: a file above it
+    if problem:
+        raise ExportError(f"--to {to} {problem}: choose a new folder")
     record = find_record(out, run_id)
     weights = out / record["files"]["weights"]["path"]
     if not weights.is_file():

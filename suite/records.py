@@ -222,7 +222,8 @@ def validate_record(record: dict[str, Any]) -> None:
     """Raise ``ValueError`` naming the first violation of :data:`SCHEMA` or of what it cannot say.
 
     Beyond the schema: the run id is :func:`run_id` of the record's keys, an ok record's selection
-    metric is among its validation and test metrics, and ``ratio`` = ``peft / backbone_params``,
+    metric is among its validation and test metrics, every metric, count, ratio and time is finite
+    (JSON's ``NaN`` and ``Infinity`` are numbers to the schema), and ``ratio`` = ``peft / backbone_params``,
     ``permyriad`` = ``ratio × 1e4`` (relative tolerance 1e-6).
     """
     if not isinstance(record, dict):
@@ -241,6 +242,13 @@ def validate_record(record: dict[str, Any]) -> None:
             if selection not in metrics[split]:
                 raise ValueError(f"record {name}: metrics/{split}: lacks the selection metric {selection!r} "
                                  f"(has {', '.join(metrics[split])})")
+    numbers = [(f"{part}/{k}", v) for part, values in [("metrics/validation", record["metrics"]["validation"]),
+                                                       ("metrics/test", record["metrics"]["test"]),
+                                                       ("params", record["params"]), ("time", record["time"])]
+               for k, v in values.items()]
+    for where, value in numbers:
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"record {name}: {where}: {value} is not a finite number")
     params, total = record["params"], record.get("backbone_params")
     checks = [("ratio", params.get("ratio"), params.get("peft"), total),
               ("permyriad", params.get("permyriad"), params.get("ratio"), 1e-4)]
@@ -264,6 +272,16 @@ def read_records(out: Path) -> tuple[list[dict[str, Any]], list[str]]:
         except ValueError as e:
             problems.append(f"{path.name}: {e}")
     return records, problems
+
+
+def valid_records(out: Path) -> list[dict[str, Any]]:
+    """Every record under ``<out>/records``, all valid, or a ``ValueError`` naming the first bad file
+    (a record that is not one, or another JSON file such as ``notes.json``) and how many there are."""
+    records, problems = read_records(out)
+    if problems:
+        raise ValueError(f"{len(problems)} invalid record(s) in {out}, e.g. {problems[0]}; "
+                         f"`python -m suite validate --out {out}` lists them")
+    return records
 
 
 def validate_dir(out: Path) -> list[str]:

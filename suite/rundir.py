@@ -3,6 +3,7 @@
 ::
 
     run.json                          the plan (suite.plan), read by --resume
+    run.lock                          while a command runs in the folder: its OS lock and process id (RunLock)
     run.log                           Ray's and Ray Tune's log lines (without --verbose)
     records/<run_id>.json             one record per job (suite.records)
     architectures/<run_id>.json       what its search found (an Architecture)
@@ -15,16 +16,22 @@
 
 Everything is keyed by the job's run id (:attr:`suite.plan.Job.run_id`). JSON files are written by
 :func:`write_json_atomic` (a reader sees the old file or the whole new one, also after a crash) and
-read by :func:`read_json`, whose error names the file, so a truncated record or plan is one clear line.
+read by :func:`read_json`, whose error names the file, so a truncated record or plan is one clear line;
+a file that cannot be written is a :class:`RunWriteError` that names it. A command holds the folder's
+:class:`RunLock` for its whole life, so two commands never run in one folder.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +39,7 @@ from core.artifacts import WEIGHTS_FILE
 from suite.outcomes import SearchOutcome
 
 PLAN_FILE = "run.json"
+LOCK_FILE = "run.lock"
 LOG_FILE = "run.log"
 RAY_DIR = "ray"
 RECORDS, ARCHITECTURES, SEARCH, TRACES, WEIGHTS, PREDICTIONS = (
@@ -47,6 +55,39 @@ REPORTS = ("leaderboard.csv", "summary.csv", "comparison.csv", "accuracy.md", "e
 
 class RunFileError(ValueError):
     """A file of a run folder that cannot be read as what it should be; the message names it."""
+
+
+class RunWriteError(ValueError):
+    """A file of a run folder that cannot be written (a read-only folder, a full disk); names it."""
+
+    def __init__(self, path: Path, error: OSError):
+        super().__init__(f"{error.strerror or error}: cannot write {path}")
+        self.path = Path(path)
+
+
+def write_error_in(error: BaseException) -> RunWriteError | None:
+    """The :class:`RunWriteError` behind ``error``, or None: Ray Tune turns an error of a callback (one
+    that writes a record) into a ``TuneError`` raised while handling it."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, RunWriteError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+class RunBusyError(ValueError):
+    """Another command holds the run folder (the message names its process id), or a new run finds one there."""
+
+
+def not_a_folder(path: Path | str) -> str | None:
+    """Why no folder can be at ``path`` (``"is a file"``, ``"is under the file F"``), or None."""
+    path = Path(path)
+    blocker = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is None:
+        return None
+    return "is a file" if blocker == path else f"is under the file {blocker}"
 
 
 def entry(folder: str, run_id: str) -> Path:
@@ -117,8 +158,9 @@ class RunDir:
             if not source.is_file():
                 continue
             target = self.path(key, run_id)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(source, target)
+            with writing(target):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(source, target)
             files[key] = {"path": str(entry(key, run_id)), "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
                           "bytes": target.stat().st_size}
         return files
@@ -172,20 +214,31 @@ FILE_MODE = 0o666 & ~_umask()  # what open() would give: readable by the group o
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Write JSON to ``path`` through a temporary file in the same folder, fsync and a rename (a
-    reader sees the old file or the whole new one, also after a crash)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    reader sees the old file or the whole new one, also after a crash); :class:`RunWriteError` if the
+    folder cannot be written."""
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 files
+            with os.fdopen(fd, "w") as f:
+                json.dump(data, f, indent=2, sort_keys=False, default=_jsonable)
+                f.write("\n")
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """An ``OSError`` of the body (writing ``path``) becomes a :class:`RunWriteError` that names it."""
     try:
-        os.fchmod(fd, FILE_MODE)  # mkstemp makes 0600 files
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=False, default=_jsonable)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield
+    except OSError as e:
+        raise RunWriteError(path, e) from e
 
 
 def _jsonable(value: Any) -> Any:
@@ -196,3 +249,91 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class RunLock:
+    """The lock a command holds on its run folder for its whole life (``with RunLock(out): ...``).
+
+    An OS lock (``fcntl.flock``) on ``run.lock``, which holds the holder's process id: the kernel
+    drops it when the process ends, also after ``kill -9``, so it is never stale. A second command
+    into the folder gets a :class:`RunBusyError` at once, naming the folder and the holder. The
+    file is removed on release (one that ``kill -9`` left is only removed by the next holder); so are
+    the folders :meth:`acquire` made if they are still empty: a refused command leaves nothing. ``new_run``: the folder must hold no run, checked once the lock
+    is held, so that of two commands started at once into one folder only one starts a run.
+    """
+
+    def __init__(self, out: Path | str, new_run: bool = False):
+        self.root, self.new_run = Path(out), new_run
+        self.path = self.root / LOCK_FILE
+        self._fd: int | None = None
+        self._ours = False  # the file is this command's to remove: it made it, or wrote its process id
+        self._made: list[Path] = []
+
+    def acquire(self) -> RunLock:
+        self._made = [p for p in (self.root, *self.root.parents) if not p.exists()]  # deepest first
+        try:
+            with writing(self.path):
+                self.root.mkdir(parents=True, exist_ok=True)
+                while self._fd is None:
+                    self._lock_the_file()
+            if self.new_run and RunDir(self.root).plan.exists():
+                raise RunBusyError(f"{self.root} already holds a run: add --resume to continue it, or choose "
+                                   "another --out")
+            with writing(self.path):
+                os.ftruncate(self._fd, 0)
+                os.write(self._fd, f"{os.getpid()}\n".encode())
+                self._ours = True
+        except BaseException:
+            self.release()
+            raise
+        return self
+
+    def _lock_the_file(self) -> None:
+        """Open and lock the file (``_fd``); leave ``_fd`` None to try again (the holder removed the file
+        between our open and our lock, or between two opens)."""
+        try:
+            fd, made = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, FILE_MODE), True
+        except FileExistsError:
+            try:
+                fd, made = os.open(self.path, os.O_RDWR), False
+            except FileNotFoundError:
+                return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "not yet written"
+            os.close(fd)
+            if e.errno not in (errno.EAGAIN, errno.EACCES):
+                raise
+            raise RunBusyError(f"{self.root} is in use by another command (process id {holder}, holding "
+                               f"{self.path}): wait for it to end, or choose another --out") from None
+        if _same_file(fd, self.path):
+            self._fd, self._ours = fd, made
+        else:
+            os.close(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            if self._ours:  # before the lock goes: whoever opened this file re-checks it is still the path's
+                with contextlib.suppress(OSError):  # a folder become read-only keeps the file, never the lock
+                    self.path.unlink()
+            os.close(self._fd)
+            self._fd, self._ours = None, False
+        for folder in self._made:  # what acquire made, if nothing else was written there
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False

@@ -61,6 +61,28 @@ def test_strict_loading(mutate, message):
         Architecture.from_dict(data)
 
 
+@pytest.mark.parametrize("mutate, message", [
+    (lambda d: d.update(placements={"site": "enc.0.attn.q"}), "placements must be a list of placements"),
+    (lambda d: d.update(placements="enc.0.attn.q:lora"), "placements must be a list of placements"),
+    (lambda d: d["placements"].__setitem__(1, ["enc.0.ln.ffn", "lnfit"]),
+     "placement 1 must be an object with 'site', 'op' and 'size', got [\"enc.0.ln.ffn\", \"lnfit\"]"),
+    (lambda d: d["placements"][0].update(site=3), "placement 0: 'site' must be a string such as 'enc.3.attn.q', got 3"),
+    (lambda d: d["placements"][0].update(op=["lora"]), "placement 0: 'op' must be a string such as 'lora', got [\"lora\"]"),
+    (lambda d: d["placements"][0].update(size="4"), "placement 0: 'size' must be an integer or null, got \"4\""),
+    (lambda d: d["placements"][0].update(size=4.0), "placement 0: 'size' must be an integer or null, got 4.0"),
+    (lambda d: d["placements"][0].update(size=True), "placement 0: 'size' must be an integer or null, got true"),
+    (lambda d: d.update(space=2), "space must be a string, got 2"),
+    (lambda d: d.update(full_finetune="no"), "full_finetune must be true or false, got \"no\""),
+])
+def test_a_field_of_the_wrong_type_is_named(mutate, message):
+    data = json.loads(sample_arch().to_json())
+    data["placements"].sort(key=lambda p: {"lora": 0, "lnfit": 1}.get(p["op"], 2))
+    mutate(data)
+    with pytest.raises(ValueError) as info:
+        Architecture.from_dict(data)
+    assert str(info.value).startswith(message), str(info.value)
+
+
 def test_duplicate_placement_is_an_error():
     p = Placement(Site("enc", 0, "attn.q"), "lora", 4)
     with pytest.raises(ValueError, match="twice"):

@@ -156,3 +156,134 @@ def test_resume_removes_what_a_killed_writer_left(tmp_path, ray_session):
     assert not [p for p in leftovers if p.exists()]
     assert {p: p.read_bytes() for folder in folders for p in (out / folder).iterdir()} == written  # untouched
     assert validate_dir(out) == []
+
+
+# ---- issue 25: nothing twice, checked before Ray ------------------------------------------------------
+DEMO = ["--methods", "lora", *TINY, "--tasks", "demo/rotten_tomatoes"]
+
+
+def test_a_folder_held_by_another_command_is_refused_naming_it_and_its_process(tmp_path, capsys):
+    import signal
+
+    from test_rundir import hold_lock
+
+    out = tmp_path / "run"
+    holder = hold_lock(out)
+    try:
+        # no run.json yet: the lock, not the "already holds a run" check, stops the second command
+        one_line_error(capsys, DEMO, out, f"error: {out} is in use by another command (process id {holder.pid}")
+        (out / "run.json").write_text("{}")
+        one_line_error(capsys, ["--resume"], out, f"(process id {holder.pid}")
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    one_line_error(capsys, DEMO, out, f"{out} already holds a run: add --resume")  # after the lock: no stale one
+
+
+@pytest.mark.parametrize("option, values, jobs, note", [
+    ("--methods", "lora,bitfit,lora", 2, "note: --methods repeats lora; each job runs once"),
+    ("--seeds", "0,1,0", 2, "note: --seeds repeats 0; each job runs once"),
+    ("--tasks", "demo/rotten_tomatoes,demo/rotten_tomatoes", 1,
+     "note: --tasks repeats demo/rotten_tomatoes; each job runs once"),
+    ("--budget", "1e-3,0.001,0.0010000001", 1,  # the third is the same number of parameters on tiny-bert
+     "note: --budget repeats 0.001, 0.0010000001 (the same as 0.001 here); each job runs once"),
+])
+def test_a_value_given_twice_in_a_list_option_plans_its_jobs_once(capsys, option, values, jobs, note):
+    from suite.cli import build_parser
+    from suite.inputs import make_plan
+
+    argv = {"--methods": "apet" if option == "--budget" else "lora", "--tasks": "demo/rotten_tomatoes",
+            "--seeds": "0", option: values}
+    args = build_parser().parse_args(["run", *[x for kv in argv.items() for x in kv], *TINY])
+    run_ids = [job.run_id for job in make_plan(args).jobs()]
+    assert len(run_ids) == len(set(run_ids)) == jobs
+    assert capsys.readouterr().err.strip() == note
+
+
+def test_storage_is_checked_before_ray_and_nothing_is_left(tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    out = tmp_path / "run"
+    for storage, message in [
+        ("ray-storage", "--storage ray-storage is relative: give an absolute folder"),
+        (str(blocker / "ray"), f"--storage {blocker / 'ray'} is under the file {blocker}: give a folder"),
+        ("nosuch://bucket/x", "--storage nosuch://bucket/x: pyarrow cannot open it (Unrecognized filesystem type"),
+    ]:
+        one_line_error(capsys, [*DEMO, "--storage", storage], out, message)
+    real = tempfile.mkstemp
+
+    def read_only(*args, dir=None, **kwargs):  # as a folder without write permission (tests may run as root)
+        if dir is not None and Path(dir) == tmp_path / "shared":
+            raise PermissionError(13, "Permission denied", str(dir))
+        return real(*args, dir=dir, **kwargs)
+
+    (tmp_path / "shared").mkdir()
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    one_line_error(capsys, [*DEMO, "--storage", str(tmp_path / "shared" / "ray")], out,
+                   f"cannot write in {tmp_path / 'shared'} (Permission denied)")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max-source-length", "513"], "--max-source-length 513 is beyond what tiny-bert reads (512 positions); "
+                                     "give at most 512"),
+    (["--seeds", "99999999999999999999999"], "--seeds takes integers from 0 to 4294967295 (what numpy's seeding "
+                                             "accepts), got 99999999999999999999999"),
+    (["--seeds", "0,-1"], "--seeds takes integers from 0 to 4294967295"),
+])
+def test_values_the_backbone_or_numpy_cannot_take_are_one_line(tmp_path, capsys, argv, message):
+    one_line_error(capsys, [*DEMO, *argv], tmp_path / "run", message)
+
+
+def test_a_plugin_that_raises_on_import_is_one_line_and_its_traceback_with_verbose(tmp_path, capsys, monkeypatch):
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "raising_plugin_i25.py").write_text("raise RuntimeError('no licence key set')\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
+    message = "plugin module 'raising_plugin_i25' raised RuntimeError on import: no licence key set"
+    one_line_error(capsys, [*DEMO, "--plugin", "raising_plugin_i25"], tmp_path / "run", message)
+    with refused_before_ray(tmp_path):
+        assert main(["run", *DEMO, "--plugin", "raising_plugin_i25", "--verbose", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and 'raising_plugin_i25.py", line 1' in err and err.endswith(f"error: {message}\n")
+
+
+def test_a_backbone_that_is_a_file_says_a_folder_is_wanted(tmp_path, capsys):
+    config = tmp_path / "model" / "config.json"
+    config.parent.mkdir()
+    config.write_text("{}")
+    one_line_error(capsys, [*DEMO[:1], "lora", "--backbone", str(config)], tmp_path / "run",
+                   f"backbone {config} is a file: give the folder that holds its config.json")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_record_that_cannot_be_written_ends_the_run_with_the_summary_and_resume_finishes(
+        tmp_path, capsys, monkeypatch, ray_session):
+    import tempfile
+
+    out = tmp_path / "run"
+    real, written = tempfile.mkstemp, []
+
+    def read_only_after_one(*args, dir=None, **kwargs):  # records/ turns read-only once it holds a record
+        if dir is not None and Path(dir) == out / "records":
+            if written:
+                raise PermissionError(13, "Permission denied", str(dir))
+            written.append(dir)
+        return real(*args, dir=dir, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only_after_one)
+    assert main(["run", "--methods", "lora,bitfit", *TINY, "--tasks", "demo/rotten_tomatoes", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    (kept,) = (out / "records").glob("*.json")
+    lost = ({"lora", "bitfit"} - {kept.name.split("--")[0]}).pop()
+    assert err.splitlines()[-1] == (
+        f"1 of 2 jobs failed: {lost}--manual--demo_rotten_tomatoes--seed0--bnone (not recorded: Permission denied: "
+        f"cannot write {out}/records/{lost}--manual--demo_rotten_tomatoes--seed0--bnone.json); see {out}/records/")
+    monkeypatch.setattr(tempfile, "mkstemp", real)
+    kept_bytes = kept.read_bytes()
+    assert main(["run", "--resume", "--out", str(out)]) == 0
+    assert len(list((out / "records").glob("*.json"))) == 2 and kept.read_bytes() == kept_bytes
+    assert validate_dir(out) == []

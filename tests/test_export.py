@@ -190,3 +190,43 @@ def test_peft_format_without_peft_installed_names_the_extra(tmp_path, monkeypatc
     with pytest.raises(ExportError, match=r"needs the peft package: pip install .*\[peft\]"):
         export(out, record["run_id"], tmp_path / "peft", "peft")
     assert not (tmp_path / "peft").exists() and not list(tmp_path.glob(".peft.*"))
+
+
+def fixture_run(tmp_path: Path) -> Path:
+    """A copy of the report fixtures' records (no weights: enough for what export refuses first)."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(Path(__file__).resolve().parent / "fixtures" / "records", out / "records")
+    return out
+
+
+def test_export_refuses_a_records_folder_with_a_file_that_is_no_record_as_table_does(tmp_path, capsys):
+    from suite.cli import main
+
+    out = fixture_run(tmp_path)
+    run_id = "lora--manual--glue_mrpc--seed0--bnone"
+    (out / "records" / "notes.json").write_text(json.dumps({"todo": "rerun mrpc"}))
+    for argv in (["export", "--out", str(out), "--run-id", run_id, "--to", str(tmp_path / "e")],
+                 ["table", "--out", str(out)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "1 invalid record(s) in" in err and "e.g. notes.json: record ?:" in err and err.count("\n") == 1, err
+    (out / "records" / "notes.json").unlink()
+    (out / "records" / f"{run_id}.json").write_text('{"run_id": "lora--manual')  # cut short
+    assert main(["export", "--out", str(out), "--run-id", run_id, "--to", str(tmp_path / "e")]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'records' / run_id}.json is not a record: invalid JSON" in err and err.count("\n") == 1, err
+    assert not (tmp_path / "e").exists()
+
+
+def test_export_to_a_folder_under_a_file_is_one_line(tmp_path, capsys):
+    from suite.cli import main
+
+    out, record, _, _ = retrained_run(tmp_path, "tiny-bert", "lora")  # a record export would write
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    assert main(["export", "--out", str(out), "--run-id", record["run_id"], "--to", str(blocker / "model")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: --to {blocker / 'model'} is under the file {blocker}: choose a new folder\n"
+    assert blocker.read_text() == "x"

@@ -42,6 +42,10 @@ def test_fixture_records_are_valid():
     (broken(FAILED, lambda r: r.update(error=None)), "error: None is not of type 'string'"),
     (broken(FAILED, lambda r: r.pop("error")), "'error' is a required property"),
     (broken(OK, lambda r: r.update(extra=1)), "Additional properties are not allowed ('extra'"),
+    (broken(OK, lambda r: r["metrics"]["test"].update(f1=float("nan"))), "metrics/test/f1: nan is not a finite number"),
+    (broken(OK, lambda r: r["metrics"]["validation"].update(accuracy=float("inf"))),
+     "metrics/validation/accuracy: inf is not a finite number"),
+    (broken(OK, lambda r: r["time"].update(retrain_s=float("nan"))), "time/retrain_s: nan is not a finite number"),
 ])
 def test_invalid_records_name_the_problem(record, message):
     with pytest.raises(ValueError, match="record ") as info:
@@ -71,3 +75,18 @@ def test_no_run(tmp_path):
     (tmp_path / "records").mkdir()
     with pytest.raises(FileNotFoundError, match="has no records"):
         validate_dir(tmp_path)
+
+
+def test_a_record_with_nan_or_infinity_fails_validate_and_table_names_it(tmp_path, capsys):
+    from suite.cli import main
+
+    write_record(tmp_path, FAILED)
+    path = tmp_path / "records" / f"{OK['run_id']}.json"
+    path.write_text(json.dumps(broken(OK, lambda r: r["metrics"]["test"].update(f1=float("inf")))))
+    assert '"f1": Infinity' in path.read_text()  # what json writes, and validate read as a number
+    assert main(["validate", "--out", str(tmp_path)]) == 1
+    assert capsys.readouterr().out.strip() == f"{path.name}: record {OK['run_id']}: metrics/test/f1: inf is not a finite number"
+    assert main(["table", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "metrics/test/f1: inf is not a finite number" in err and err.count("\n") == 1
+    assert not (tmp_path / "accuracy.md").exists()

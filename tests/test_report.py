@@ -334,3 +334,41 @@ def test_cli_validate(run, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "2 invalid record(s)" in err and "lora--manual--glue_mrpc--seed0" in err
     assert not (run / "leaderboard.csv").exists()
+
+
+def test_a_test_split_of_one_example_has_no_interval_and_the_tables_say_so(run, capsys):
+    """``run --max-eval-samples 1``: one seed scored on one example has no bootstrap interval; the
+    tables print [–] with a note instead of failing inside scipy."""
+    import gzip
+
+    import pandas as pd
+
+    for path in (run / "records").glob("*.json"):
+        if path.stem not in ("lora--manual--glue_mrpc--seed0--bnone", "bipeft--s2--glue_mrpc--seed0--b3157"):
+            path.unlink()
+    for path in (run / "predictions").glob("*.jsonl.gz"):
+        with gzip.open(path, "rt") as f:
+            first = f.readline()
+        with gzip.open(path, "wt") as f:
+            f.write(first)
+    assert main(["table", "--out", str(run)]) == 0
+    accuracy, comparison = (run / "accuracy.md").read_text(), (run / "comparison.md").read_text()
+    for label in ("LoRA(r=8)", "BIPEFT (S2, ≤1.39‱)"):
+        assert table_row(accuracy, label)[2].endswith(" [–]")
+    assert "`[–]`: no interval, the cell's one run was scored on a single test example." in accuracy
+    row = next([c.strip() for c in line.strip("|").split("|")] for line in comparison.splitlines()
+               if line.startswith("| LoRA(r=8) "))  # the MRPC table's row
+    assert row[1:] == ["BIPEFT (S2, ≤1.39‱)", "1", "0.00", "+0.00", "[–]", "–"]
+    assert "`[–]` and outcome –: no interval, a seed's test split has a single example." in comparison
+    summary = pd.read_csv(run / "summary.csv")
+    assert set(summary[summary.task == "glue/mrpc"].ci_over) == {"too few examples"}
+    assert pd.read_csv(run / "comparison.csv").ci_over.tolist() == ["too few examples"]
+
+
+def test_predictions_cut_short_are_one_line_naming_the_file(run, capsys):
+    path = run / "predictions" / "lora--manual--glue_mrpc--seed0--bnone.jsonl.gz"
+    path.write_bytes(path.read_bytes()[:40])
+    assert main(["table", "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {path} cannot be read as lora--manual--glue_mrpc--seed0--bnone's predictions: ")
+    assert err.count("\n") == 1

@@ -47,6 +47,17 @@ def test_run_two_manual_baselines_writes_every_output(tmp_path, ray_session, cap
 
 @pytest.mark.ray
 @pytest.mark.slow
+def test_a_run_scored_on_one_example_per_split_exits_0_with_no_interval(tmp_path, ray_session, capsys):
+    out = tmp_path / "run"
+    argv = [*TINY[:TINY.index("--max-eval-samples")], "--max-eval-samples", "1", "--epochs", "1"]
+    assert main(["run", "--methods", "lora,bitfit", *argv, "--out", str(out)]) == 0
+    assert capsys.readouterr().out.count(" [–] |") == 2  # the tables, printed at the end
+    accuracy = (out / "accuracy.md").read_text()
+    assert accuracy.count(" [–] |") == 2 and "`[–]`: no interval" in accuracy
+
+
+@pytest.mark.ray
+@pytest.mark.slow
 def test_resume_redoes_nothing_finished(tmp_path, ray_session):
     out = tmp_path / "run"
     assert main(["run", "--methods", "lnfit", *TINY, "--seeds", "0,1", "--out", str(out)]) == 0

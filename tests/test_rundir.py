@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import ROOT
 
 from suite.outcomes import SearchOutcome
 from suite.rundir import (
@@ -116,3 +117,77 @@ def test_the_owner_names_every_report_and_cleans_every_leftover(tmp_path):
     kept.write_text("{}")
     run.clean_leftovers()
     assert not any(p.exists() for p in leftovers) and kept.exists()
+
+
+# ---- one command per folder: the run lock -----------------------------------------------------------
+HOLD = "import sys; from suite.rundir import RunLock; RunLock(sys.argv[1]).acquire(); print('held', flush=True); " \
+       "sys.stdin.read()"
+
+
+def hold_lock(folder: Path):
+    """A process that holds ``folder``'s lock until it is killed (or its stdin closes)."""
+    import os
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(folder)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_held_folder_is_refused_naming_its_holder_and_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    import os
+    import signal
+
+    from suite.rundir import LOCK_FILE, RunBusyError, RunLock
+
+    out = tmp_path / "run"
+    holder = hold_lock(out)
+    try:
+        assert (out / LOCK_FILE).read_text().strip() == str(holder.pid)
+        before = {p: p.read_bytes() for p in out.iterdir()}
+        with pytest.raises(RunBusyError, match=re.escape(f"{out} is in use by another command (process id "
+                                                         f"{holder.pid}")):
+            RunLock(out).acquire()
+        assert {p: p.read_bytes() for p in out.iterdir()} == before  # the refused command wrote nothing
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    assert (out / LOCK_FILE).exists()  # kill -9 leaves the file, but the kernel dropped the lock
+    with RunLock(out) as lock:
+        assert (out / LOCK_FILE).read_text().strip() == str(os.getpid())
+        assert lock.path == out / LOCK_FILE
+    assert not (out / LOCK_FILE).exists()  # released: removed
+
+
+def test_a_refused_lock_leaves_no_folder_and_a_new_run_needs_an_empty_one(tmp_path):
+    from suite.rundir import RunBusyError, RunLock
+
+    fresh = tmp_path / "new" / "deeper"
+    with RunLock(fresh):
+        assert fresh.is_dir()
+    assert not (tmp_path / "new").exists()  # made by the lock and left empty: removed again
+    out = tmp_path / "run"
+    out.mkdir()
+    RunDir(out).plan.write_text("{}")
+    with pytest.raises(RunBusyError, match=re.escape(f"{out} already holds a run: add --resume")):
+        RunLock(out, new_run=True).acquire()
+    assert sorted(p.name for p in out.iterdir()) == [PLAN_FILE]
+
+
+def test_a_file_that_cannot_be_written_is_an_error_that_names_it(tmp_path):
+    from suite.rundir import RunWriteError, write_error_in, write_json_atomic
+
+    (tmp_path / "records").write_text("a file where a folder should be")
+    target = tmp_path / "records" / "a.json"
+    with pytest.raises(RunWriteError, match=re.escape(f"cannot write {target}")) as info:
+        write_json_atomic(target, {"a": 1})
+    try:  # as Ray Tune re-raises a callback's error: a TuneError raised while handling it
+        try:
+            raise info.value
+        except RunWriteError:
+            raise RuntimeError("a TuneError with the traceback as its text")  # noqa: B904
+    except RuntimeError as wrapped:
+        assert write_error_in(wrapped) is info.value
+    assert write_error_in(RuntimeError("unrelated")) is None

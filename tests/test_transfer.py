@@ -31,6 +31,50 @@ def test_an_architecture_of_a_deeper_backbone_is_a_clear_error(tmp_path, capsys)
     assert "no such file" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("change, field", [
+    (lambda a: a.update(placements={"site": "enc.0.attn.q", "op": "lora", "size": 4}),
+     "placements must be a list of placements"),
+    (lambda a: a["placements"][0].update(size="4"), "placement 0: 'size' must be an integer or null"),
+    (lambda a: a["placements"][0].update(site=0), "placement 0: 'site' must be a string"),
+    (lambda a: a["placements"][0].update(op=None), "placement 0: 'op' must be a string"),
+])
+def test_an_architecture_with_a_field_of_the_wrong_type_is_one_line_naming_the_file(tmp_path, capsys, change, field):
+    from helpers import refused_before_ray
+
+    arch = Architecture("s2", "tiny-bert", (Placement(Site("enc", 0, "attn.q"), "lora", 4),)).to_dict()
+    change(arch)
+    path = tmp_path / "arch.json"
+    path.write_text(json.dumps(arch))
+    record = json.loads((ROOT / "tests" / "fixtures" / "records" / "lora--manual--glue_mrpc--seed0--bnone.json")
+                        .read_text())
+    record["architecture"] = arch
+    source = tmp_path / "source"
+    (source / "records").mkdir(parents=True)
+    (source / "records" / f"{record['run_id']}.json").write_text(json.dumps(record))
+    for spec, where in [(str(path), f"--architecture {path}: "),
+                        (f"{source}:{record['run_id']}", f"{source / 'records' / record['run_id']}.json: architecture: ")]:
+        with refused_before_ray(tmp_path):
+            assert main(["run", "--architecture", spec, *TINY, "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert f"{where}{field}" in err and err.count("\n") == 1 and "Traceback" not in err, err
+
+
+def test_a_truncated_architecture_or_record_names_its_file(tmp_path, capsys):
+    from helpers import refused_before_ray
+
+    path = tmp_path / "arch.json"
+    path.write_text('{"space": "s2", "placements": [')
+    (tmp_path / "source" / "records").mkdir(parents=True)
+    record = tmp_path / "source" / "records" / "lora--manual--demo_rotten_tomatoes--seed0--bnone.json"
+    record.write_text('{"run_id": "lora--manual--demo_rotten_tomatoes--seed0--bnone", "archit')
+    for spec, named in [(str(path), f"{path} is not an architecture: invalid JSON"),
+                        (f"{tmp_path / 'source'}:{record.stem}", f"{record} is not a record: invalid JSON")]:
+        with refused_before_ray(tmp_path):
+            assert main(["run", "--architecture", spec, *TINY, "--out", str(tmp_path / "run")]) == 2
+        err = capsys.readouterr().err
+        assert named in err and err.count("\n") == 1, err
+
+
 @pytest.mark.ray
 @pytest.mark.slow
 def test_a_found_structure_retrains_on_other_tasks_labelled_by_its_source(tmp_path, ray_session):

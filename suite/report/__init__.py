@@ -91,7 +91,7 @@ def make_reports(out_dir: Path | str, reference: str | None = None, paired_inter
         ValueError: some record is invalid (``python -m suite validate`` lists them all), an
             unknown ``reference`` or ``paired_interval``.
     """
-    from suite.records import read_records
+    from suite.records import valid_records
     from suite.report import comparison, plots, stats, tables
     from suite.report.html import write_html
     from suite.rundir import RunDir
@@ -99,10 +99,7 @@ def make_reports(out_dir: Path | str, reference: str | None = None, paired_inter
     if paired_interval not in stats.INTERVALS:
         raise ValueError(f"unknown paired interval {paired_interval!r}; valid: {', '.join(stats.INTERVALS)}")
     out, run = Path(out_dir), RunDir(out_dir)
-    records, problems = read_records(out)
-    if problems:
-        raise ValueError(f"{len(problems)} invalid record(s) in {out}, e.g. {problems[0]}; "
-                         f"`python -m suite validate --out {out}` lists them")
+    records = valid_records(out)
     predictions = {r["run_id"]: rows for r in records if r["status"] == "ok"
                    if (rows := stats.load_predictions(out, r)) is not None}
     lb = leaderboard(records)

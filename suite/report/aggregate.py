@@ -234,7 +234,7 @@ def _mean_std(values: pd.Series) -> tuple[float, float]:
 
 def _interval(ok: pd.DataFrame, predictions: dict[str, list] | None) -> tuple[float, float, str]:
     """The 95 % interval of a cell's test score: over seeds (two or more), else over the one run's
-    test examples (when its predictions are at hand); NaN otherwise."""
+    test examples (when its predictions are at hand; ``too few examples`` for one); NaN otherwise."""
     from suite.report import stats
 
     scores = ok.test_score.dropna()
@@ -242,7 +242,10 @@ def _interval(ok: pd.DataFrame, predictions: dict[str, list] | None) -> tuple[fl
         return (*stats.seed_interval(scores.tolist()), "seeds")
     if len(scores) == 1 and predictions and ok.run_id.iloc[0] in predictions:
         task = TASKS.get(ok.task.iloc[0])
-        return (*stats.example_interval(task, predictions[ok.run_id.iloc[0]]), "examples")
+        try:
+            return (*stats.example_interval(task, predictions[ok.run_id.iloc[0]]), "examples")
+        except stats.TooFewExamples:
+            return math.nan, math.nan, stats.TOO_FEW
     return math.nan, math.nan, ""
 
 

@@ -115,12 +115,14 @@ def _cells(r) -> list[str]:
     outcome = r.outcome
     if r.ci_over == "examples":  # the seeds held fixed: say so in the cell a reader takes the verdict from
         outcome += " (one seed: example noise only)" if r.seeds == 1 else " (example noise only)"
-    return [str(int(r.seeds)), num(r.difference), per_seed, f"[{r.ci_low:.2f}, {r.ci_high:.2f}]", outcome]
+    interval = "[–]" if r.ci_over == stats.TOO_FEW else f"[{r.ci_low:.2f}, {r.ci_high:.2f}]"
+    return [str(int(r.seeds)), num(r.difference), per_seed, interval, outcome]
 
 
 def interval_note(comparison: pd.DataFrame, interval: str) -> str:
     """What the intervals of ``comparison`` are, as the footnote says it."""
-    over = set(comparison.get("ci_over", pd.Series(dtype=str)).dropna())
+    given = set(comparison.get("ci_over", pd.Series(dtype=str)).dropna())
+    over = {"examples" if o == stats.TOO_FEW else o for o in given}  # the bootstrap it would have been
     resamples = f"({stats.RESAMPLES} resamples, seeded)"
     if interval == "examples":
         return (f"95 % interval: a percentile bootstrap of that mean that resamples each seed's test examples "
@@ -135,8 +137,10 @@ def interval_note(comparison: pd.DataFrame, interval: str) -> str:
     if "examples" in over:
         parts.append(f"with one seed, a percentile bootstrap over its test examples {resamples}, which measures "
                      "example noise only (marked \"one seed: example noise only\")")
+    too_few = ("`[–]` and outcome –: no interval, a seed's test split has a single example. "
+               if stats.TOO_FEW in given else "")
     return ("95 % interval: " + "; ".join(parts) + ". `table --paired-interval examples` gives the example "
-            "bootstrap for every cell (example noise only, the seeds held fixed). ")
+            "bootstrap for every cell (example noise only, the seeds held fixed). " + too_few)
 
 
 def comparison_document(comparison: pd.DataFrame, ranks: dict[str, Any], reference: str,

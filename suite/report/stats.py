@@ -17,7 +17,8 @@ is refused when they differ).
 * :func:`rank_test`: average ranks over tasks, the Friedman test (``scipy.stats.friedmanchisquare``)
   and the Nemenyi post-hoc test (``scikit_posthocs.posthoc_nemenyi_friedman``), as Demšar (2006).
 
-The bootstraps are seeded (``SEED``), so tables are reproducible.
+The bootstraps are seeded (``SEED``), so tables are reproducible. A bootstrap over a test split of
+one example has no interval: it raises :class:`TooFewExamples`, and the tables print "–" with a note.
 """
 
 from __future__ import annotations
@@ -33,15 +34,26 @@ import numpy as np
 LEVEL = 0.95
 RESAMPLES = 2000
 SEED = 0
+TOO_FEW = "too few examples"  # the ``over`` of an interval that could not be computed
+
+
+class TooFewExamples(ValueError):
+    """A test split too small for a bootstrap interval (scipy needs two examples or more)."""
 
 
 def load_predictions(out: Path, record: dict[str, Any]) -> list[dict[str, Any]] | None:
     """The per-example test predictions a record names (None when it has none)."""
+    from suite.rundir import RunFileError
+
     info = (record.get("files") or {}).get("predictions")
     if not info:
         return None
-    with gzip.open(Path(out) / info["path"], "rt") as f:
-        return [json.loads(line) for line in f if line.strip()]
+    path = Path(out) / info["path"]
+    try:
+        with gzip.open(path, "rt") as f:
+            return [json.loads(line) for line in f if line.strip()]
+    except (OSError, EOFError, ValueError) as e:  # a gzip or JSON line cut short, a missing file
+        raise RunFileError(f"{path} cannot be read as {record['run_id']}'s predictions: {e}") from None
 
 
 def _examples(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -142,6 +154,9 @@ def _bootstrap(statistic, samples: tuple[np.ndarray, ...], vectorized: bool) -> 
     """A 95 % percentile bootstrap; several samples are resampled each on its own (stratified)."""
     from scipy import stats
 
+    if min(len(sample) for sample in samples) < 2:
+        raise TooFewExamples(f"a test split of {min(len(sample) for sample in samples)} example(s) has no interval")
+
     result = stats.bootstrap(samples, statistic, vectorized=vectorized, n_resamples=RESAMPLES, paired=False,
                              confidence_level=LEVEL, method="percentile", random_state=np.random.default_rng(SEED))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
@@ -180,7 +195,8 @@ def paired_difference(task, runs: dict[int, list[dict]], reference: dict[int, li
 
     Returns:
         ``difference``, ``low``, ``high``, ``over`` (``seeds`` or ``examples``: what the interval
-        resamples), ``per_seed`` (seed -> difference), ``seeds`` and ``examples`` (their count).
+        resamples; :data:`TOO_FEW` and NaN bounds where a seed's test split has one example),
+        ``per_seed`` (seed -> difference), ``seeds`` and ``examples`` (their count).
     """
     if interval not in INTERVALS:
         raise ValueError(f"unknown paired interval {interval!r}; valid: {', '.join(INTERVALS)}")
@@ -194,8 +210,11 @@ def paired_difference(task, runs: dict[int, list[dict]], reference: dict[int, li
     if interval == "seeds" and len(seeds) >= 2:
         (low, high), over = seed_interval(list(per_seed.values())), "seeds"
     else:
-        (low, high), over = example_bootstrap_difference(task, [runs[s] for s in seeds],
-                                                         [reference[s] for s in seeds]), "examples"
+        try:
+            (low, high), over = example_bootstrap_difference(task, [runs[s] for s in seeds],
+                                                             [reference[s] for s in seeds]), "examples"
+        except TooFewExamples:
+            low, high, over = math.nan, math.nan, TOO_FEW
     return {"difference": diff, "low": low, "high": high, "over": over, "per_seed": per_seed, "seeds": seeds,
             "examples": sum(len(runs[s]) for s in seeds)}
 
@@ -220,7 +239,10 @@ def example_bootstrap_difference(task, runs: list[list[dict]], reference: list[l
 
 
 def outcome(low: float, high: float) -> str:
-    """``win`` when the interval of (method - reference) is above 0, ``loss`` below, else ``tie``."""
+    """``win`` when the interval of (method - reference) is above 0, ``loss`` below, else ``tie``
+    ("–" without an interval)."""
+    if math.isnan(low) or math.isnan(high):
+        return "–"
     return "win" if low > 0 else "loss" if high < 0 else "tie"
 
 

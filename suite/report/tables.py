@@ -23,6 +23,7 @@ from suite.report.aggregate import (
     task_blocks,
     task_label,
 )
+from suite.report.stats import TOO_FEW
 from suite.tasks import GROUPS
 
 
@@ -78,6 +79,9 @@ def num(value: float | None, digits: int = 2) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
 
 
+TOO_FEW_NOTE = "`[–]`: no interval, the cell's one run was scored on a single test example. "
+
+
 def capped_note(records: list[dict[str, Any]] = ()) -> list[str]:
     """The † footnote: the row's searches that stopped at their step cap before their method's end,
     each with how far it got (BIPEFT: "after N of Z triggers"), whether or not the plan was short."""
@@ -100,7 +104,8 @@ def cell(row: dict[str, Any] | None, n_run_seeds: int) -> str:
         return ""
     mean, n, failed = row["test_score_mean"], int(row["n_seeds"]), row["n_failed"]
     low, high = row.get("test_score_ci_low", math.nan), row.get("test_score_ci_high", math.nan)
-    text = "–" if math.isnan(mean) else f"{mean:.2f}" + ("" if math.isnan(low) else f" [{low:.1f}, {high:.1f}]")
+    interval = " [–]" if row.get("ci_over") == TOO_FEW else "" if math.isnan(low) else f" [{low:.1f}, {high:.1f}]"
+    text = "–" if math.isnan(mean) else f"{mean:.2f}{interval}"
     if failed:
         text += f" (n={n}, {failed} failed)"
     elif n < n_run_seeds:
@@ -118,6 +123,23 @@ def failed_lines(lb: pd.DataFrame) -> list[str]:
     return lines
 
 
+def failed_summary(out, run_ids: set[str], stopped: Exception | None = None) -> str | None:
+    """``2 of 6 jobs failed: a (reason); b (reason); see records/`` for this run's failed records (and,
+    when a record could not be written, ``stopped``, each job without a record), or None."""
+    from suite.rundir import RunDir, load_records
+
+    records = [r for r in load_records(out) if r["run_id"] in run_ids]
+    failed = [(r["run_id"], first_line(r["error"])[:120]) for r in records if r["status"] == "failed"]
+    if stopped is not None:
+        recorded = {r["run_id"] for r in records}
+        failed += [(run_id, f"not recorded: {stopped}") for run_id in sorted(run_ids - recorded)]
+    if not failed:
+        return None
+    shown = "; ".join(f"{run_id} ({reason})" for run_id, reason in failed[:3])
+    more = f"; and {len(failed) - 3} more" if len(failed) > 3 else ""
+    return f"{len(failed)} of {len(run_ids)} jobs failed: {shown}{more}; see {RunDir(out).records}/"
+
+
 def first_line(error: str | None) -> str:
     """The one line of an error worth printing: ANSI colour codes stripped, the exception line kept."""
     import re
@@ -133,7 +155,8 @@ def interval_note(sm: pd.DataFrame) -> str:
         parts.append("a t-interval over the seeds where a cell has two or more")
     if "examples" in over:
         parts.append("a percentile bootstrap over the test examples where it has one seed")
-    return ("`[low, high]`: the 95 % interval of the mean, " + " and ".join(parts) + ". ") if parts else ""
+    text = ("`[low, high]`: the 95 % interval of the mean, " + " and ".join(parts) + ". ") if parts else ""
+    return text + (TOO_FEW_NOTE if TOO_FEW in over else "")
 
 
 def accuracy(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]] = ()) -> Document:
