@@ -90,7 +90,7 @@ def test_bipeft_architecture_weights_and_statistics_stay_fp32_under_bf16():
     grads, step = [], run.arch_optimizer.step
     run.arch_optimizer.step = lambda: (grads.extend(p.grad.dtype for p in (run.arch.theta, run.arch.phi)
                                                     if p.grad is not None), step())[1]
-    _, tra, val = BIPEFT._paper_step(run, tape, 0, 5.0)
+    _, tra, val, _ = BIPEFT._paper_step(run, tape, 0, 5.0)
     assert run.arch.theta.dtype == run.arch.phi.dtype == torch.float32
     assert grads == [torch.float32, torch.float32]  # Θ's gradient in the Θ step, Φ's in the Φ step
     assert tra.g.dtype == val.g.dtype == torch.float32 and tra.g.abs().sum() > 0
