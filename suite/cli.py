@@ -90,6 +90,7 @@ def run_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from suite.driver import Cluster, Interrupted, Runner
     from suite.plan import Plan
     from suite.report.tables import failed_summary
+    from suite.tracking import check_tracking
 
     if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise UsageError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
@@ -114,6 +115,7 @@ def run_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         out = Path(args.out or f"results/runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
         check_out(out, resume=False)
         held.enter_context(RunLock(out, new_run=True))
+    tracking = check_tracking(plan.log, out)  # --log: its packages, before Ray starts
     cluster = Cluster(cpus_per_trial=args.cpus_per_trial or 1.0, gpus_per_trial=args.gpus_per_trial or 0.0,
                       max_failures=args.max_failures, verbose=2 if args.verbose else 0, storage=args.storage)
     connect(args.address)  # a cluster that does not answer, or is too small, is an error before anything is written
@@ -125,7 +127,7 @@ def run_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         quiet_ray(run_dir.log)
     settings = ", ".join(f"{k}={v}" for k, v in plan.harness_overrides().items())
     print(f"run: {','.join(plan.methods)} on {','.join(plan.tasks)} with {plan.backbone}, space {plan.space}, "
-          f"seeds {','.join(map(str, plan.seeds))}{f' ({settings})' if settings else ''} -> {out}")
+          f"seeds {','.join(map(str, plan.seeds))}{f' ({settings})' if settings else ''} -> {out}{tracking}")
     try:
         Runner(plan, out, cluster, resume=args.resume).run()
     except (Interrupted, KeyboardInterrupt) as e:
@@ -284,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "machine joined with `ray start`); default: a local Ray instance")
     run.add_argument("--storage", help="Ray Tune's storage for trial state: a folder every node sees, or a pyarrow "
                                        "URI such as s3://bucket/path (default: <out>/ray); records stay in --out")
+    run.add_argument("--log", action="append", help="tensorboard|mlflow|wandb (repeatable): log trials and records there")
     run.add_argument("--verbose", action="store_true", help="show Ray Tune's own status tables and logs")
     run.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
     run.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
