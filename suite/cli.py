@@ -202,9 +202,9 @@ def print_options(name: str | None) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from suite.report import write_reports
+    from suite.merge import write_table
 
-    for path in write_reports(args.out, reference=args.reference, paired_interval=args.paired_interval):
+    for path in write_table(args.out, args.to, args.reference, args.paired_interval):
         print(path)
     return 0
 
@@ -299,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("method", nargs="?", help="with `options`: the method whose --method-option keys to list")
     ls.set_defaults(func=cmd_ls)
 
-    table = sub.add_parser("table", help="rebuild the leaderboard, tables and plots of a run from its records")
-    table.add_argument("--out", required=True, help="the run's output folder (holding records/)")
+    table = sub.add_parser("table", help="rebuild the leaderboard, tables and plots of a run (or runs) from the records")
+    table.add_argument("--out", required=True, action="append", help="a run's folder (holding records/); several: --to")
+    table.add_argument("--to", help="merge the --out runs into this new folder and write one report there")
     table.add_argument("--reference", help="the method every other is compared with in comparison.md "
                                            "(default: the first searched method of the run)")
     table.add_argument("--paired-interval", default="seeds", choices=("seeds", "examples"),
