@@ -90,6 +90,7 @@ def run_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from suite.driver import Cluster, Interrupted, Runner
     from suite.plan import Plan
     from suite.report.tables import failed_summary
+    from suite.tracking import check_tracking
 
     if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
         raise UsageError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
@@ -114,6 +115,7 @@ def run_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         out = Path(args.out or f"results/runs/{datetime.datetime.now():%Y%m%d-%H%M%S}")
         check_out(out, resume=False)
         held.enter_context(RunLock(out, new_run=True))
+    tracking = check_tracking(plan.log, out)  # --log: its packages, before Ray starts
     cluster = Cluster(cpus_per_trial=args.cpus_per_trial or 1.0, gpus_per_trial=args.gpus_per_trial or 0.0,
                       max_failures=args.max_failures, verbose=2 if args.verbose else 0, storage=args.storage)
     connect(args.address)  # a cluster that does not answer, or is too small, is an error before anything is written
@@ -125,7 +127,7 @@ def run_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
         quiet_ray(run_dir.log)
     settings = ", ".join(f"{k}={v}" for k, v in plan.harness_overrides().items())
     print(f"run: {','.join(plan.methods)} on {','.join(plan.tasks)} with {plan.backbone}, space {plan.space}, "
-          f"seeds {','.join(map(str, plan.seeds))}{f' ({settings})' if settings else ''} -> {out}")
+          f"seeds {','.join(map(str, plan.seeds))}{f' ({settings})' if settings else ''} -> {out}{tracking}")
     try:
         Runner(plan, out, cluster, resume=args.resume).run()
     except (Interrupted, KeyboardInterrupt) as e:
@@ -200,9 +202,9 @@ def print_options(name: str | None) -> None:
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from suite.report import write_reports
+    from suite.merge import write_table
 
-    for path in write_reports(args.out, reference=args.reference, paired_interval=args.paired_interval):
+    for path in write_table(args.out, args.to, args.reference, args.paired_interval):
         print(path)
     return 0
 
@@ -284,6 +286,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "machine joined with `ray start`); default: a local Ray instance")
     run.add_argument("--storage", help="Ray Tune's storage for trial state: a folder every node sees, or a pyarrow "
                                        "URI such as s3://bucket/path (default: <out>/ray); records stay in --out")
+    run.add_argument("--log", action="append", help="tensorboard|mlflow|wandb (repeatable): log trials and records there")
     run.add_argument("--verbose", action="store_true", help="show Ray Tune's own status tables and logs")
     run.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
     run.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
@@ -296,8 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("method", nargs="?", help="with `options`: the method whose --method-option keys to list")
     ls.set_defaults(func=cmd_ls)
 
-    table = sub.add_parser("table", help="rebuild the leaderboard, tables and plots of a run from its records")
-    table.add_argument("--out", required=True, help="the run's output folder (holding records/)")
+    table = sub.add_parser("table", help="rebuild the leaderboard, tables and plots of a run (or runs) from the records")
+    table.add_argument("--out", required=True, action="append", help="a run's folder (holding records/); several: --to")
+    table.add_argument("--to", help="merge the --out runs into this new folder and write one report there")
     table.add_argument("--reference", help="the method every other is compared with in comparison.md "
                                            "(default: the first searched method of the run)")
     table.add_argument("--paired-interval", default="seeds", choices=("seeds", "examples"),

@@ -36,6 +36,7 @@ from methods.base import PARAMS, RATIO, SCORE, SearchProblem
 from suite.outcomes import SearchOutcome
 from suite.plan import Job, Plan
 from suite.rundir import RunDir
+from suite.tracking import logger_callbacks
 from suite.trials import proxy_trial, retrain_trial, search_trial
 from suite.writers import Recorder, ResultTrial, RetrainWriter, SearchWriter, callback
 
@@ -103,6 +104,7 @@ class Runner:
         storage = self.cluster.storage or str(self.run_dir.ray)
         path = f"{storage.rstrip('/')}/{name}"
         callbacks = [c for c in ([callback(writer)] if writer else []) + [view] if c is not None]
+        callbacks += logger_callbacks(self.plan.log, self.out)  # --log: after the writer, which writes the records
         trainable = tune.with_resources(trainable, self.cluster.resources())
         if self.resume and tune.Tuner.can_restore(path):
             self.log(f"resuming stage {name}")

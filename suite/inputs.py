@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from suite.plan import Plan, UsageError, check_search_steps
+from suite.tracking import parse_log
 
 if TYPE_CHECKING:
     from suite.harness import HarnessConfig
@@ -39,7 +40,7 @@ PLAN_ARGS = ("methods", "space", "tasks", "backbone", "budget", "budget_params",
              "max_steps", "max_train_samples", "max_eval_samples", "batch_size", "eval_every", "max_source_length",
              "scoring", "precision",
              "method_option", "plugin",
-             "retrain_recipe", "no_save_weights", "allow_step_cap", "architecture")
+             "retrain_recipe", "no_save_weights", "allow_step_cap", "architecture", "log")
 
 
 def absolute_budget(fraction: float | None, absolute: int | None, total: int) -> int | None:
@@ -209,7 +210,7 @@ def make_plan(args: Any) -> Plan:
                 budgets=budgets, absolute_budget=args.budget_params, data_dir=args.data_dir, harness=harness,
                 method_options=options, backbone_params=total, plugins=plugins, retrain_recipe=recipe,
                 save_weights=not getattr(args, "no_save_weights", False),
-                allow_step_cap=bool(getattr(args, "allow_step_cap", False)))
+                allow_step_cap=bool(getattr(args, "allow_step_cap", False)), log=parse_log(getattr(args, "log", None)))
     return _checked(plan)
 
 

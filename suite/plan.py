@@ -75,6 +75,7 @@ class Plan:
     save_weights: bool = True                # keep each retrain's trained weights beside its record
     allow_step_cap: bool = False             # accept searches planned shorter than a method needs
     transfer: dict[str, Any] | None = None   # a given architecture to retrain: {"architecture", "source"}
+    log: tuple[str, ...] = ()                # where trials and records are also logged (suite.tracking)
 
     def jobs(self) -> list[Job]:
         """The plan's jobs, in a stable order."""
@@ -141,7 +142,7 @@ class Plan:
         from core.configs import load_config
         from suite.harness import HarnessConfig
 
-        tuples = ("methods", "tasks", "seeds", "budgets", "sizes", "plugins")
+        tuples = ("methods", "tasks", "seeds", "budgets", "sizes", "plugins", "log")
         data = {("absolute_budget" if k == "budget_params" else k): v for k, v in data.items()}
         harness = dict(data.pop("harness", None) or {})
         if "bf16" in harness:  # a run.json before --precision: bf16 (autocast on a GPU) was the default

@@ -12,6 +12,8 @@
     weights/<run_id>.safetensors      the retrain's trained weights (unless --no-save-weights)
     predictions/<run_id>.jsonl.gz     its test predictions, one JSON line per example
     ray/                              Ray Tune's experiments (unless --storage puts them elsewhere)
+    tensorboard/, tracking.json       --log: each record's TensorBoard session; what was logged (suite.tracking)
+    merged.json                       a merged report's folder: its source runs (suite.merge)
     leaderboard.csv ... report.html   the reports, rebuilt from the records (suite.report)
 
 Everything is keyed by the job's run id (:attr:`suite.plan.Job.run_id`). JSON files are written by
@@ -42,6 +44,7 @@ PLAN_FILE = "run.json"
 LOCK_FILE = "run.lock"
 LOG_FILE = "run.log"
 RAY_DIR = "ray"
+TENSORBOARD, TRACKING_FILE, MERGED_FILE = "tensorboard", "tracking.json", "merged.json"
 RECORDS, ARCHITECTURES, SEARCH, TRACES, WEIGHTS, PREDICTIONS = (
     "records", "architectures", "search", "traces", "weights", "predictions")
 # The folders with one entry per job: the entry is the run id and this suffix (a trace is a folder).

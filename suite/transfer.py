@@ -11,6 +11,7 @@ from typing import Any
 from suite.inputs import OFFLINE_BACKBONE, _harness, _recipe, parse_seeds, plan_tasks
 from suite.plan import Plan, UsageError, transfer_space
 from suite.rundir import RunDir, read_json
+from suite.tracking import parse_log
 
 
 def read_architecture(spec: str, sites) -> dict[str, Any]:
@@ -75,4 +76,5 @@ def transfer_plan(args: Any) -> Plan:
     return Plan(methods=(source,), space=transfer_space(transfer["source"]), tasks=tuple(tasks), backbone=backbone,
                 seeds=parse_seeds(args.seeds or "0"), data_dir=args.data_dir, harness=_harness(args),
                 backbone_params=sites.backbone_params, retrain_recipe=recipe,
-                save_weights=not getattr(args, "no_save_weights", False), transfer=transfer)
+                save_weights=not getattr(args, "no_save_weights", False), transfer=transfer,
+                log=parse_log(getattr(args, "log", None)))

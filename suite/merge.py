@@ -1,0 +1,189 @@
+"""``python -m suite table --out RUN1 --out RUN2 ... --to DIR``: one leaderboard and one report from several runs.
+
+A sweep is often run in pieces (tasks or seeds on different clusters, a method added later, a run
+resumed elsewhere). :func:`merge_runs` gathers their records into a new folder ``DIR`` that reads
+like one run's, and ``suite.report`` builds every table from it; ``table --out DIR`` rebuilds them
+later. The source runs are only read.
+
+* **Settings.** Records whose settings differ are refused, with one line naming the setting, its two
+  values and a record of each: the harness (epochs or steps, sample counts, batch, lengths, learning
+  rate, precision, scoring: every ``HarnessConfig`` setting but the device), the backbone, the retrain
+  recipe, and a method's options. Refusing, rather than keeping them apart as separate rows: the
+  tables compare every row with every other (paired differences, ranks), so one table must be one
+  harness and one backbone, as each of the paper's tables is; and a record is known by its run id
+  (method, space, task, seed, budget), which names none of these settings, so two settings of one
+  job could not even be told apart in one folder. Merge runs of one setting; one report per setting.
+  Only ``ok`` records are compared: a failed record holds no score and may not have resolved every
+  setting (its precision, say), and is counted, as in a run, as a failure of its row.
+* **Duplicates.** The same record reached twice (the same run id, and by the check above the same
+  settings: a folder given twice, overlapping seeds, a copy of a run) counts once: the ``ok`` one
+  over a failed one, else the first ``--out``'s. Its seed would otherwise count twice.
+* **Files.** Records are copied unchanged. Their paths are relative to their own run folder, so the
+  merged folder gets each kept record's test predictions copied at the same relative path (the
+  paired statistics read them; they are small) and its weights as a symbolic link to the source's
+  file (they can be gigabytes; ``suite export --out DIR`` reads through the link).
+  ``merged.json`` names the sources and where each record came from.
+* **The target.** ``DIR`` is a new folder (or empty, or an earlier merge, which is replaced); never a
+  source run, inside one, or holding one. It is written in a temporary folder beside it and renamed,
+  so an interrupted merge leaves any earlier one whole.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from suite.rundir import MERGED_FILE, PREDICTIONS, WEIGHTS, RunDir, write_json_atomic
+
+WHERE = ("device",)  # harness settings that say where a run ran, not what it did
+
+
+class MergeError(ValueError):
+    """Runs that cannot be merged into one report; one line."""
+
+
+@dataclass
+class Merged:
+    """What :func:`merge_runs` wrote."""
+
+    to: Path
+    sources: list[Path]
+    records: int
+    duplicates: dict[str, list[str]]  # run id -> the sources whose copy was not kept
+
+    def summary(self) -> str:
+        dropped = sum(len(v) for v in self.duplicates.values())
+        twice = f"; {dropped} duplicate record(s) counted once" if dropped else ""
+        return f"merged {self.records} records from {len(self.sources)} runs into {self.to}{twice}"
+
+
+def write_table(outs: Sequence[str], to: str | None, reference: str | None = None,
+                paired_interval: str = "seeds") -> list[Path]:
+    """``python -m suite table``: the reports of the one run in ``outs``, or of the runs in ``outs``
+    merged into ``to`` (printing what was merged); :func:`suite.report.write_reports`' paths."""
+    from suite.report import write_reports
+
+    if to is None:
+        if len(outs) > 1:
+            raise MergeError(f"{len(outs)} --out runs make one report in a new folder: add --to DIR")
+        return write_reports(outs[0], reference, paired_interval)
+    merged = merge_runs(outs, to)
+    print(merged.summary())
+    return write_reports(merged.to, reference, paired_interval)
+
+
+def merge_runs(sources: Sequence[Path | str], to: Path | str) -> Merged:
+    """Merge the runs in ``sources`` into the new folder ``to`` (see the module docstring).
+
+    Raises:
+        FileNotFoundError: a source holds no run (no records).
+        MergeError: invalid records, settings that differ, or a ``to`` that is not a new folder.
+    """
+    from suite.records import read_records
+
+    paths = list(dict.fromkeys(Path(s).resolve() for s in sources))
+    to = Path(to).resolve()
+    _check_target(paths, to)
+    entries: list[tuple[Path, dict[str, Any]]] = []
+    for source in paths:
+        records, problems = read_records(source)
+        if problems:
+            raise MergeError(f"{len(problems)} invalid record(s) in {source}, e.g. {problems[0]}; "
+                             f"`python -m suite validate --out {source}` lists them")
+        entries += [(source, r) for r in records]
+    check_settings(entries)
+    kept, duplicates = _deduplicated(entries)
+    for source, record in kept:  # the statistics need every prediction file a record names
+        info = (record.get("files") or {}).get(PREDICTIONS)
+        if info and not (source / info["path"]).is_file():
+            raise MergeError(f"{source / info['path']} (named by record {record['run_id']}) is missing")
+    _write(to, paths, kept, duplicates)
+    return Merged(to, paths, len(kept), duplicates)
+
+
+def settings(record: dict[str, Any]) -> dict[str, Any]:
+    """What two records in one merged report must agree on, by a name that says it."""
+    from suite.harness import HarnessConfig
+
+    harness = {f.name: f.default for f in dataclasses.fields(HarnessConfig)} | (record.get("harness") or {})
+    recipe = ((record.get("retrain") or {}).get("recipe") or {}).get("name", "suite")
+    out = {"backbone": record["backbone"], "retrain recipe": recipe}
+    out |= {f"harness {k}": v for k, v in harness.items() if k not in WHERE}
+    return out | {f"{record['method']} option {k}": v for k, v in (record.get("method_config") or {}).items()}
+
+
+def check_settings(entries: Sequence[tuple[Path, dict[str, Any]]]) -> None:
+    """Stop at the first setting two ``ok`` records disagree on (a method's options: among its records)."""
+    first: dict[str, tuple[Any, Path, str]] = {}
+    for source, record in entries:
+        if record["status"] != "ok":
+            continue
+        for name, value in settings(record).items():
+            seen, where, run_id = first.setdefault(name, (value, source, record["run_id"]))
+            if value != seen:
+                raise MergeError(f"cannot merge: {name} is {seen!r} in {where} (e.g. {run_id}) and {value!r} in "
+                                 f"{source} (e.g. {record['run_id']}); records of different settings are never "
+                                 "averaged or compared in one table: merge the runs of each setting apart")
+
+
+def _deduplicated(entries: list[tuple[Path, dict[str, Any]]]):
+    """One record per run id: an ``ok`` one first, then the first source's; the others by run id."""
+    by_id: dict[str, list[tuple[Path, dict[str, Any]]]] = {}
+    for entry in entries:
+        by_id.setdefault(entry[1]["run_id"], []).append(entry)
+    kept, duplicates = [], {}
+    for run_id, copies in sorted(by_id.items()):
+        best = min(range(len(copies)), key=lambda i: (copies[i][1]["status"] != "ok", i))
+        kept.append(copies[best])
+        if len(copies) > 1:
+            duplicates[run_id] = [str(source) for i, (source, _) in enumerate(copies) if i != best]
+    return kept, duplicates
+
+
+def _check_target(sources: list[Path], to: Path) -> None:
+    for source in sources:
+        if to == source or source in to.parents:
+            raise MergeError(f"--to {to} is {'the run' if to == source else 'inside the run'} {source}: a merged "
+                             "report goes to a new folder, and the runs it reads are never written")
+        if to in source.parents:
+            raise MergeError(f"--to {to} holds the run {source}: give a new folder beside the runs")
+    if to.exists():
+        if not to.is_dir():
+            raise MergeError(f"--to {to} is a file; give a new folder")
+        if any(to.iterdir()) and not (to / MERGED_FILE).is_file():
+            raise MergeError(f"--to {to} is not empty and not an earlier merged report (no {MERGED_FILE}); "
+                             "give a new folder")
+
+
+def _write(to: Path, sources: list[Path], kept: list, duplicates: dict[str, list[str]]) -> None:
+    to.parent.mkdir(parents=True, exist_ok=True)
+    staging = to.parent / f".{to.name}.{uuid.uuid4().hex[:8]}.tmp"  # mkdir, not mkdtemp: the umask's mode
+    staging.mkdir()
+    try:
+        target = RunDir(staging)
+        for source, record in kept:
+            write_json_atomic(target.record(record["run_id"]), record)
+            files = record.get("files") or {}
+            for key, info in files.items():
+                origin, copy = source / info["path"], staging / info["path"]
+                if key not in (PREDICTIONS, WEIGHTS) or not origin.is_file():
+                    continue
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                if key == PREDICTIONS:
+                    shutil.copyfile(origin, copy)
+                else:
+                    copy.symlink_to(origin.resolve())
+        write_json_atomic(staging / MERGED_FILE, {
+            "sources": [str(s) for s in sources], "records": {r["run_id"]: str(s) for s, r in kept},
+            "duplicates": duplicates})
+        if to.exists():
+            shutil.rmtree(to)  # an earlier merge (checked) or an empty folder
+        staging.rename(to)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise

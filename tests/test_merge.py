@@ -1,0 +1,155 @@
+"""``python -m suite table --out A --out B --to DIR``: one report from several runs (suite.merge).
+
+The runs are pieces of the fixture run (tests/fixtures/records): merged, they must give the whole
+run's tables, each record once; runs whose settings differ are refused in one line; the sources
+are never written.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import snapshot
+
+from suite.cli import main
+from suite.report import write_reports
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+TABLES = ("leaderboard.csv", "summary.csv", "comparison.csv", "accuracy.md", "efficiency.md", "comparison.md")
+OK_STSB = "bipeft--s2--glue_stsb--seed1--b12629"
+
+
+def piece(out: Path, seeds: tuple[int, ...], change=None) -> Path:
+    """A run folder holding the fixture records of ``seeds`` (and their predictions), each passed
+    through ``change`` if given."""
+    for path in sorted((FIXTURES / "records").glob("*.json")):
+        record = json.loads(path.read_text())
+        if record["seed"] not in seeds:
+            continue
+        record = change(record) if change else record
+        (out / "records").mkdir(parents=True, exist_ok=True)
+        (out / "records" / path.name).write_text(json.dumps(record, indent=2))
+        for key, info in record["files"].items():
+            target = out / info["path"]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if key == "predictions":
+                shutil.copyfile(FIXTURES / info["path"], target)
+            else:
+                target.write_bytes(b"weights")
+    return out
+
+
+def with_weights(record: dict) -> dict:
+    """One record with (made-up) weights beside it, as a run keeps them (the fixture run has none)."""
+    if record["run_id"] != OK_STSB:
+        return record
+    weights = {"path": f"weights/{OK_STSB}.safetensors", "sha256": "0" * 64, "bytes": len(b"weights")}
+    return {**record, "files": {**record["files"], "weights": weights}}
+
+
+@pytest.fixture
+def whole(tmp_path) -> Path:
+    """The fixture run as one folder, with its tables."""
+    out = piece(tmp_path / "whole", (0, 1, 2), with_weights)
+    write_reports(out)
+    return out
+
+
+def test_the_pieces_of_a_run_merge_into_the_whole_runs_tables(tmp_path, whole, capsys):
+    # seed 1 in both (counted once); a's copy of OK_STSB has weights (linked, not copied), b's none
+    a, b = piece(tmp_path / "a", (0, 1), with_weights), piece(tmp_path / "b", (1, 2))
+    sources = {a: snapshot(a), b: snapshot(b)}
+    merged = tmp_path / "merged"
+
+    assert main(["table", "--out", str(a), "--out", str(b), "--to", str(merged)]) == 0
+    assert "merged 45 records from 2 runs" in capsys.readouterr().out
+    for name in TABLES:
+        assert (merged / name).read_text() == (whole / name).read_text(), name
+    provenance = json.loads((merged / "merged.json").read_text())
+    seed1 = {p.stem for p in (FIXTURES / "records").glob("*seed1*.json")}
+    assert set(provenance["duplicates"]) == seed1 and len(seed1) == 15
+    assert all(provenance["records"][run_id] == str(a.resolve()) for run_id in seed1)  # the first --out's
+    link = merged / "weights" / f"{OK_STSB}.safetensors"
+    assert link.is_symlink() and link.read_bytes() == b"weights"
+    assert all(snapshot(folder) == before for folder, before in sources.items()), "a source run was written"
+
+    # the merged folder holds all it needs: its tables rebuild from it alone, and it can be merged again
+    before = (merged / "summary.csv").read_text()
+    assert main(["table", "--out", str(merged)]) == 0
+    assert (merged / "summary.csv").read_text() == before
+    again = tmp_path / "again"
+    assert main(["table", "--out", str(merged), "--out", str(b), "--to", str(again)]) == 0
+    assert (again / "leaderboard.csv").read_text() == (whole / "leaderboard.csv").read_text()
+    assert (again / "weights" / f"{OK_STSB}.safetensors").read_bytes() == b"weights"
+
+
+def test_an_ok_record_wins_over_a_failed_copy_of_the_same_job(tmp_path):
+    def failed(record):
+        if record["run_id"] != OK_STSB:
+            return record
+        return {**record, "status": "failed", "error": "RuntimeError: out of memory",
+                "metrics": {**record["metrics"], "validation": {}, "test": {}}, "files": {}}
+
+    a, b = piece(tmp_path / "a", (1,), failed), piece(tmp_path / "b", (1,))
+    merged = tmp_path / "merged"
+    assert main(["table", "--out", str(a), "--out", str(b), "--to", str(merged)]) == 0
+    assert json.loads((merged / "records" / f"{OK_STSB}.json").read_text())["status"] == "ok"
+    assert json.loads((merged / "merged.json").read_text())["records"][OK_STSB] == str(b.resolve())
+
+
+def _harness(record):
+    return {**record, "harness": {**record["harness"], "epochs": 3}}
+
+
+def _backbone(record):
+    return {**record, "backbone": "bert-base-uncased"}
+
+
+def _recipe(record):
+    retrain = record["retrain"]
+    return {**record, "retrain": {**retrain, "recipe": {"name": "authors"}}} if retrain else record
+
+
+def _option(record):
+    config = record["method_config"]
+    return {**record, "method_config": {**config, "z": 50}} if record["method"] == "bipeft" else record
+
+
+@pytest.mark.parametrize("change, named", [(_harness, "harness epochs is None"), (_backbone, "backbone"),
+                                           (_recipe, "retrain recipe"), (_option, "bipeft option z is 100")])
+def test_runs_of_different_settings_are_refused_in_one_line(tmp_path, capsys, change, named):
+    a, b = piece(tmp_path / "a", (0,)), piece(tmp_path / "b", (1,), change)
+    sources = {a: snapshot(a), b: snapshot(b)}
+    merged = tmp_path / "merged"
+    assert main(["table", "--out", str(a), "--out", str(b), "--to", str(merged)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot merge: ") and named in err and "\n" not in err, err
+    assert str(a.resolve()) in err and str(b.resolve()) in err
+    assert not merged.exists() and not list(tmp_path.glob(".merged.*"))
+    assert all(snapshot(folder) == before for folder, before in sources.items())
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
+    a, b = piece(tmp_path / "a", (0,)), piece(tmp_path / "b", (1,))
+    empty, busy = tmp_path / "empty", tmp_path / "busy"
+    empty.mkdir()
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    a_b = ["--out", str(a), "--out", str(b)]
+    cases = [
+        (["--out", str(a), "--out", str(empty), "--to", str(tmp_path / "m")], "holds no run"),
+        ([*a_b, "--to", str(a)], "is the run"),
+        ([*a_b, "--to", str(a / "merged")], "is inside the run"),
+        ([*a_b, "--to", str(tmp_path)], "holds the run"),
+        ([*a_b, "--to", str(busy)], "not an earlier merged report"),
+        (a_b, "add --to DIR"),
+    ]
+    before = snapshot(tmp_path)
+    for argv, message in cases:
+        assert main(["table", *argv]) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert message in err and err.count("\n") == 0, (argv, err)
+    assert snapshot(tmp_path) == before
