@@ -183,7 +183,7 @@ def main() -> None:
         slots = 2 * args.cpus_per_node
         result = occupancy(out, slots)
         records, _ = job_spans(out)
-        print(f"{args.checkout}: {len(records)} ok records, {result.trials} trials on {slots} slots, "
+        print(f"{args.checkout.resolve()}: {len(records)} ok records, {result.trials} trials on {slots} slots, "
               f"{result.wall:.0f} s from the first trial's start to the last one's end ({wall:.0f} s the command)")
         print(f"  occupancy while work was ready: {result.value:.1%} ({result.busy:.0f} of {result.ready:.0f} "
               f"slot-seconds); most trials at once per node: {sorted(result.most_per_node.values())}")

@@ -20,9 +20,15 @@ the searcher's saved state says which trials it started and each black-box searc
 results and method searcher's observations. What a job has found and recorded is read from the run
 folder, never from what Tune pickled: a job with an ok record is finished; a job whose record says
 failed is tried again from what it kept (its architecture, else its search from the start). Tune saves
-the experiment every few seconds and on Ctrl+C; after a ``kill -9``, a trial that ended after the
-last save runs again, and its result is dropped because its job already has it (a finished record
-stays byte for byte; nothing is recorded twice).
+the experiment periodically (its own adaptive period) and on Ctrl+C; after a ``kill -9``, a trial that
+ended after the last save runs again, and its result is dropped because its job already has it (a
+finished record stays byte for byte; nothing is recorded twice), while a trial started after it is
+simply suggested again.
+
+**Trial processes.** Ray Tune reuses a trial's process for the next trial (``reuse_actors``) on Linux,
+where :func:`suite.trials.fresh_start` resets the process's peak memory before each trial: a new
+process per trial costs a slot the import of torch and Ray Tune each time. ``TUNE_MAX_PENDING_TRIALS_PG``
+is set to the cluster's slots, so Tune fills them all at once rather than one actor start after another.
 
 What a trial ends in is written by :mod:`suite.writers` (a Tune callback) into the run folder, whose
 layout :mod:`suite.rundir` owns. The code that runs inside a trial is :mod:`suite.trials`. Resources
@@ -44,7 +50,7 @@ from pathlib import Path
 from suite.plan import Plan
 from suite.progress import RunView
 from suite.rundir import RunDir
-from suite.schedule import PlanSearcher
+from suite.schedule import plan_search
 from suite.trials import run_trial
 from suite.writers import Recorder, callback
 
@@ -156,7 +162,7 @@ class Runner:
             callbacks=[callback(self.recorder), RunView(self.recorder.progress)],
             failure_config=tune.FailureConfig(max_failures=self.cluster.max_failures),
         )
-        tune_config = tune.TuneConfig(search_alg=PlanSearcher(self.recorder), num_samples=-1,
+        tune_config = tune.TuneConfig(search_alg=plan_search(self.recorder), num_samples=-1,
                                       trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
                                       reuse_actors=REUSE_PROCESSES)
         return tune.Tuner(trainable, run_config=run_config, tune_config=tune_config)

@@ -18,8 +18,15 @@ not yet heard back from, and each black-box search's state), so ``Tuner.restore`
 what each job has found or recorded is read from the run folder (:class:`~suite.writers.Recorder`).
 
 A trial's config is ``{"kind", "name", "trial": <trial spec>}`` (and a candidate's ``"index"`` and
-``"candidate"``: its searcher's suggestion); :func:`suite.trials.run_trial` runs it. A new kind of trial (several
-retrains of one job, one per learning rate) is another readiness rule here and a kind there.
+``"candidate"``: its searcher's suggestion); :func:`suite.trials.run_trial` runs it. What comes next fits here: several
+retrains of one job (one per learning rate, the best validation picks) are several ``RETRAIN`` trials
+of its job with an index, as a black-box job's candidates are, and a pick once all have ended; a
+per-job ASHA over candidates is a Tune ``TrialScheduler`` that routes each candidate trial to its
+job's own rungs (by ``config["trial"]["run_id"]``) and lets searches and retrains run to their end.
+
+Ray Tune starts up to as many trials at once as the cluster has slots (the driver sets
+``TUNE_MAX_PENDING_TRIALS_PG``), so a suggestion may wait for a slot as a pending trial: the order
+above is applied when work is suggested.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import pickle
 import traceback
 from typing import Any
 
-from ray.tune.search import Searcher
+from ray.tune.search import Searcher, SearchGenerator
 
 from suite.blackbox import BlackBoxSearch, single_draw
 from suite.outcomes import SearchOutcome
@@ -37,6 +44,20 @@ from suite.trials import CANDIDATE, RETRAIN, SEARCH
 from suite.writers import Recorder
 
 ORDER = (CANDIDATE, SEARCH, RETRAIN)  # which ready work takes a free slot first
+
+
+def plan_search(recorder: Recorder) -> SearchGenerator:
+    """The run's search algorithm: Ray Tune's ``SearchGenerator`` over a :class:`PlanSearcher`."""
+    return ResumableSearch(PlanSearcher(recorder))
+
+
+class ResumableSearch(SearchGenerator):
+    """A ``SearchGenerator`` that asks its searcher again after a restore, even if it had finished:
+    a resumed run may have work left (a failed job to try again, a record removed by hand)."""
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self._finished = False
 
 
 class PlanSearcher(Searcher):
