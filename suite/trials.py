@@ -1,10 +1,13 @@
 """The code that runs inside a Ray trial: a one-shot search, a retrain, a black-box candidate.
 
-Each trial receives its own *trial spec* (``Plan.trial_spec``: its job, the plan's settings it needs
-and, for a retrain, its architecture) as its Tune config, builds an :class:`~suite.harness.Experiment`
-from it and reports what the driver records, typed (:mod:`suite.outcomes`). Nothing here writes a
-record: the driver does, as each trial ends (:mod:`suite.writers`); a search's trace goes to its
-folder of the run (:mod:`suite.rundir`), a retrain's weights and predictions into its checkpoint.
+A run is one Ray Tune experiment with one trainable, :func:`run_trial`, which dispatches on the
+trial's kind (``config["kind"]``: :data:`SEARCH`, :data:`CANDIDATE` or :data:`RETRAIN`). Each trial
+receives its own *trial spec* (``config["trial"]``, from ``Plan.trial_spec``: its job, the plan's
+settings it needs and, for a retrain, its architecture; a candidate also gets its searcher's suggestion,
+``config["candidate"]``), builds an :class:`~suite.harness.Experiment` from it and reports what the
+driver records, typed (:mod:`suite.outcomes`). Nothing here writes a record: the driver does, as each
+trial ends (:mod:`suite.writers`); a search's trace goes to its folder of the run (:mod:`suite.rundir`),
+a retrain's weights and predictions into its checkpoint.
 """
 
 from __future__ import annotations
@@ -17,6 +20,9 @@ from typing import Any
 from methods.base import PARAMS, RATIO, SCORE
 from suite.outcomes import RETRAIN_KEY, SEARCH_KEY, SearchOutcome, packed
 from suite.rundir import CHECKPOINT_FILES, PREDICTIONS, TRACES, WEIGHTS, RunDir, entry
+
+SEARCH, CANDIDATE, RETRAIN = "search", "candidate", "retrain"  # the kinds of trial
+PLACEMENT = "placement"  # a candidate's placement, reported as a JSON string (Tune flattens dicts)
 
 
 def placement(started_at: str) -> dict[str, Any]:
@@ -38,12 +44,35 @@ def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds")
 
 
+def fresh_start() -> bool:
+    """Start this trial as if its process were new: Ray Tune reuses a trial's process for the next
+    trial (``reuse_actors``), so free what the last one left (Python garbage, the CUDA cache, the C
+    heap's free pages) and reset the process's peak resident set (Linux ``clear_refs``), which the
+    harness reads as a trial's peak memory on the CPU. False where the peak cannot be reset."""
+    import ctypes
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def _setup(spec: dict[str, Any], cpus: float) -> None:
-    """Threads for this trial's CPUs, and the plugin modules that register out-of-tree entries."""
+    """A clean process, threads for this trial's CPUs, and the plugin modules that register
+    out-of-tree entries."""
     import torch
 
     from core.registry import import_plugins
 
+    fresh_start()
     torch.set_num_threads(max(1, int(cpus)))
     import_plugins(spec["plugins"])
 
@@ -141,18 +170,34 @@ def retrain_trial(config: dict[str, Any], cpus: float) -> None:
         tune.report({"done": 1, RETRAIN_KEY: packed(result)}, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-def proxy_trial(config: dict[str, Any], spec: dict[str, Any], cpus: float) -> None:
-    """A black-box candidate (``config``: the searcher's suggestion): proxy-train it at the method's
-    fidelity; report score, ratio, params."""
+def proxy_trial(config: dict[str, Any], cpus: float) -> None:
+    """A black-box candidate (``config["candidate"]``: its searcher's suggestion): proxy-train it at the
+    method's fidelity; report score, ratio, params and where it ran."""
     from ray import tune
 
+    spec = config["trial"]
+    started_at = utc_now()
     _setup(spec, cpus)
     method = _method(spec)
     exp = _experiment(spec, method.fidelity())
-    arch = method.candidate(_space(spec, exp.sites), config)
+    arch = method.candidate(_space(spec, exp.sites), config["candidate"])
     if not arch.placements:  # nothing to train: a valid point of the space that scores nothing
-        tune.report({SCORE: float("nan"), RATIO: 0.0, PARAMS: 0})
+        tune.report({SCORE: float("nan"), RATIO: 0.0, PARAMS: 0, PLACEMENT: json.dumps(placement(started_at))})
         return
     result = exp.retrain(arch, test=False, op_options=spec["op_options"])
     tune.report({SCORE: result.validation[exp.task.selection_metric], RATIO: result.ratio,
-                 PARAMS: result.peft_params, "peak_memory_mb": result.peak_memory_mb})
+                 PARAMS: result.peft_params, "peak_memory_mb": result.peak_memory_mb,
+                 PLACEMENT: json.dumps(placement(started_at))})
+
+
+def run_trial(config: dict[str, Any], out: str, cpus: float) -> None:
+    """The run's one trainable: the trial of kind ``config["kind"]``."""
+    kind = config["kind"]
+    if kind == SEARCH:
+        search_trial(config, out, cpus)
+    elif kind == CANDIDATE:
+        proxy_trial(config, cpus)
+    elif kind == RETRAIN:
+        retrain_trial(config, cpus)
+    else:
+        raise ValueError(f"unknown trial kind {kind!r}; valid: {SEARCH}, {CANDIDATE}, {RETRAIN}")

@@ -1,11 +1,17 @@
 """What a run keeps as its trials end: the searches found and the records, written into the run
-folder (:mod:`suite.rundir`) by Ray Tune callbacks, or from a result grid for what a restored
-experiment finished without them.
+folder (:mod:`suite.rundir`) by a Ray Tune callback.
 
 * :class:`Recorder` holds a run's finished searches (:class:`~suite.outcomes.SearchOutcome`) and
-  writes its records (:func:`suite.records.build_record`), ok or failed, each as soon as it is known.
-* :class:`SearchWriter` and :class:`RetrainWriter` turn what a stage's trial reported (typed by
+  writes its records (:func:`suite.records.build_record`), ok or failed, each as soon as it is known;
+  it knows which jobs are finished (an ok record before this session, or a record written in it).
+* :class:`SearchWriter` and :class:`RetrainWriter` turn what a trial reported (typed by
   :mod:`suite.outcomes`) into those, and a crashed trial into a failed record with its error's line.
+  A trial whose job is already settled (a restored trial that had finished after the experiment's
+  last saved state) is not written again: a finished record stays as it is.
+
+Ray Tune pickles the callback and the run's searcher, which share one :class:`Recorder`, with the
+experiment (for ``Tuner.restore``); what the Recorder knows of the run folder is not pickled but read
+back from the folder when first needed, so a restored run sees the folder as it is now.
 """
 
 from __future__ import annotations
@@ -18,34 +24,50 @@ from suite.outcomes import RETRAIN_KEY, SEARCH_KEY, SearchOutcome, unpacked
 from suite.plan import Job, Plan
 from suite.records import build_record, environment, write_record
 from suite.rundir import RunDir, load_records
+from suite.trials import RETRAIN, SEARCH
 
 
 class Recorder:
     """The searches a run found and the records it wrote, in the run folder ``out``."""
 
     def __init__(self, plan: Plan, out: Path, resources: dict[str, float], log=print):
-        self.plan, self.run, self.log = plan, RunDir(out), log
-        self.env = environment()
-        self.env["hardware"] = {**self.env["hardware"], "cpus_per_trial": resources["cpu"],
-                                "gpus_per_trial": resources["gpu"]}
+        self.plan, self.run, self.resources, self.log = plan, RunDir(out), resources, log
         self.jobs = {job.run_id: job for job in plan.jobs()}
-        self.found: dict[str, SearchOutcome] = {}
+        self._found: dict[str, SearchOutcome] | None = None  # read from the folder when first needed
+        self._ok_before: set[str] | None = None              # jobs with an ok record when the session began
+        self._ended: dict[str, str] = {}                     # run id -> status of a record written this session
+        self._env: dict[str, Any] | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled with the experiment: the plan and the folder, not what this session read or wrote."""
+        return {**self.__dict__, "_found": None, "_ok_before": None, "_ended": {}, "_env": None}
+
+    @property
+    def env(self) -> dict[str, Any]:
+        """Where this session runs (every record's ``environment``)."""
+        if self._env is None:
+            self._env = environment()
+            self._env["hardware"] = {**self._env["hardware"], "cpus_per_trial": self.resources["cpu"],
+                                     "gpus_per_trial": self.resources["gpu"]}
+        return self._env
 
     # ---- searches found ----------------------------------------------------------------------------
+    @property
+    def found(self) -> dict[str, SearchOutcome]:
+        """The architecture of every job whose search has ended well (this session or an earlier one)."""
+        if self._found is None:
+            self._found = {run_id: outcome for run_id in self.jobs
+                           if (outcome := self.run.load_search(run_id)) is not None}
+        return self._found
+
     def save_found(self, job: Job, outcome: SearchOutcome) -> None:
         """Keep a finished search, and save it."""
         self.found[job.run_id] = outcome
         self.run.save_search(job.run_id, outcome)
 
-    def load_found(self, jobs: list[Job]) -> None:
-        """What earlier runs of this folder found (``--resume``), read once."""
-        for job in jobs:
-            if job.run_id not in self.found and (outcome := self.run.load_search(job.run_id)) is not None:
-                self.found[job.run_id] = outcome
-
     # ---- records -----------------------------------------------------------------------------------
     def done(self) -> set[str]:
-        """Run ids that already have an ``ok`` record."""
+        """Run ids that have an ``ok`` record in the folder now."""
         return self._records("ok")
 
     def failed(self) -> set[str]:
@@ -55,6 +77,22 @@ class Recorder:
         if not self.run.records.is_dir():
             return set()
         return {r["run_id"] for r in load_records(self.run.root, status=status)}
+
+    def finished(self, run_id: str) -> bool:
+        """An ok record from before this session, or any record written in it (a failed job is tried
+        again by the next ``--resume``)."""
+        if self._ok_before is None:
+            self._ok_before = self.done()
+        return run_id in self._ok_before or run_id in self._ended
+
+    def unfinished(self) -> list[Job]:
+        """The plan's jobs that are not :meth:`finished`, in the plan's order."""
+        return [job for run_id, job in self.jobs.items() if not self.finished(run_id)]
+
+    def progress(self) -> tuple[int, int, int]:
+        """``(ok, failed, all)`` jobs of the plan, as this session knows them."""
+        failed = sum(status == "failed" for status in self._ended.values())
+        return len(self.jobs) - len(self.unfinished()) - failed, failed, len(self.jobs)
 
     def _record(self, job: Job, status: str, error: str | None, retrain=None, files: dict | None = None):
         method = self.plan.method(job.method)
@@ -68,6 +106,7 @@ class Recorder:
     def write_ok(self, job: Job, retrain, files: dict | None = None) -> None:
         """The record of an ok retrain (a :class:`~suite.harness.RetrainResult`)."""
         path = write_record(self.run.root, self._record(job, "ok", None, retrain, files))
+        self._ended[job.run_id] = "ok"
         self.log(f"record {path.name}: test {retrain.test}")
 
     def write_failed(self, job: Job, error: str, attempts: dict[str, int] | None = None) -> None:
@@ -76,6 +115,7 @@ class Recorder:
         for stage, n in (attempts or {}).items():
             record[stage] = {**record[stage], "attempts": n}
         write_record(self.run.root, record)
+        self._ended[job.run_id] = "failed"
         self.log(f"record {job.run_id}: FAILED ({error.splitlines()[0][:200]})")
 
 
@@ -98,8 +138,8 @@ def _error_text(trial) -> str:
 
 
 class Writer:
-    """Writes what a stage's trial delivered as it ends (or a failed record); ``written`` tells which
-    trials of a result grid were already handled by the callback."""
+    """Writes what a trial of one kind delivered as it ends (or a failed record), unless its job is
+    already :meth:`settled`."""
 
     stage: str
     result_key: str  # what an ok trial's last result holds
@@ -110,33 +150,40 @@ class Writer:
     def _job(self, trial) -> Job:
         return self.recorder.jobs[trial.config["trial"]["run_id"]]
 
+    def settled(self, job: Job) -> bool:
+        """Whether this job already has what a trial of this kind delivers."""
+        return self.recorder.finished(job.run_id)
+
     def complete(self, trial) -> None:
         result = trial.last_result or {}
         if self.result_key not in result:
             return self.error(trial)
-        self.save(self._job(trial), result[self.result_key], trial)
+        if not self._skip(trial):
+            self.save(self._job(trial), result[self.result_key], trial)
 
     def error(self, trial) -> None:
-        # Tune has counted the last failure when it reports the trial's error: every attempt failed
-        attempts = getattr(trial, "num_failures", None)  # None: a trial read back from a result grid
-        self.recorder.write_failed(self._job(trial), f"{self.stage} failed: {_error_text(trial)}",
-                                   {self.stage: attempts} if attempts else None)
+        if not self._skip(trial):  # Tune has counted the last failure when it reports the error: every attempt failed
+            attempts = trial.num_failures
+            self.recorder.write_failed(self._job(trial), f"{self.stage} failed: {_error_text(trial)}",
+                                       {self.stage: attempts} if attempts else None)
+
+    def _skip(self, trial) -> bool:
+        if self.settled(job := self._job(trial)):
+            self.recorder.log(f"{trial.config['name']} ended again after a resume: {job.run_id} keeps what it has")
+            return True
+        return False
 
     def save(self, job: Job, reported: str, trial) -> None:
         raise NotImplementedError
 
-    def written(self, run_ids: list[str]) -> set[str]:
-        raise NotImplementedError
-
 
 class SearchWriter(Writer):
-    """Keeps (and saves) each search's outcome."""
+    """Keeps (and saves) each one-shot search's outcome."""
 
-    stage, result_key = "search", SEARCH_KEY
+    stage, result_key = SEARCH, SEARCH_KEY
 
-    def written(self, run_ids: list[str]) -> set[str]:
-        failed = self.recorder.failed()
-        return {r for r in run_ids if r in failed or r in self.recorder.found}
+    def settled(self, job: Job) -> bool:
+        return job.run_id in self.recorder.found or super().settled(job)
 
     def save(self, job: Job, reported: str, trial) -> None:
         self.recorder.save_found(job, unpacked(SearchOutcome, reported))
@@ -145,16 +192,12 @@ class SearchWriter(Writer):
 class RetrainWriter(Writer):
     """Writes each record, with the weights and predictions of the trial's checkpoint filed beside it."""
 
-    stage, result_key = "retrain", RETRAIN_KEY
-
-    def written(self, run_ids: list[str]) -> set[str]:
-        return set(run_ids) & (self.recorder.done() | self.recorder.failed())
+    stage, result_key = RETRAIN, RETRAIN_KEY
 
     def save(self, job: Job, reported: str, trial) -> None:
         from suite.harness import RetrainResult
 
-        retrain = dataclasses.replace(unpacked(RetrainResult, reported),
-                                      attempts=1 + getattr(trial, "num_failures", 0))
+        retrain = dataclasses.replace(unpacked(RetrainResult, reported), attempts=1 + trial.num_failures)
         files: dict[str, dict] = {}
         if trial.checkpoint is not None:  # wherever the run's storage is
             with trial.checkpoint.as_directory() as folder:
@@ -162,29 +205,20 @@ class RetrainWriter(Writer):
         self.recorder.write_ok(job, retrain, files)
 
 
-def callback(writer: Writer):
-    """A Ray Tune callback that hands each ended trial to ``writer``."""
+def callback(recorder: Recorder):
+    """A Ray Tune callback that hands each ended search or retrain trial to its writer (a black-box
+    candidate is the run's searcher's: :mod:`suite.blackbox`)."""
     from ray import tune
+
+    writers: dict[str, Writer] = {SEARCH: SearchWriter(recorder), RETRAIN: RetrainWriter(recorder)}
 
     class WriterCallback(tune.Callback):
         def on_trial_complete(self, iteration, trials, trial, **info):
-            writer.complete(trial)
+            if (writer := writers.get(trial.config["kind"])) is not None:
+                writer.complete(trial)
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            writer.error(trial)
+            if (writer := writers.get(trial.config["kind"])) is not None:
+                writer.error(trial)
 
     return WriterCallback()
-
-
-class ResultTrial:
-    """A ``ray.tune.Result`` seen through the attributes the writers read from a trial."""
-
-    def __init__(self, result: Any):
-        # a trial whose actor never started has no config: its folder is named after its run id
-        self.config = result.config or {"trial": {"run_id": Path(result.path).name}}
-        self.last_result, self._error, self.checkpoint = result.metrics, result.error, result.checkpoint
-
-    error_file = None
-
-    def get_error(self):
-        return self._error

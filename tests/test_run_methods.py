@@ -61,7 +61,7 @@ def test_black_box_methods_run_their_searcher_as_trials(tmp_path, ray_session, n
     assert record["search"]["candidates"] == n
     assert 0 < record["params"]["peft"] <= budget
     assert record["search"]["peak_memory_mb"] > 0
-    trials = list((out / "ray").glob(f"blackbox-{record['run_id']}/*/result.json"))
+    trials = list((out / "ray").glob(f"*/candidate-{record['run_id']}-*/result.json"))
     assert len(trials) == n  # one Ray trial per candidate
     for result in trials:
         rows = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
@@ -74,7 +74,7 @@ def test_apet_single_draw_needs_no_proxy_training(tmp_path, ray_session):
     assert main(["run", "--methods", "apet", *TINY, "--budget-params", str(budget), "--out", str(out)]) == 0
     (record,) = load_records(out)
     assert record["status"] == "ok" and record["search"]["candidates"] == 1
-    assert not (out / "ray" / f"blackbox-{record['run_id']}").exists()
+    assert not list((out / "ray").glob(f"*/candidate-{record['run_id']}-*"))
     assert 0.8 * budget <= record["params"]["peft"] <= budget
 
 
@@ -100,7 +100,7 @@ def test_interrupted_black_box_search_resumes_its_observations(tmp_path):
                             start_new_session=True)
 
     def finished_trials() -> list:
-        return [p for p in out.glob("ray/blackbox-*/*/result.json") if p.read_text().strip()]
+        return [p for p in out.glob("ray/*/candidate-*/result.json") if p.read_text().strip()]
 
     deadline = time.time() + 600
     while time.time() < deadline and len(finished_trials()) < 2:
