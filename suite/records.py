@@ -170,7 +170,7 @@ def build_record(job: Job, status: str, *, backbone: str, backbone_params: int, 
                         "peak_memory_mb": retrain.peak_memory_mb, "history": retrain.history,
                         "recipe": {"name": recipe, "op_options": retrain.op_options}, "pooling": retrain.pooling,
                         "backbone_revision": retrain.backbone_revision, "placement": retrain.placement,
-                        "attempts": retrain.attempts, "precision": retrain.precision,
+                        "attempts": retrain.attempts, "resumed_at": retrain.resumed_at, "precision": retrain.precision,
                         "train_examples": retrain.train_examples, "train_tokens": retrain.train_tokens}
     # what ran (bf16 or fp32), not what was asked ("auto"): the retrain's, else the search's
     precision = retrain_info.get("precision") or (search.info.get("precision") if search else None)
