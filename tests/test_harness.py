@@ -258,6 +258,7 @@ def test_a_retrain_stopped_after_a_checkpoint_continues_bit_for_bit(monkeypatch,
     resumed = retrain(store)
     assert whole.resumed_at == [] and resumed.resumed_at == [resumed_at]
     assert whole.steps == resumed.steps == 24 and whole.best_step == resumed.best_step
+    assert (resumed.train_examples, resumed.train_tokens) == (whole.train_examples, whole.train_tokens)
     assert resumed.history == whole.history and resumed.validation == whole.validation
     assert resumed.test == whole.test and resumed.predictions == whole.predictions
     assert whole.weights.keys() == resumed.weights.keys()
