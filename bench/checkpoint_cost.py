@@ -7,7 +7,8 @@ copy of that folder to the run's storage is not included). Prints the time of on
 the state's size, the measured slow-down when saving every step, and what one save every 10 minutes
 (the default) adds.
 
-    python bench/checkpoint_cost.py [--steps 20] [--repeats 3] [--threads 2] [--methods lora,full]
+    python bench/checkpoint_cost.py [--steps 20] [--repeats 3] [--threads 2] [--methods lora]
+    python bench/checkpoint_cost.py --methods full --steps 3 --repeats 1   # a 258 MB state: slow on a CPU
 """
 
 from __future__ import annotations
@@ -67,10 +68,10 @@ def retrain(method: str, steps: int, store: FolderStore | None) -> float:
 
 def main() -> None:
     parser = bench_parser(__doc__)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--methods", default="lora,full")
+    parser.add_argument("--steps", type=int, default=20, help="training steps of each retrain")
+    parser.add_argument("--repeats", type=int, default=3, help="retrains of each kind (median)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads")
+    parser.add_argument("--methods", default="lora", help="comma-separated manual baselines (lora, full, ...)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     default = Interval.parse(HarnessConfig().checkpoint_every).seconds
