@@ -191,9 +191,9 @@ def test_a_driver_killed_mid_retrain_resumes_without_losing_or_duplicating(ray_t
 
 
 def saved_checkpoint(storage: Path) -> bool:
-    """Whether the saved state of the retrain experiment (what ``--resume`` restores) holds a trial
+    """Whether the saved state of the run's experiment (what ``--resume`` restores) holds a trial
     whose last result came with a checkpoint."""
-    for path in storage.glob("retrain-*/experiment_state-*.json"):
+    for path in storage.glob("*/experiment_state-*.json"):
         try:
             trials = json.loads(path.read_text())["trial_data"]
         except (OSError, ValueError):  # being written
@@ -246,7 +246,7 @@ def test_a_retrain_killed_after_its_checkpoint_resumes_from_it_bit_for_bit(ray_t
     assert metadata == unbroken_metadata and predictions == unbroken_predictions
     assert weights.keys() == unbroken_weights.keys()
     assert all(torch.equal(weights[name], unbroken_weights[name]) for name in weights)
-    (final,) = out.glob("ray/retrain-*/*/checkpoint_*")  # Ray keeps the latest only: the final one, as before
+    (final,) = out.glob("ray/*/retrain-*/checkpoint_*")  # Ray keeps the latest only: the final one, as before
     assert sorted(p.name for p in final.iterdir() if not p.name.startswith(".")) == sorted(CHECKPOINT_FILES.values())
 
 
