@@ -20,7 +20,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from spaces.sites import describe
 from suite.checkpoints import DEFAULT_EVERY, Checkpointer, CheckpointStore, Interval
 from suite.data import Splits, make_loader, search_halves, subsample
 from suite.modeling import POOLINGS, SCORINGS, Collator, make_task_model
+from suite.outcomes import RetrainResult
 from suite.tasks.base import Task
 
 
@@ -111,53 +112,6 @@ class HarnessConfig:
         """``epochs`` passes of ``steps_per_epoch``, capped by ``max_steps``."""
         steps = epochs * steps_per_epoch
         return min(steps, self.max_steps) if self.max_steps else steps
-
-
-@dataclass
-class RetrainResult:
-    """What one retrain measured."""
-
-    validation: dict[str, float]
-    test: dict[str, float]
-    best_step: int
-    steps: int
-    train_time_s: float
-    eval_time_s: float
-    peak_memory_mb: float
-    peft_params: int
-    head_params: int
-    backbone_params: int
-    history: list[dict[str, Any]] = field(default_factory=list)
-    pooling: str | None = None               # what a BERT-like head read (None: not a BERT-like model)
-    op_options: dict[str, dict] = field(default_factory=dict)  # the recipe's op settings
-    # What the retrain trial and the driver add: the backbone's revision, where and when the trial
-    # ran (suite.trials.placement), and how many attempts it took (Ray's retries).
-    backbone_revision: str | None = None
-    placement: dict[str, Any] | None = None
-    attempts: int = 1
-    precision: str = "fp32"                  # what the training ran at: "bf16" (autocast) or "fp32"
-    train_examples: int = 0                  # examples trained on (every step's batch, repeats counted)
-    train_tokens: int = 0                    # their non-padding input tokens (attention mask; T5: source side)
-    resumed_at: list[int] = field(default_factory=list)  # the steps it continued from a checkpoint at
-    # Not part of the record itself (the trial writes them beside it): the best checkpoint's
-    # trainable weights by parameter name, and one prediction per test example.
-    weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
-    predictions: list[dict[str, Any]] | None = field(default=None, repr=False)
-
-    @property
-    def ratio(self) -> float:
-        """Trainable PEFT parameters per backbone parameter."""
-        return self.peft_params / self.backbone_params
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record's values (not the weights and predictions), with the derived ``ratio``."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("weights", "predictions")}
-        return {**out, "ratio": self.ratio}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RetrainResult:
-        """The result :meth:`to_dict` gave (an unknown key is a ``TypeError`` that names it)."""
-        return cls(**{k: v for k, v in data.items() if k != "ratio"})
 
 
 def resolve_device(name: str) -> torch.device:

@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 from suite.rundir import RunDir, read_json, write_json_atomic
 
 if TYPE_CHECKING:
-    from suite.harness import RetrainResult
-    from suite.outcomes import SearchOutcome
+    from suite.outcomes import RetrainResult, SearchOutcome
     from suite.plan import Job
 
 SCHEMA_VERSION = 1
