@@ -303,6 +303,7 @@ class Experiment:
             backbone_params=self.sites.backbone_params, history=loop.history, resumed_at=loop.resumed_at,
             pooling=self.pooling if self.family == "bert" else None, op_options=dict(op_options or {}),
             precision=self.precision, train_examples=loop.examples, train_tokens=loop.tokens,
+            checkpoint_every=cfg.checkpoint_every if checkpoints is not None else "off",
             weights={n: p.detach().cpu().clone() for n, p in task_model.model.named_parameters() if p.requires_grad},
             predictions=predictions,
         )

@@ -62,6 +62,7 @@ class RetrainResult:
     train_examples: int = 0                  # examples trained on (every step's batch, repeats counted)
     train_tokens: int = 0                    # their non-padding input tokens (attention mask; T5: source side)
     resumed_at: list[int] = field(default_factory=list)  # the steps it continued from a checkpoint at
+    checkpoint_every: str = "off"          # how often it saved its state (HarnessConfig.checkpoint_every)
     # Not part of the record itself (the trial writes them beside it): the best checkpoint's
     # trainable weights by parameter name, and one prediction per test example.
     weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)

@@ -175,6 +175,8 @@ def build_record(job: Job, status: str, *, backbone: str, backbone_params: int, 
     precision = retrain_info.get("precision") or (search.info.get("precision") if search else None)
     if precision:
         harness = {**harness, "precision": precision}
+    if retrain:  # also when it is the default (a plan holds only what differs from the defaults)
+        harness = {**harness, "checkpoint_every": retrain.checkpoint_every}
     return {
         "schema": SCHEMA_VERSION, "run_id": job.run_id, "status": status, "error": error,
         "method": job.method, "method_kind": job.kind, "method_config": method_config,

@@ -237,6 +237,7 @@ def test_a_retrain_killed_after_its_checkpoint_resumes_from_it_bit_for_bit(ray_t
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     (unbroken,), (record,) = load_records(tmp_path / "whole"), load_records(out)
     assert unbroken["retrain"]["resumed_at"] == [] and len(record["retrain"]["resumed_at"]) == 1
+    assert record["harness"]["checkpoint_every"] == unbroken["harness"]["checkpoint_every"] == "16"
     assert 0 < record["retrain"]["resumed_at"][0] < record["retrain"]["steps"]  # not from step 0
     assert record["metrics"] == unbroken["metrics"] and record["params"] == unbroken["params"]
     for key in ("steps", "best_step", "history", "train_examples", "train_tokens"):

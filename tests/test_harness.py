@@ -257,6 +257,7 @@ def test_a_retrain_stopped_after_a_checkpoint_continues_bit_for_bit(monkeypatch,
     store.kill_at = None
     resumed = retrain(store)
     assert whole.resumed_at == [] and resumed.resumed_at == [resumed_at]
+    assert (whole.checkpoint_every, resumed.checkpoint_every) == ("off", every)  # no store: nothing saved
     assert whole.steps == resumed.steps == 24 and whole.best_step == resumed.best_step
     assert (resumed.train_examples, resumed.train_tokens) == (whole.train_examples, whole.train_tokens)
     assert resumed.history == whole.history and resumed.validation == whole.validation
