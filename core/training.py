@@ -127,3 +127,13 @@ class Trainer:
     def lr(self) -> float:
         """The learning rate of the next update."""
         return self.optimizer.param_groups[0]["lr"]
+
+    def state_dict(self) -> dict:
+        """The optimizer's and the schedule's state and the step count (what a checkpoint keeps)."""
+        return {"optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from what :meth:`state_dict` gave (on the same parameters)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        self.steps = state["steps"]

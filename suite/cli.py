@@ -291,6 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cpus-per-trial", type=float, help="CPUs per trial (default 1)")
     run.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
     run.add_argument("--max-failures", type=int, default=1, help="retries of a crashed trial (default 1, >= 0)")
+    run.add_argument("--checkpoint-every", help="a retrain trial saves its state every N steps (500), every so long "
+                     "(90s, 10m, 1h; default 10m) or never (off); run again, it continues from there")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     run.set_defaults(func=cmd_run)
 

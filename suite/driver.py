@@ -164,6 +164,7 @@ class Runner:
             callbacks=[callback(self.recorder), RunView(self.recorder.progress),
                        *logger_callbacks(self.plan.log, self.out)],
             failure_config=tune.FailureConfig(max_failures=self.cluster.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest only (suite.checkpoints)
         )
         tune_config = tune.TuneConfig(search_alg=plan_search(self.recorder), num_samples=-1,
                                       trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,

@@ -20,7 +20,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,10 @@ from methods.base import SearchContext
 from spaces.architecture import Architecture
 from spaces.inject import inject_fixed, peft_parameters
 from spaces.sites import describe
+from suite.checkpoints import DEFAULT_EVERY, Checkpointer, CheckpointStore, Interval
 from suite.data import Splits, make_loader, search_halves, subsample
 from suite.modeling import POOLINGS, SCORINGS, Collator, make_task_model
+from suite.outcomes import RetrainResult
 from suite.tasks.base import Task
 
 
@@ -64,6 +66,8 @@ class HarnessConfig:
     device: str = option("auto", "'auto' (cuda if available), 'cpu', 'cuda', 'cuda:1', ...")
     precision: str = option("auto", "'auto' (bf16 autocast where the device has a fast bf16 path: CUDA with bf16, a "
                                     "CPU with avx512_bf16 or AMX; fp32 elsewhere), 'bf16' or 'fp32'")
+    checkpoint_every: str = option(DEFAULT_EVERY, "a retrain trial saves its state every N steps ('500'), every so "
+                                   "long ('90s', '10m', '1h') or never ('off'); a trial run again continues from it")
 
     def __post_init__(self) -> None:
         check(self.lr > 0, f"lr must be > 0, got {self.lr}")
@@ -75,6 +79,7 @@ class HarnessConfig:
         check(self.precision in PRECISIONS, f"unknown precision {self.precision!r}; valid: {', '.join(PRECISIONS)}")
         check(self.pooling in ("auto", *POOLINGS),
               f"unknown pooling {self.pooling!r}; valid: auto, {', '.join(POOLINGS)}")
+        Interval.parse(self.checkpoint_every)
 
     # ---- the training length: one owner for the harness and the plan's step check -----------------
     def train_size(self, n: int) -> int:
@@ -107,52 +112,6 @@ class HarnessConfig:
         """``epochs`` passes of ``steps_per_epoch``, capped by ``max_steps``."""
         steps = epochs * steps_per_epoch
         return min(steps, self.max_steps) if self.max_steps else steps
-
-
-@dataclass
-class RetrainResult:
-    """What one retrain measured."""
-
-    validation: dict[str, float]
-    test: dict[str, float]
-    best_step: int
-    steps: int
-    train_time_s: float
-    eval_time_s: float
-    peak_memory_mb: float
-    peft_params: int
-    head_params: int
-    backbone_params: int
-    history: list[dict[str, Any]] = field(default_factory=list)
-    pooling: str | None = None               # what a BERT-like head read (None: not a BERT-like model)
-    op_options: dict[str, dict] = field(default_factory=dict)  # the recipe's op settings
-    # What the retrain trial and the driver add: the backbone's revision, where and when the trial
-    # ran (suite.trials.placement), and how many attempts it took (Ray's retries).
-    backbone_revision: str | None = None
-    placement: dict[str, Any] | None = None
-    attempts: int = 1
-    precision: str = "fp32"                  # what the training ran at: "bf16" (autocast) or "fp32"
-    train_examples: int = 0                  # examples trained on (every step's batch, repeats counted)
-    train_tokens: int = 0                    # their non-padding input tokens (attention mask; T5: source side)
-    # Not part of the record itself (the trial writes them beside it): the best checkpoint's
-    # trainable weights by parameter name, and one prediction per test example.
-    weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
-    predictions: list[dict[str, Any]] | None = field(default=None, repr=False)
-
-    @property
-    def ratio(self) -> float:
-        """Trainable PEFT parameters per backbone parameter."""
-        return self.peft_params / self.backbone_params
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record's values (not the weights and predictions), with the derived ``ratio``."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("weights", "predictions")}
-        return {**out, "ratio": self.ratio}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RetrainResult:
-        """The result :meth:`to_dict` gave (an unknown key is a ``TypeError`` that names it)."""
-        return cls(**{k: v for k, v in data.items() if k != "ratio"})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -275,11 +234,13 @@ class Experiment:
 
     # ---- retrain -----------------------------------------------------------------------------------
     def retrain(self, arch: Architecture, report: Callable[[dict], None] | None = None,
-                test: bool = True, op_options: dict[str, dict] | None = None) -> RetrainResult:
+                test: bool = True, op_options: dict[str, dict] | None = None,
+                checkpoints: CheckpointStore | None = None) -> RetrainResult:
         """Train ``arch`` on train, select the best validation checkpoint, score it on test.
 
         ``op_options`` are the recipe's op settings (``suite.recipe``); the result holds the best
-        checkpoint's trainable weights and, with ``test``, one prediction per test example.
+        checkpoint's trainable weights and, with ``test``, one prediction per test example. With
+        ``checkpoints`` it goes on from their latest state and saves its own (:mod:`suite.checkpoints`).
         """
         cfg, report = self.config, report or (lambda m: None)
         task_model = self.new_model()
@@ -290,49 +251,43 @@ class Experiment:
             p.requires_grad_(True)
         peft_count = (self.sites.backbone_params if arch.full_finetune
                       else sum(p.numel() for p in peft_parameters(task_model.model)))
-        trainable = [p for p in task_model.parameters() if p.requires_grad]
-        if not trainable:
+        params = {name: p for name, p in task_model.named_parameters() if p.requires_grad}
+        if not params:
             raise ValueError("the architecture trains nothing: it has no placements and no task head")
 
         train_loader = self.loader(self.splits.train, train=True)
         per_epoch = len(train_loader)
         total = cfg.planned_steps(per_epoch, self.retrain_epochs)
         eval_every = min(cfg.eval_every or self.task.eval_every or per_epoch, total)
-        trainer = Trainer(trainable, cfg.lr, total, cfg.weight_decay, cfg.grad_clip, autocast=self.autocast)
+        trainer = Trainer(params.values(), cfg.lr, total, cfg.weight_decay, cfg.grad_clip, autocast=self.autocast)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
-        selection = self.task.selection_metric
-        best_score, best_step, best_state, best_val = -math.inf, 0, None, {}
-        history: list[dict[str, Any]] = []
-        step, eval_time, losses, examples, tokens = 0, 0.0, [], 0, 0
-        start = time.perf_counter()
+        selection, phase = self.task.selection_metric, "retrain" if test else "proxy"
+        checkpointer = Checkpointer(checkpoints, cfg.checkpoint_every, params, trainer, self.device)
+        loop = checkpointer.start()
+        batches, start = loop.batches(train_loader), time.perf_counter()
         task_model.train()
-        while step < total:
-            for batch in train_loader:
-                value = trainer.step(partial(task_model, to_device(batch, self.device)))
-                step += 1
-                examples += len(batch["index"])
-                tokens += int(batch["attention_mask"].sum())  # on the CPU copy: no device sync
-                losses.append(value)
-                if step % eval_every == 0 or step == total:
-                    t0 = time.perf_counter()
-                    val = self.evaluate(task_model, self.splits.validation)
-                    eval_time += time.perf_counter() - t0
-                    row = {"step": step, "total": total, "phase": "retrain" if test else "proxy",
-                           "train_loss": sum(losses) / len(losses), **{f"val_{k}": v for k, v in val.items()}}
-                    history.append(row)
-                    report(row)
-                    losses = []
-                    if val[selection] > best_score:
-                        best_score, best_step, best_val = val[selection], step, val
-                        best_state = [p.detach().clone() for p in trainable]
-                if step >= total:
-                    break
-        train_time = time.perf_counter() - start
-        if best_state is not None:
+        while loop.step < total:
+            batch = next(batches)
+            loop.took(batch, trainer.step(partial(task_model, to_device(batch, self.device))))
+            if loop.step % eval_every == 0 or loop.step == total:
+                t0 = time.perf_counter()
+                val = self.evaluate(task_model, self.splits.validation)
+                loop.eval_time += time.perf_counter() - t0
+                row = {"step": loop.step, "total": total, "phase": phase,
+                       "train_loss": sum(loop.losses) / len(loop.losses), **{f"val_{k}": v for k, v in val.items()}}
+                loop.history.append(row)
+                report(row)
+                loop.losses = []
+                if val[selection] > loop.best_score:
+                    loop.best_score, loop.best_step, loop.best_val = val[selection], loop.step, val
+                    loop.best_state = [p.detach().clone() for p in params.values()]
+            checkpointer.after_step(loop, total, phase, time.perf_counter() - start)
+        train_time = loop.train_time + time.perf_counter() - start
+        if loop.best_state is not None:
             with torch.no_grad():
-                for p, saved in zip(trainable, best_state):
+                for p, saved in zip(params.values(), loop.best_state):
                     p.copy_(saved)
         test_metrics, predictions = {}, None
         if test:
@@ -342,12 +297,13 @@ class Experiment:
                             **({"group": ex["group"]} if "group" in ex else {})}
                            for i, (ex, p) in enumerate(zip(self.splits.test, predicted))]
         return RetrainResult(
-            validation=best_val, test=test_metrics, best_step=best_step, steps=step,
-            train_time_s=train_time, eval_time_s=eval_time, peak_memory_mb=peak_memory_mb(self.device),
+            validation=loop.best_val, test=test_metrics, best_step=loop.best_step, steps=loop.step,
+            train_time_s=train_time, eval_time_s=loop.eval_time, peak_memory_mb=peak_memory_mb(self.device),
             peft_params=peft_count, head_params=sum(p.numel() for p in head),
-            backbone_params=self.sites.backbone_params, history=history,
+            backbone_params=self.sites.backbone_params, history=loop.history, resumed_at=loop.resumed_at,
             pooling=self.pooling if self.family == "bert" else None, op_options=dict(op_options or {}),
-            precision=self.precision, train_examples=examples, train_tokens=tokens,
+            precision=self.precision, train_examples=loop.examples, train_tokens=loop.tokens,
+            checkpoint_every=cfg.checkpoint_every if checkpoints is not None else "off",
             weights={n: p.detach().cpu().clone() for n, p in task_model.model.named_parameters() if p.requires_grad},
             predictions=predictions,
         )

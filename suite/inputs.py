@@ -269,7 +269,7 @@ def _harness(args: Any) -> HarnessConfig:
 
     harness = {k: getattr(args, k, None) for k in ("epochs", "max_steps", "max_train_samples", "max_eval_samples",
                                                    "batch_size", "eval_every", "max_source_length", "scoring",
-                                                   "precision")
+                                                   "precision", "checkpoint_every")
                if getattr(args, k, None) is not None}
     if is_offline_default(args):  # sized for a CPU (see above)
         harness = {**{k: v for k, v in OFFLINE_HARNESS.items()

@@ -40,7 +40,9 @@ from typing import Any
 
 from suite.rundir import MERGED_FILE, PREDICTIONS, WEIGHTS, RunDir, write_json_atomic
 
-WHERE = ("device",)  # harness settings that say where a run ran, not what it did
+# harness settings that say where a run ran and how often it saved its state, not what it did (a retrain
+# run again from a mid-trial checkpoint ends bit for bit as an unbroken one: suite.checkpoints)
+WHERE = ("device", "checkpoint_every")
 
 
 class MergeError(ValueError):

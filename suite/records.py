@@ -23,8 +23,7 @@ from typing import TYPE_CHECKING, Any
 from suite.rundir import RunDir, read_json, write_json_atomic
 
 if TYPE_CHECKING:
-    from suite.harness import RetrainResult
-    from suite.outcomes import SearchOutcome
+    from suite.outcomes import RetrainResult, SearchOutcome
     from suite.plan import Job
 
 SCHEMA_VERSION = 1
@@ -170,12 +169,14 @@ def build_record(job: Job, status: str, *, backbone: str, backbone_params: int, 
                         "peak_memory_mb": retrain.peak_memory_mb, "history": retrain.history,
                         "recipe": {"name": recipe, "op_options": retrain.op_options}, "pooling": retrain.pooling,
                         "backbone_revision": retrain.backbone_revision, "placement": retrain.placement,
-                        "attempts": retrain.attempts, "precision": retrain.precision,
+                        "attempts": retrain.attempts, "resumed_at": retrain.resumed_at, "precision": retrain.precision,
                         "train_examples": retrain.train_examples, "train_tokens": retrain.train_tokens}
     # what ran (bf16 or fp32), not what was asked ("auto"): the retrain's, else the search's
     precision = retrain_info.get("precision") or (search.info.get("precision") if search else None)
     if precision:
         harness = {**harness, "precision": precision}
+    if retrain:  # also when it is the default (a plan holds only what differs from the defaults)
+        harness = {**harness, "checkpoint_every": retrain.checkpoint_every}
     return {
         "schema": SCHEMA_VERSION, "run_id": job.run_id, "status": status, "error": error,
         "method": job.method, "method_kind": job.kind, "method_config": method_config,

@@ -157,12 +157,14 @@ def retrain_trial(config: dict[str, Any], cpus: float) -> None:
 
     from spaces.architecture import Architecture
     from suite.backbones import revision
+    from suite.checkpoints import TuneCheckpoints
 
     spec = config["trial"]
     started_at = utc_now()
     _setup(spec, cpus)
     arch = Architecture.from_dict(spec["architecture"])
-    result = _experiment(spec).retrain(arch, report=tune.report, op_options=spec["op_options"])
+    result = _experiment(spec).retrain(arch, report=tune.report, op_options=spec["op_options"],
+                                       checkpoints=TuneCheckpoints())  # a trial run again continues
     backbone_revision = revision(spec["backbone"])
     with tempfile.TemporaryDirectory() as folder:
         write_artifacts(Path(folder), result, spec, backbone_revision)

@@ -20,7 +20,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from suite.outcomes import RETRAIN_KEY, SEARCH_KEY, SearchOutcome, unpacked
+from suite.outcomes import RETRAIN_KEY, SEARCH_KEY, RetrainResult, SearchOutcome, unpacked
 from suite.plan import Job, Plan
 from suite.records import build_record, environment, write_record
 from suite.rundir import RunDir, load_records
@@ -104,7 +104,7 @@ class Recorder:
         )
 
     def write_ok(self, job: Job, retrain, files: dict | None = None) -> None:
-        """The record of an ok retrain (a :class:`~suite.harness.RetrainResult`)."""
+        """The record of an ok retrain (a :class:`~suite.outcomes.RetrainResult`)."""
         path = write_record(self.run.root, self._record(job, "ok", None, retrain, files))
         self._ended[job.run_id] = "ok"
         self.log(f"record {path.name}: test {retrain.test}")
@@ -195,8 +195,6 @@ class RetrainWriter(Writer):
     stage, result_key = RETRAIN, RETRAIN_KEY
 
     def save(self, job: Job, reported: str, trial) -> None:
-        from suite.harness import RetrainResult
-
         retrain = dataclasses.replace(unpacked(RetrainResult, reported), attempts=1 + trial.num_failures)
         files: dict[str, dict] = {}
         if trial.checkpoint is not None:  # wherever the run's storage is

@@ -8,6 +8,8 @@ which (``retrain.placement``).
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import shutil
 import signal
@@ -19,10 +21,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import ROOT
 
 from suite.records import validate_dir
-from suite.rundir import load_records
+from suite.rundir import CHECKPOINT_FILES, load_records
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -141,7 +144,7 @@ def test_a_lost_node_is_retried_on_the_other_and_the_attempt_is_recorded(cluster
     cluster.wait_for_nodes()
     out = tmp_path / "run"
     proc = start_run("--methods", "lora,bitfit", *LONGER, "--seeds", "0,1", "--address", cluster.address,
-                     "--max-failures", "2", "--out", str(out))
+                     "--max-failures", "2", "--checkpoint-every", "16", "--out", str(out))
     try:
         # both workers busy, no record yet: one trial runs on the node about to go
         wait_for(lambda: running_trials(out / "ray") >= 2, "two trials running", proc=proc)
@@ -156,8 +159,10 @@ def test_a_lost_node_is_retried_on_the_other_and_the_attempt_is_recorded(cluster
     attempts = {run_id: r["retrain"]["attempts"] for run_id, r in records.items()}
     retried = [run_id for run_id, n in attempts.items() if n > 1]
     assert retried, attempts  # the trial that was on the lost node ran again...
-    for run_id in retried:  # ...on the node that is left
+    for run_id in retried:  # ...on the node that is left, from its last checkpoint (one every 16 steps)
         assert records[run_id]["retrain"]["placement"]["node_id"] == first.node_id
+        resumed_at = records[run_id]["retrain"]["resumed_at"]
+        assert resumed_at and resumed_at[0] >= 16, resumed_at
 
 
 # ---- a killed driver ----------------------------------------------------------------------------
@@ -183,6 +188,67 @@ def test_a_driver_killed_mid_retrain_resumes_without_losing_or_duplicating(ray_t
     assert not list((out / "records").glob("*.tmp"))
     accuracy = (out / "accuracy.md").read_text()
     assert all(label in accuracy for label in ("| BitFit", "| LNFit", "| LoRA"))
+
+
+def saved_checkpoint(storage: Path) -> bool:
+    """Whether the saved state of the run's experiment (what ``--resume`` restores) holds a trial
+    whose last result came with a checkpoint."""
+    for path in storage.glob("*/experiment_state-*.json"):
+        try:
+            trials = json.loads(path.read_text())["trial_data"]
+        except (OSError, ValueError):  # being written
+            continue
+        if any(json.loads(metadata)["last_result"].get("checkpoint_dir_name") for _, metadata in trials):
+            return True
+    return False
+
+
+def filed(out: Path, record: dict) -> tuple[dict, dict, list]:
+    """A retrain's weights, their metadata and its test predictions, as filed beside its record (the
+    files' bytes differ between runs: gzip keeps a time, safetensors its metadata in any order)."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    path = out / record["files"]["weights"]["path"]
+    with safe_open(path, "pt") as f:
+        metadata = f.metadata()
+    weights = load_file(path)
+    with gzip.open(out / record["files"]["predictions"]["path"], "rt") as f:
+        predictions = [json.loads(line) for line in f]
+    return weights, metadata, predictions
+
+
+def test_a_retrain_killed_after_its_checkpoint_resumes_from_it_bit_for_bit(ray_tmp, tmp_path):
+    """``kill -9`` of the driver once a mid-trial checkpoint is in the experiment's saved state:
+    ``--resume`` continues the retrain from it, not from step 0, and ends with the metrics, history,
+    weights and predictions of an unbroken run, bit for bit."""
+    argv = ("--methods", "lora", *LONGER, "--epochs", "8", "--checkpoint-every", "16", "--seeds", "0")
+    whole = suite_run(*argv, "--out", str(tmp_path / "whole"))
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    out = tmp_path / "run"
+    proc = start_run(*argv, "--out", str(out))
+    wait_for(lambda: saved_checkpoint(out / "ray"), "a mid-trial checkpoint in the saved state", proc=proc)
+    ray_processes = descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert not list((out / "records").glob("*.json")), "the retrain ended before the kill"
+    wait_for(lambda: not alive(ray_processes), "the killed run's Ray processes to exit", timeout=120)
+    resumed = suite_run("--resume", "--out", str(out))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    (unbroken,), (record,) = load_records(tmp_path / "whole"), load_records(out)
+    assert unbroken["retrain"]["resumed_at"] == [] and len(record["retrain"]["resumed_at"]) == 1
+    assert record["harness"]["checkpoint_every"] == unbroken["harness"]["checkpoint_every"] == "16"
+    assert 0 < record["retrain"]["resumed_at"][0] < record["retrain"]["steps"]  # not from step 0
+    assert record["metrics"] == unbroken["metrics"] and record["params"] == unbroken["params"]
+    for key in ("steps", "best_step", "history", "train_examples", "train_tokens"):
+        assert record["retrain"][key] == unbroken["retrain"][key], key
+    weights, metadata, predictions = filed(out, record)
+    unbroken_weights, unbroken_metadata, unbroken_predictions = filed(tmp_path / "whole", unbroken)
+    assert metadata == unbroken_metadata and predictions == unbroken_predictions
+    assert weights.keys() == unbroken_weights.keys()
+    assert all(torch.equal(weights[name], unbroken_weights[name]) for name in weights)
+    (final,) = out.glob("ray/*/retrain-*/checkpoint_*")  # Ray keeps the latest only: the final one, as before
+    assert sorted(p.name for p in final.iterdir() if not p.name.startswith(".")) == sorted(CHECKPOINT_FILES.values())
 
 
 # ---- logical GPUs -------------------------------------------------------------------------------

@@ -194,3 +194,88 @@ def test_the_training_step_is_adamw_with_linear_decay_and_clipping_in_that_order
     assert trainer.steps == 4 and trainer.lr == 0.0
     with pytest.raises(FloatingPointError, match="non-finite training loss nan at step 4"):
         trainer.step(lambda: torch.tensor(float("nan"), requires_grad=True))
+
+
+# ---- mid-trial checkpoints ------------------------------------------------------------------------
+class Killed(Exception):
+    """The loop stopped as a killed trial stops: at once, after a checkpoint."""
+
+
+class BytesCheckpoints:
+    """A checkpoint store that keeps the latest state as the bytes ``torch.save`` wrote (and reads it
+    back as a resumed trial does); the save numbered ``kill_at`` raises :class:`Killed`."""
+
+    def __init__(self, kill_at: int | None = None):
+        self.saved, self.rows, self.kill_at = None, [], kill_at
+
+    def latest(self):
+        import io
+
+        return None if self.saved is None else torch.load(io.BytesIO(self.saved), map_location="cpu",
+                                                         weights_only=True)
+
+    def save(self, state, row):
+        import io
+
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.saved = buffer.getvalue()
+        self.rows.append(row)
+        if len(self.rows) == self.kill_at:
+            raise Killed
+
+
+@pytest.mark.parametrize("every, kill_at, resumed_at", [
+    ("5", 2, 10),    # mid-epoch (8 steps an epoch), between two validations (every 3 steps)
+    ("8", 2, 16),    # at the end of the second epoch, the best state already set
+])
+def test_a_retrain_stopped_after_a_checkpoint_continues_bit_for_bit(monkeypatch, every, kill_at, resumed_at):
+    """Weights, metrics, history and predictions of a retrain stopped after a checkpoint and run again
+    from it are those of an unbroken retrain: the weights, optimizer, schedule, best state, history,
+    dropout's RNG and the loader's place in its shuffled epoch all come back."""
+    from suite import backbones
+
+    tiny = backbones.tiny_config
+
+    def with_dropout(name):  # the tiny models have none: here the RNG state matters
+        config = tiny(name)
+        config.hidden_dropout_prob = config.attention_probs_dropout_prob = 0.1
+        return config
+
+    monkeypatch.setattr(backbones, "tiny_config", with_dropout)
+
+    def retrain(checkpoints=None):
+        exp = toy_experiment("tiny-bert", epochs=3, eval_every=3, lr=3e-3, checkpoint_every=every)
+        return exp.retrain(get_method("lora").architecture(exp.sites, "tiny-bert"), checkpoints=checkpoints)
+
+    whole = retrain()
+    store = BytesCheckpoints(kill_at=kill_at)
+    with pytest.raises(Killed):
+        retrain(store)
+    assert store.rows[-1] == {"step": resumed_at, "total": 24, "phase": "retrain"}
+    torch.manual_seed(12345)  # a new process: whatever its RNG held
+    store.kill_at = None
+    resumed = retrain(store)
+    assert whole.resumed_at == [] and resumed.resumed_at == [resumed_at]
+    assert (whole.checkpoint_every, resumed.checkpoint_every) == ("off", every)  # no store: nothing saved
+    assert whole.steps == resumed.steps == 24 and whole.best_step == resumed.best_step
+    assert (resumed.train_examples, resumed.train_tokens) == (whole.train_examples, whole.train_tokens)
+    assert resumed.history == whole.history and resumed.validation == whole.validation
+    assert resumed.test == whole.test and resumed.predictions == whole.predictions
+    assert whole.weights.keys() == resumed.weights.keys()
+    assert all(torch.equal(whole.weights[k], resumed.weights[k]) for k in whole.weights)
+    assert [r["step"] for r in store.rows] == [s for s in range(int(every), 24, int(every))]
+
+
+def test_checkpoint_every_takes_steps_a_time_or_off():
+    from suite.checkpoints import Interval
+    from suite.harness import HarnessConfig
+
+    assert Interval.parse("500") == Interval(steps=500) and Interval.parse("off") == Interval()
+    assert Interval.parse("90s").seconds == 90 and Interval.parse("1.5h").seconds == 5400
+    assert Interval.parse(HarnessConfig().checkpoint_every) == Interval(seconds=600)  # the default: 10m
+    assert Interval(steps=4).due(8, 0.0) and not Interval(steps=4).due(9, 1e9)
+    assert Interval(seconds=60).due(1, 60.0) and not Interval(seconds=60).due(1, 59.9) and not Interval().due(1, 1e9)
+    for bad in ("0", "-5", "10x", "m", "1e3", ""):
+        with pytest.raises(ValueError, match=f"checkpoint_every must be .* or off, got '{bad}'"):
+            HarnessConfig(checkpoint_every=bad)

@@ -132,6 +132,14 @@ def test_runs_of_different_settings_are_refused_in_one_line(tmp_path, capsys, ch
     assert all(snapshot(folder) == before for folder, before in sources.items())
 
 
+def test_runs_that_differ_only_in_where_they_ran_or_how_often_they_saved_merge(tmp_path):
+    def elsewhere(record):
+        return {**record, "harness": {**record["harness"], "device": "cuda", "checkpoint_every": "500"}}
+
+    a, b = piece(tmp_path / "a", (0,)), piece(tmp_path / "b", (1,), elsewhere)
+    assert main(["table", "--out", str(a), "--out", str(b), "--to", str(tmp_path / "merged")]) == 0
+
+
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     a, b = piece(tmp_path / "a", (0,)), piece(tmp_path / "b", (1,))
     empty, busy = tmp_path / "empty", tmp_path / "busy"

@@ -7,8 +7,7 @@ import json
 
 import pytest
 
-from suite.harness import RetrainResult
-from suite.outcomes import SearchOutcome, packed, unpacked
+from suite.outcomes import RetrainResult, SearchOutcome, packed, unpacked
 
 
 def test_a_search_outcome_crosses_as_it_was():

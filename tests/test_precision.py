@@ -193,8 +193,7 @@ def test_resume_takes_no_precision(tmp_path, capsys):
 
 
 def test_records_store_the_precision_that_ran_not_auto():
-    from suite.harness import RetrainResult
-    from suite.outcomes import SearchOutcome
+    from suite.outcomes import RetrainResult, SearchOutcome
     from suite.plan import Job
     from suite.records import build_record
 

@@ -37,6 +37,7 @@ def test_run_two_manual_baselines_writes_every_output(tmp_path, ray_session, cap
         assert set(r["metrics"]["test"]) == {"accuracy"} and r["time"]["retrain_s"] > 0
         assert (out / "architectures" / f"{r['run_id']}.json").is_file()
         assert r["retrain"]["recipe"] == {"name": "suite", "op_options": SUITE_OP_OPTIONS}  # the one recipe
+        assert r["harness"]["checkpoint_every"] == "10m" and r["retrain"]["resumed_at"] == []  # the default
         assert set(r["files"]) == {"weights", "predictions"} and (out / r["files"]["weights"]["path"]).is_file()
     for name in ("run.json", "leaderboard.csv", "summary.csv", "accuracy.md", "efficiency.md"):
         assert (out / name).is_file(), name
