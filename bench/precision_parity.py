@@ -28,7 +28,7 @@ PRECISIONS = ("fp32", "bf16")
 
 def run_suite(args, precision: str, out: Path) -> None:
     """``python -m suite run`` of the plan at ``precision`` into ``out`` (``--resume`` when it holds a run)."""
-    from suite.plan import OFFLINE_HARNESS
+    from suite.inputs import OFFLINE_HARNESS
 
     command = [sys.executable, "-m", "suite", "run", "--out", str(out)]
     if (out / "run.json").is_file():
@@ -51,7 +51,7 @@ def run_suite(args, precision: str, out: Path) -> None:
 
 def parity(out: Path) -> list[dict]:
     """bf16 minus fp32 per method and task, paired by seed on the same test examples."""
-    from suite.records import load_records
+    from suite.rundir import load_records
     from suite.report.stats import load_predictions, paired_difference
     from suite.tasks import get_task
 
