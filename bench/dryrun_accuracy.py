@@ -1,0 +1,89 @@
+"""Projected against real: `run --dry-run`'s wall time and trial lengths, then the same run, timed.
+
+Projects ``python -m suite run ARGS`` as ``--dry-run`` does (in this process: step costs timed here,
+the trials simulated on ``--slots``, default this machine's), then runs it (``python -m suite run
+ARGS --out DIR``, a subprocess) and prints the projected and the real wall time of the command, and
+per kind of trial (search, candidate, retrain) the projected and the real mean length (the real one
+from the records' placements, ``bench/occupancy.py``), and what the run spent before its first trial
+and after its last (the constants ``RUN_START_S`` and ``RUN_END_S`` of ``suite/projection.py``). A
+trial's own length excludes Ray Tune's gap between trials; the first trial of each slot also imports
+torch and transformers into its process, which the projection counts in ``RUN_START_S``.
+
+    python bench/dryrun_accuracy.py -- --methods lora,bitfit        # the offline default
+    python bench/dryrun_accuracy.py --slots 2 -- --methods s3delta,lora --backbone tiny-bert ...
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from _common import ROOT, bench_parser
+
+
+def projected(argv: list[str], slots: int | None) -> tuple[float, dict[tuple[str, str], float], int]:
+    """The projected wall seconds of ``run ARGV``, each trial's length by (run id, kind), and the slots."""
+    import torch
+
+    from suite import projection
+    from suite.cli import build_parser
+    from suite.dryrun import local_slots, task_costs
+    from suite.inputs import make_plan
+    from suite.simulate import simulate
+    from suite.tasks import load_splits
+
+    args = build_parser().parse_args(["run", *argv])
+    plan = make_plan(args)
+    slots = slots or local_slots(args.cpus_per_trial or 1.0, args.gpus_per_trial or 0.0)
+    torch.set_num_threads(max(1, int(args.cpus_per_trial or 1)))
+    sizes = {task: load_splits(task, plan.seeds[0], plan.data_dir).sizes() for task in plan.tasks}
+    costs = {task: task_costs(plan, task, None, "cpu") for task in plan.tasks}
+    schedule = simulate(projection.pipelines(plan, sizes, costs), slots)
+    lengths = {(t.job, t.kind): t.end - t.start - projection.TRIAL_GAP_S for t in schedule.trials}
+    return schedule.makespan + projection.RUN_START_S + projection.RUN_END_S, lengths, slots
+
+
+def real(argv: list[str], out: Path) -> tuple[float, dict[str, list[float]], float, float]:
+    """The wall seconds of ``run ARGV --out OUT``, its trials' lengths by kind, its start-up and its end."""
+    from occupancy import job_spans
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    begun, start = datetime.datetime.now(datetime.timezone.utc).timestamp(), time.perf_counter()
+    subprocess.run([sys.executable, "-m", "suite", "run", *argv, "--out", str(out)], cwd=ROOT, env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    spans = [s for job in job_spans(out)[1].values() for s in job]
+    by_kind: dict[str, list[float]] = {}
+    for s in spans:
+        by_kind.setdefault(s.kind, []).append(s.end - s.start)
+    first, last = min(s.start for s in spans), max(s.end for s in spans)
+    return wall, by_kind, first - begun, begun + wall - last
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--slots", type=int, help="slots to project on (default: this machine's, as --dry-run)")
+    parser.add_argument("run_args", nargs="+", help="the `python -m suite run` options, after --")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    wall_p, lengths, slots = projected(args.run_args, args.slots)
+    with tempfile.TemporaryDirectory(prefix="dryrun-accuracy") as tmp:
+        wall_r, by_kind, begin, end = real(args.run_args, Path(tmp) / "run")
+    print(f"run {' '.join(args.run_args)} on {slots} slot(s) (load average {load:.1f} before, "
+          f"{os.getloadavg()[0]:.1f} after)")
+    print(f"wall time: projected {wall_p:.0f} s, real {wall_r:.0f} s: projected / real = {wall_p / wall_r:.2f}")
+    for kind, real_lengths in sorted(by_kind.items()):
+        mine = [v for (_, k), v in lengths.items() if k == kind]
+        print(f"  {kind:9s} x{len(real_lengths):3d}: mean length projected {statistics.mean(mine):7.1f} s, "
+              f"real {statistics.mean(real_lengths):7.1f} s (the longest {max(real_lengths):.1f} s)")
+    print(f"  the run before its first trial's start {begin:.1f} s, after its last trial's end {end:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
