@@ -35,7 +35,6 @@ def projected(argv: list[str], slots: int | None) -> tuple[float, dict[tuple[str
     from suite.cli import build_parser
     from suite.dryrun import local_slots, task_costs
     from suite.inputs import make_plan
-    from suite.simulate import simulate
     from suite.tasks import load_splits
 
     args = build_parser().parse_args(["run", *argv])
@@ -44,7 +43,7 @@ def projected(argv: list[str], slots: int | None) -> tuple[float, dict[tuple[str
     torch.set_num_threads(max(1, int(args.cpus_per_trial or 1)))
     sizes = {task: load_splits(task, plan.seeds[0], plan.data_dir).sizes() for task in plan.tasks}
     costs = {task: task_costs(plan, task, None, "cpu") for task in plan.tasks}
-    schedule = simulate(projection.pipelines(plan, sizes, costs), slots)
+    schedule = projection.simulate(projection.pipelines(plan, sizes, costs), slots)
     lengths = {(t.job, t.kind): t.end - t.start - projection.TRIAL_GAP_S for t in schedule.trials}
     return schedule.makespan + projection.RUN_START_S + projection.RUN_END_S, lengths, slots
 

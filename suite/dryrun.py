@@ -4,10 +4,10 @@ Nothing is written and no trial runs: the plan is made and checked as for a run
 (:func:`suite.inputs.make_plan`), each trial's length is projected from what one step costs
 (:mod:`suite.stepcosts`: timed here in a few seconds on the run's backbone and tasks, or given in a
 file) times the steps the harness plans, and the trials are scheduled on N slots as the run's one
-experiment schedules them (:func:`suite.simulate.simulate`). Ray is not started, except with
+experiment schedules them (:func:`suite.projection.simulate`). Ray is not started, except with
 ``--address`` and no ``--slots``, only to count the cluster's slots.
 
-What a trial's length is made of, and what the projection leaves out: :mod:`suite.projection`.
+What a trial's length is made of, what the projection leaves out, and how it schedules: :mod:`suite.projection`.
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ from typing import Any
 
 from suite import projection
 from suite.plan import Job, Plan, UsageError
-from suite.projection import all_keys, needed_keys, pipelines, search_steps
-from suite.simulate import Pipeline, Schedule, simulate
+from suite.projection import Pipeline, Schedule, all_keys, needed_keys, pipelines, search_steps, simulate
 from suite.stepcosts import ANCHOR, Cost, GivenCosts, extrapolate, measure_task
 
 SIZE_KEYS = ("train", "validation", "test")
@@ -172,10 +171,14 @@ def task_lines(plan: Plan, sizes: dict[str, dict[str, int]], given_sizes: set[st
 
 
 def cost_lines(costs: dict[str, dict[str, Cost]]) -> list[str]:
-    lines = []
+    """Each task's costs, once for the tasks whose costs are the same (given costs of one batch shape)."""
+    tasks_of: dict[tuple, list[str]] = {}
     for task, table in costs.items():
-        lines.append(f"{task}:")
-        lines += [f"  {key:28s} {cost.seconds * 1000:12.1f} ms  {cost.source}" for key, cost in sorted(table.items())]
+        tasks_of.setdefault(tuple(sorted(table.items())), []).append(task)
+    lines = []
+    for table, tasks in tasks_of.items():
+        lines.append(f"{', '.join(tasks)}:")
+        lines += [f"  {key:28s} {cost.seconds * 1000:12.1f} ms  {cost.source}" for key, cost in table]
     return lines
 
 

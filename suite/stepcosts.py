@@ -105,7 +105,7 @@ class GivenCosts:
         scale = {"retrain_step": batch_size * source_length / (self.batch_size * self.source_length),
                  "search_step": batch_size * source_length / (self.batch_size * self.source_length),
                  "eval_example": source_length / self.source_length}.get(kind, 1.0)
-        if scale == 1.0:
+        if scale == 1.0 or not cost.seconds:
             return cost
         return replace(cost, seconds=cost.seconds * scale,
                        source=f"{cost.source}; x{scale:.2f} for batch {batch_size} x {source_length}")

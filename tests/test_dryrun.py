@@ -10,7 +10,7 @@ import pytest
 from helpers import refused_before_ray
 
 from suite.cli import main
-from suite.simulate import Pipeline, simulate
+from suite.projection import Pipeline, simulate
 
 TINY = ["--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--max-train-samples", "48",
         "--max-eval-samples", "16", "--epochs", "1"]
@@ -32,6 +32,12 @@ def test_the_simulation_follows_the_plan_searchers_order_on_hand_made_costs():
     starts = {(t.job, t.kind, t.index): t.start for t in schedule.trials}
     assert starts[("C", "search", 0)] == starts[("D", "retrain", 0)] == 10.0
     assert [starts[("A", "candidate", i)] for i in range(4)] == [0.0, 0.0, 10.0, 10.0]
+    # a pipeline: a retrain starts when its job's last candidate or its search has ended, not before
+    assert starts[("A", "retrain", 0)] == starts[("B", "retrain", 0)] == 30.0
+    assert starts[("C", "retrain", 0)] == 40.0
+    for t in schedule.trials:
+        before = [u.end for u in schedule.trials if u.job == t.job and u.kind != "retrain"]
+        assert t.kind != "retrain" or t.start >= max(before, default=0.0)
     for job in "AB":  # never more than 2 candidates of one job at once
         spans = [(t.start, t.end) for t in schedule.trials if t.job == job and t.kind == "candidate"]
         assert all(sum(s <= when < e for s, e in spans) <= 2 for when, _ in spans)
@@ -41,8 +47,8 @@ def test_the_simulation_follows_the_plan_searchers_order_on_hand_made_costs():
 
 
 def test_the_simulation_uses_the_run_searchers_order():
+    from suite import projection as sim
     from suite import schedule, trials
-    from suite import simulate as sim
 
     assert sim.ORDER == schedule.ORDER
     assert (sim.CANDIDATE, sim.SEARCH, sim.RETRAIN) == (trials.CANDIDATE, trials.SEARCH, trials.RETRAIN)
