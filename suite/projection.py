@@ -207,10 +207,11 @@ def simulate(pipelines: list[Pipeline], slots: int, pending: int | None = None) 
 
 
 # ---- trial lengths ---------------------------------------------------------------------------------
-# Measured on this project's 2-core machine with tiny models (`python -m suite run --methods
-# lora,bitfit,lnfit,adapter --backbone tiny-bert ...`, see README "How long will it take"): from the
-# command's start to the first trial's first step (imports, Ray's start, the trial processes' imports),
-# from the last trial's end to the command's end (tables, plots), and between two trials on one slot.
+# A run's fixed costs: from the command's start to the first trial's work (imports, Ray's start, the
+# trial processes' imports), from the last trial's end to the command's end (tables, plots), and
+# between two trials on one slot. Estimates, not measured: set them from what
+# `python bench/dryrun_accuracy.py` prints as it measures the first two (a tiny-bert lora,bitfit run
+# on this project's 2-core machine under a load average of 7-11: 43.6 s and 11.4 s).
 RUN_START_S = 20.0
 RUN_END_S = 6.0
 TRIAL_GAP_S = 0.3
