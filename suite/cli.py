@@ -294,11 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gpus-per-trial", type=float, help="GPUs per trial, fractions allowed (default 0)")
     run.add_argument("--max-failures", type=int, default=1, help="retries of a crashed trial (default 1, >= 0)")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
-    run.add_argument("--dry-run", action="store_true", help="print the plan, its projected wall time and compute "
-                     "(step costs timed here in seconds, or --step-costs); write nothing, run no trial")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and its projected wall time; run nothing")
     run.add_argument("--slots", help="--dry-run on N slots, e.g. 8 or 8,64 (default: this machine's or --address's)")
-    run.add_argument("--step-costs", metavar="FILE.json", help="--dry-run with given step costs (gpu_check.py --out "
-                     "JSON or suite/stepcosts.py's format); what it lacks is timed here")
+    run.add_argument("--step-costs", metavar="FILE.json", help="--dry-run: given step costs (suite/stepcosts.py)")
     run.add_argument("--split-sizes", metavar="FILE.json", help="--dry-run: {task: {train, validation, test}} of "
                      "tasks whose data are not at hand")
     run.set_defaults(func=cmd_run)
