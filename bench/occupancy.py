@@ -148,8 +148,9 @@ def occupancy(out: Path | str, slots: int) -> Occupancy:
     return Occupancy(busy, ready_s, t1 - t0, len(every), most)
 
 
-def run_sweep(checkout: Path, out: Path, cpus_per_node: int, timeout: float = 1800) -> float:
-    """``python -m suite run`` of ``checkout`` on :data:`SWEEP` on a fresh local cluster; its wall seconds."""
+def run_sweep(checkout: Path, out: Path, cpus_per_node: int, timeout: float = 1800,
+              sweep: list[str] = SWEEP) -> float:
+    """``python -m suite run`` of ``checkout`` on ``sweep`` on a fresh local cluster; its wall seconds."""
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0}, connect=False)
@@ -159,7 +160,7 @@ def run_sweep(checkout: Path, out: Path, cpus_per_node: int, timeout: float = 18
         cluster.wait_for_nodes()
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "suite", "run", *SWEEP, "--address", cluster.address,
+        subprocess.run([sys.executable, "-m", "suite", "run", *sweep, "--address", cluster.address,
                         "--out", str(out)], cwd=checkout, env=env, check=True, timeout=timeout,
                        stdout=subprocess.DEVNULL)
         return time.perf_counter() - start

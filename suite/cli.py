@@ -73,6 +73,10 @@ def check_out(out, resume: bool) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.dry_run or args.slots or args.step_costs or args.split_sizes:
+        from suite.dryrun import dry_run_command
+
+        return dry_run_command(args)
     with contextlib.ExitStack() as held:  # what the run holds until it ends: its folder's lock
         return run_in(args, held)
 
@@ -88,14 +92,12 @@ def run_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from core.registry import import_plugins
     from suite.cluster import check_resources, check_storage, connect, quiet_ray
     from suite.driver import Cluster, Interrupted, Runner
+    from suite.inputs import check_trial_shape
     from suite.plan import Plan
     from suite.report.tables import failed_summary
     from suite.tracking import check_tracking
 
-    if args.cpus_per_trial is not None and args.cpus_per_trial <= 0:
-        raise UsageError(f"--cpus-per-trial must be > 0, got {args.cpus_per_trial}")
-    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
-        raise UsageError(f"--gpus-per-trial must be >= 0, got {args.gpus_per_trial}")
+    check_trial_shape(args.cpus_per_trial, args.gpus_per_trial)
     if args.max_failures < 0:
         raise UsageError(f"--max-failures must be >= 0, got {args.max_failures}")
     check_storage(args.storage)
@@ -294,6 +296,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--checkpoint-every", help="a retrain trial saves its state every N steps (500), every so long "
                      "(90s, 10m, 1h; default 10m) or never (off); run again, it continues from there")
     run.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    run.add_argument("--dry-run", action="store_true", help="print the plan and its projected wall time; run nothing")
+    run.add_argument("--slots", help="--dry-run on N slots, e.g. 8 or 8,64 (default: this machine's or --address's)")
+    run.add_argument("--step-costs", metavar="FILE.json", help="--dry-run: given step costs (suite/stepcosts.py)")
+    run.add_argument("--split-sizes", metavar="FILE.json", help="--dry-run: {task: {train, validation, test}} of "
+                     "tasks whose data are not at hand")
     run.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("ls", help="list methods, spaces, tasks, families, or a method's options")

@@ -60,6 +60,14 @@ def absolute_budget(fraction: float | None, absolute: int | None, total: int) ->
     return None
 
 
+def check_trial_shape(cpus_per_trial: float | None, gpus_per_trial: float | None) -> None:
+    """``--cpus-per-trial`` > 0 and ``--gpus-per-trial`` >= 0 (None: the default)."""
+    if cpus_per_trial is not None and cpus_per_trial <= 0:
+        raise UsageError(f"--cpus-per-trial must be > 0, got {cpus_per_trial}")
+    if gpus_per_trial is not None and gpus_per_trial < 0:
+        raise UsageError(f"--gpus-per-trial must be >= 0, got {gpus_per_trial}")
+
+
 def split_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -138,10 +146,12 @@ def parse_method_options(items: list[str] | None) -> dict[str, dict]:
     return options
 
 
-def make_plan(args: Any) -> Plan:
+def make_plan(args: Any, known_sizes: dict[str, int] | None = None) -> Plan:
     """Validate every input and build the run plan; nothing is written before this succeeds.
 
     ``args`` holds the ``run`` options as attributes (an ``argparse.Namespace``; None for unset).
+    ``known_sizes``: training examples of tasks whose data are not loaded (a ``--dry-run`` given
+    ``--split-sizes``); every other task's data is loaded and checked.
     """
     from core.registry import import_plugins
     from methods import METHODS
@@ -157,7 +167,7 @@ def make_plan(args: Any) -> Plan:
     if getattr(args, "architecture", None):
         from suite.transfer import transfer_plan
 
-        return _checked(transfer_plan(args))
+        return _checked(transfer_plan(args), known_sizes)
     if not args.methods:
         raise UsageError("run needs --methods, e.g. --methods lora,bitfit (see `python -m suite ls methods`)")
     methods = unique("methods", split_list(args.methods))
@@ -211,15 +221,15 @@ def make_plan(args: Any) -> Plan:
                 method_options=options, backbone_params=total, plugins=plugins, retrain_recipe=recipe,
                 save_weights=not getattr(args, "no_save_weights", False),
                 allow_step_cap=bool(getattr(args, "allow_step_cap", False)), log=parse_log(getattr(args, "log", None)))
-    return _checked(plan)
+    return _checked(plan, known_sizes)
 
 
-def _checked(plan: Plan) -> Plan:
+def _checked(plan: Plan, known_sizes: dict[str, int] | None = None) -> Plan:
     """What can be checked before Ray starts once the plan is made (its harness settings were
     checked as it was built): inputs the backbone can read, every task's data (files present, every
     row parsed, labels valid, splits big enough), and the search steps."""
     check_source_length(plan)
-    train_sizes = {task: check_data(plan, task) for task in plan.tasks}
+    train_sizes = {task: (known_sizes or {}).get(task) or check_data(plan, task) for task in plan.tasks}
     if not plan.allow_step_cap and plan.transfer is None:
         check_search_steps(plan, train_sizes)
     return plan
