@@ -299,8 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the plan and its projected wall time; run nothing")
     run.add_argument("--slots", help="--dry-run on N slots, e.g. 8 or 8,64 (default: this machine's or --address's)")
     run.add_argument("--step-costs", metavar="FILE.json", help="--dry-run: given step costs (suite/stepcosts.py)")
-    run.add_argument("--split-sizes", metavar="FILE.json", help="--dry-run: {task: {train, validation, test}} of "
-                     "tasks whose data are not at hand")
+    run.add_argument("--split-sizes", metavar="FILE.json", help="--dry-run: split sizes of tasks not at hand")
     run.set_defaults(func=cmd_run)
 
     ls = sub.add_parser("ls", help="list methods, spaces, tasks, families, or a method's options")
