@@ -51,8 +51,8 @@ def run_suite(args, precision: str, out: Path) -> None:
 
 def parity(out: Path) -> list[dict]:
     """bf16 minus fp32 per method and task, paired by seed on the same test examples."""
-    from suite.rundir import load_records
     from suite.report.stats import load_predictions, paired_difference
+    from suite.rundir import load_records
     from suite.tasks import get_task
 
     runs = {p: [r for r in load_records(out / p) if r["status"] == "ok"] for p in PRECISIONS}

@@ -67,6 +67,7 @@ class Stopwatch:
 
     def __init__(self, batches: Iterable):
         self.batches, self.marks = batches, []
+        self.generator = getattr(batches, "generator", None)  # the harness's resumable loop reads it
 
     def __len__(self) -> int:
         return len(self.batches)  # type: ignore[arg-type]
