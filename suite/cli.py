@@ -268,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="'auto' (default): bf16 autocast where the device has a fast bf16 path (CUDA with bf16, a "
                           "CPU with avx512_bf16 or AMX), fp32 elsewhere; weights, optimizer state, losses and search "
                           "statistics stay fp32. Records store what ran (bf16 or fp32)")
+    for option, text in (  # suite.learning_rate
+            ("--lr", "the run's learning rate: every search, and every retrain but full fine-tuning's (default 3e-4)"),
+            ("--lr-full", "full fine-tuning's learning rate (default: its backbone family's, e.g. 2e-5 on BERT-like)"),
+            ("--lr-grid", "comma-separated learning rates: every architecture retrained at each, the best validation "
+                          "score picks (e.g. 1e-4,3e-4,1e-3)")):
+        run.add_argument(option, help=text)
     run.add_argument("--method-option", action="append", metavar="METHOD.KEY=VALUE",
                      help="a method config option (repeatable), e.g. bipeft.code_compat=true")
     run.add_argument("--retrain-recipe", choices=("suite", "authors"),

@@ -8,7 +8,7 @@ later. The source runs are only read.
 * **Settings.** Records whose settings differ are refused, with one line naming the setting, its two
   values and a record of each: the harness (epochs or steps, sample counts, batch, lengths, learning
   rate, precision, scoring: every ``HarnessConfig`` setting but the device), the backbone, the retrain
-  recipe, and a method's options. Refusing, rather than keeping them apart as separate rows: the
+  recipe, the learning-rate grid, and a method's options. Refusing, rather than keeping them apart as separate rows: the
   tables compare every row with every other (paired differences, ranks), so one table must be one
   harness and one backbone, as each of the paper's tables is; and a record is known by its run id
   (method, space, task, seed, budget), which names none of these settings, so two settings of one
@@ -112,7 +112,8 @@ def settings(record: dict[str, Any]) -> dict[str, Any]:
 
     harness = {f.name: f.default for f in dataclasses.fields(HarnessConfig)} | (record.get("harness") or {})
     recipe = ((record.get("retrain") or {}).get("recipe") or {}).get("name", "suite")
-    out = {"backbone": record["backbone"], "retrain recipe": recipe}
+    grid = ((record.get("retrain") or {}).get("lr_grid") or {}).get("values")
+    out = {"backbone": record["backbone"], "retrain recipe": recipe, "lr grid": grid}
     out |= {f"harness {k}": v for k, v in harness.items() if k not in WHERE}
     return out | {f"{record['method']} option {k}": v for k, v in (record.get("method_config") or {}).items()}
 

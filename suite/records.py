@@ -171,7 +171,8 @@ def build_record(job: Job, status: str, *, backbone: str, backbone_params: int, 
                         "recipe": {"name": recipe, "op_options": retrain.op_options}, "pooling": retrain.pooling,
                         "backbone_revision": retrain.backbone_revision, "placement": retrain.placement,
                         "attempts": retrain.attempts, "precision": retrain.precision,
-                        "train_examples": retrain.train_examples, "train_tokens": retrain.train_tokens}
+                        "train_examples": retrain.train_examples, "train_tokens": retrain.train_tokens,
+                        "lr": retrain.lr}
     # what ran (bf16 or fp32), not what was asked ("auto"): the retrain's, else the search's
     precision = retrain_info.get("precision") or (search.info.get("precision") if search else None)
     if precision:

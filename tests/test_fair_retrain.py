@@ -86,3 +86,56 @@ def test_the_suite_recipe_is_the_one_the_readme_states():
     assert ops["lora"].scaling == 16.0 and ops["prefix"].form == "zero_value"
     for name in ("adapter_serial", "adapter_parallel"):
         assert (ops[name].init, ops[name].activation, ops[name].scaling) == ("houlsby", "gelu_new", 1.0)
+
+
+# ---- the learning-rate protocol -------------------------------------------------------------------
+def lr_plan(backbone: str, *options: str) -> Plan:
+    from suite.cli import build_parser
+    from suite.inputs import make_plan
+
+    return make_plan(build_parser().parse_args(
+        ["run", "--methods", "lora,full", "--backbone", backbone, "--tasks", "demo/rotten_tomatoes",
+         "--max-train-samples", "32", "--max-eval-samples", "16", "--max-steps", "2", *options]))
+
+
+def retrain_specs(p: Plan) -> dict[str, dict]:
+    """Each job's retrain spec (its first rate's), as the run's searcher makes it."""
+    from suite.backbones import backbone_sites
+
+    sites = backbone_sites(p.backbone)
+    out = {}
+    for job in p.jobs():
+        arch = get_method(job.method).architecture(sites, p.backbone).to_dict()
+        out[job.method] = p.trial_spec(job, arch, p.retrain_lrs(arch)[0])
+    return out
+
+
+@pytest.mark.parametrize("backbone, full_lr", [("tiny-bert", 2e-5), ("tiny-t5", 1e-4), ("tiny-llama", 2e-5)])
+def test_full_fine_tuning_keeps_its_own_learning_rate_and_every_other_architecture_takes_the_runs(backbone, full_lr):
+    """The defaults README "A fair fight" states per backbone family; --lr-full replaces it, a grid
+    is every architecture's, full fine-tuning's included."""
+    p = lr_plan(backbone, "--lr", "1e-3")
+    assert p.harness.lr == 1e-3 and p.full_lr == full_lr
+    specs = retrain_specs(p)
+    assert specs["lora"]["harness"]["lr"] == 1e-3 and specs["full"]["harness"]["lr"] == full_lr
+    assert retrain_specs(lr_plan(backbone, "--lr-full", "5e-5"))["full"]["harness"]["lr"] == 5e-5
+    grid = lr_plan(backbone, "--lr-grid", "1e-4,1e-3")
+    assert grid.full_lr is None and all(grid.retrain_lrs({"full_finetune": f}) == (1e-4, 1e-3) for f in (True, False))
+    assert all(grid.retrain_trials(job) == 2 for job in grid.jobs())
+    assert lr_plan(backbone).harness.lr == 3e-4  # the paper's, without --lr
+
+
+def test_a_retrain_trains_at_its_specs_learning_rate(monkeypatch):
+    import suite.harness
+
+    seen = []
+
+    class Recording(suite.harness.Trainer):
+        def __init__(self, params, lr, *args, **kwargs):
+            seen.append(lr)
+            super().__init__(params, lr, *args, **kwargs)
+
+    monkeypatch.setattr(suite.harness, "Trainer", Recording)
+    specs = retrain_specs(lr_plan("tiny-bert", "--lr", "1e-3"))
+    results = [retrain(specs[name]) for name in ("lora", "full")]
+    assert seen == [r.lr for r in results] == [1e-3, 2e-5]

@@ -118,8 +118,14 @@ def _option(record):
     return {**record, "method_config": {**config, "z": 50}} if record["method"] == "bipeft" else record
 
 
+def _lr_grid(record):
+    retrain = record["retrain"]
+    return {**record, "retrain": {**retrain, "lr_grid": {"values": [1e-4, 1e-3]}}} if retrain else record
+
+
 @pytest.mark.parametrize("change, named", [(_harness, "harness epochs is None"), (_backbone, "backbone"),
-                                           (_recipe, "retrain recipe"), (_option, "bipeft option z is 100")])
+                                           (_recipe, "retrain recipe"), (_option, "bipeft option z is 100"),
+                                           (_lr_grid, "lr grid is None")])
 def test_runs_of_different_settings_are_refused_in_one_line(tmp_path, capsys, change, named):
     a, b = piece(tmp_path / "a", (0,)), piece(tmp_path / "b", (1,), change)
     sources = {a: snapshot(a), b: snapshot(b)}
