@@ -269,10 +269,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "CPU with avx512_bf16 or AMX), fp32 elsewhere; weights, optimizer state, losses and search "
                           "statistics stay fp32. Records store what ran (bf16 or fp32)")
     for option, text in (  # suite.learning_rate
-            ("--lr", "the run's learning rate: every search, and every retrain but full fine-tuning's (default 3e-4)"),
-            ("--lr-full", "full fine-tuning's learning rate (default: its backbone family's, e.g. 2e-5 on BERT-like)"),
-            ("--lr-grid", "comma-separated learning rates: every architecture retrained at each, the best validation "
-                          "score picks (e.g. 1e-4,3e-4,1e-3)")):
+            ("--lr", "the run's one learning rate: every search and every retrain, full fine-tuning's too (default "
+                     "3e-4, and full fine-tuning its backbone family's own, e.g. 2e-5 on BERT-like, labelled)"),
+            ("--lr-grid", "comma-separated learning rates, e.g. 1e-4,3e-4,1e-3: every architecture (full fine-tuning "
+                          "too) retrained at each, the best validation score picks; searches stay at --lr")):
         run.add_argument(option, help=text)
     run.add_argument("--method-option", action="append", metavar="METHOD.KEY=VALUE",
                      help="a method config option (repeatable), e.g. bipeft.code_compat=true")

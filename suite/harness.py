@@ -35,7 +35,6 @@ from spaces.architecture import Architecture
 from spaces.inject import inject_fixed, peft_parameters
 from spaces.sites import describe
 from suite.data import Splits, make_loader, search_halves, subsample
-from suite.learning_rate import DEFAULT_LR
 from suite.modeling import POOLINGS, SCORINGS, Collator, make_task_model
 from suite.tasks.base import Task
 
@@ -44,7 +43,7 @@ from suite.tasks.base import Task
 class HarnessConfig:
     """How the harness trains and evaluates (defaults: the paper's settings)."""
 
-    lr: float = option(DEFAULT_LR, "AdamW learning rate (each retrain's is the plan's: suite.learning_rate)")
+    lr: float = option(3e-4, "AdamW learning rate of the PEFT weights (and a task head)")
     weight_decay: float = option(0.0, "AdamW weight decay")
     batch_size: int | None = option(None, "training batch size (None: the task's, 32 GLUE / 16 SuperGLUE)")
     eval_batch_size: int = option(64, "evaluation batch size")
@@ -135,7 +134,6 @@ class RetrainResult:
     precision: str = "fp32"                  # what the training ran at: "bf16" (autocast) or "fp32"
     train_examples: int = 0                  # examples trained on (every step's batch, repeats counted)
     train_tokens: int = 0                    # their non-padding input tokens (attention mask; T5: source side)
-    lr: float | None = None                  # the learning rate it trained at
     # Not part of the record itself (the trial writes them beside it): the best checkpoint's
     # trainable weights by parameter name, and one prediction per test example.
     weights: dict[str, torch.Tensor] | None = field(default=None, repr=False)
@@ -349,7 +347,7 @@ class Experiment:
             peft_params=peft_count, head_params=sum(p.numel() for p in head),
             backbone_params=self.sites.backbone_params, history=history,
             pooling=self.pooling if self.family == "bert" else None, op_options=dict(op_options or {}),
-            precision=self.precision, train_examples=examples, train_tokens=tokens, lr=cfg.lr,
+            precision=self.precision, train_examples=examples, train_tokens=tokens,
             weights={n: p.detach().cpu().clone() for n, p in task_model.model.named_parameters() if p.requires_grad},
             predictions=predictions,
         )

@@ -39,7 +39,7 @@ MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed, optuna's sampler
 # The command-line options that define a plan (a resumed run takes none of them).
 PLAN_ARGS = ("methods", "space", "tasks", "backbone", "budget", "budget_params", "seeds", "data_dir", "epochs",
              "max_steps", "max_train_samples", "max_eval_samples", "batch_size", "eval_every", "max_source_length",
-             "scoring", "precision", "lr", "lr_grid", "lr_full",
+             "scoring", "precision", "lr", "lr_grid",
              "method_option", "plugin",
              "retrain_recipe", "no_save_weights", "allow_step_cap", "architecture", "log")
 

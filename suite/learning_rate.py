@@ -1,19 +1,18 @@
 """The learning-rate protocol of a run: what each retrain trains at, and how a grid picks one.
 
 * ``--lr`` (default :data:`DEFAULT_LR`, 3e-4: BIPEFT App. B, "a consistent learning rate of 3e-4 for
-  PEFT training", and S3Delta's scripts) is the run's one learning rate (``HarnessConfig.lr``): every
-  search trains at it (one-shot supernets' weights, black-box proxies), and without a grid every PEFT
+  PEFT training", and S3Delta's scripts; ``HarnessConfig.lr``'s default) is the run's one learning rate:
+  every search trains at it (one-shot supernets' weights, black-box proxies), and without a grid every
   architecture is retrained at it, whichever method found it.
 * **Full fine-tuning** (an architecture that trains every backbone parameter,
-  ``Architecture.full_finetune``: the ``full`` baseline) is retrained at its own learning rate:
-  ``--lr-full``, else :data:`FULL_FINETUNE_LR` of the backbone's family. ``--lr`` does not apply to it:
-  full fine-tuning moves every pretrained weight, and the rates published for it are smaller than
-  PEFT's, so one ``--lr`` for both would wreck one of them (a user raising ``--lr`` for the PEFT modules
-  would silently ruin the full row). It is an explicit setting of an architecture kind, not of a
-  method: its rows are labelled ``lr 2e-5`` (the tables), and the plan stores the resolved value.
-  BIPEFT's and S3Delta's papers report full fine-tuning without its learning rate (see
-  ``reference/methods.md``, ``bipeft-paper.md``), so the defaults come from the backbones' own papers
-  and model documentation (cited beside each).
+  ``Architecture.full_finetune``: the ``full`` baseline) without ``--lr`` is retrained at its own
+  default, :data:`FULL_FINETUNE_LR` of the backbone's family (BERT-like 2e-5): it moves every pretrained
+  weight, and 3e-4 is far from any rate published for that. BIPEFT's and S3Delta's papers report full
+  fine-tuning without its learning rate (see ``reference/methods.md``, ``bipeft-paper.md``), so the
+  defaults come from the backbones' own papers and model documentation (cited beside each). It is an
+  explicit setting of an architecture kind, not of a method: its rows are labelled ``lr 2e-5`` (the
+  tables), and the plan stores the resolved value (``Plan.full_lr``). An explicit ``--lr`` is every
+  architecture's, full fine-tuning's too: the user chose one rate for the run.
 * ``--lr-grid 1e-4,3e-4,1e-3``: every architecture, full fine-tuning and manual baselines included, is
   retrained once per learning rate (separate Ray trials, the same seed and data); the best validation
   score (the task's selection metric; a tie goes to the smaller rate) picks the one whose test score the
@@ -21,14 +20,14 @@
   (``retrain.lr_grid``) but only the chosen rate's test score: a reader (or a script) never sees the
   others' test scores, so nothing can be picked on the test split; the others' weights and predictions
   are deleted once the record is written (Ray Tune's own trial results under ``ray/`` still hold them).
-  The grid replaces ``--lr-full``: the same grid for every row is the fair fight.
-  Searches and black-box proxies still train at ``--lr``: the grid is for the final retrain, as a
-  grid per candidate would multiply a search's cost by its size and depart from every method's paper.
+  Searches and black-box proxies still train at ``--lr`` (which may be given with a grid): the grid is
+  for the final retrain, as a grid per candidate would multiply a search's cost by its size and depart
+  from every method's paper.
 
 A grid's finished trials are kept in ``lr_trials/<run_id>/lr<rate>/`` (:class:`LrTrials`: the result,
 weights and predictions) until every rate of the job has ended, so a resumed run redoes none of them.
-``Plan.retrain_lrs`` says at which rates an architecture is retrained, ``Plan.retrain_trials`` how many
-retrain trials a job has.
+``Plan.retrain_lrs`` says at which rates an architecture is retrained; :func:`protocol` names a record's protocol (``table`` over several runs
+refuses to mix two).
 """
 
 from __future__ import annotations
@@ -78,29 +77,33 @@ def parse_lr_grid(text: str) -> tuple[float, ...]:
     """``--lr-grid 1e-4,3e-4,1e-3``: two or more learning rates, each once, smallest first."""
     from suite.inputs import split_list, unique
 
-    values = [parse_lr("lr-grid", item) for item in split_list(text)]
-    values = unique("lr-grid", values, key=lr_text)
-    if len(values) < 2:
+    items = split_list(text)
+    if len({lr_text(parse_lr("lr-grid", item)) for item in items}) < 2:
         raise UsageError(f"--lr-grid takes two or more learning rates (e.g. 1e-4,3e-4,1e-3), got {text!r}; "
                          "for one, give --lr")
-    return tuple(sorted(values))
+    return tuple(sorted(float(item) for item in unique("lr-grid", items, key=lambda item: lr_text(float(item)))))
 
 
 def lr_fields(args: Any, family: str, full: bool) -> dict[str, Any]:
-    """The plan's ``lr_grid`` and ``full_lr`` from ``--lr-grid`` and ``--lr-full``, checked. ``full``:
-    whether an architecture of the run trains every backbone parameter; ``family``: the backbone's."""
+    """The plan's ``lr_grid`` and ``full_lr`` from ``--lr-grid`` and ``--lr``, checked. ``full``: whether
+    an architecture of the run trains every backbone parameter; ``family``: the backbone's."""
     grid = parse_lr_grid(args.lr_grid) if getattr(args, "lr_grid", None) is not None else ()
-    given = getattr(args, "lr_full", None)
-    full_lr = parse_lr("lr-full", given) if given is not None else None
-    if full_lr is not None and grid:
-        raise UsageError("give --lr-full or --lr-grid, not both: a grid is every architecture's, full "
-                         "fine-tuning's too")
-    if full_lr is not None and not full:
-        raise UsageError(f"--lr-full {given} is full fine-tuning's learning rate, and nothing in this run trains "
-                         "every backbone parameter (add --methods full)")
-    if full and not grid and full_lr is None:
-        full_lr = FULL_FINETUNE_LR[family]
-    return {"lr_grid": grid, "full_lr": full_lr}
+    own = full and not grid and getattr(args, "lr", None) is None  # an explicit --lr is full fine-tuning's too
+    return {"lr_grid": grid, "full_lr": FULL_FINETUNE_LR[family] if own else None}
+
+
+def trial_lr(spec: dict[str, Any]) -> float:
+    """The learning rate a retrain trial's spec (``Plan.trial_spec``) trains at."""
+    return spec["harness"].get("lr", DEFAULT_LR)
+
+
+def protocol(record: dict[str, Any]) -> str:
+    """How an ok record's retrain chose its learning rate: ``lr 2e-5`` (one rate; a record from before
+    ``retrain.lr`` trained at its harness's) or ``lr grid {1e-4, 1e-3} by validation``."""
+    retrain, harness = record.get("retrain") or {}, record.get("harness") or {}
+    if "lr_grid" in retrain:
+        return f"lr grid {{{', '.join(map(lr_text, retrain['lr_grid']['values']))}}} by validation"
+    return f"lr {lr_text(retrain.get('lr') or harness.get('lr', DEFAULT_LR))}"
 
 
 # ---- a grid's trials ------------------------------------------------------------------------------
@@ -118,19 +121,18 @@ class LrTrials:
         """Every finished trial's result, by its learning rate."""
         from suite.harness import RetrainResult
 
-        results = [RetrainResult.from_dict(read_json(path, "a retrain's result"))
-                   for path in sorted(self.folder.glob(f"lr*/{RESULT}"))]
-        return {r.lr: r for r in results}
+        kept = [read_json(path, "a retrain's result") for path in sorted(self.folder.glob(f"lr*/{RESULT}"))]
+        return {k["lr"]: RetrainResult.from_dict(k["retrain"]) for k in kept}
 
-    def save(self, retrain: RetrainResult, checkpoint: Path | None) -> None:
-        """Keep a finished trial: its checkpoint's files, then its result."""
-        folder = self.of(retrain.lr)
+    def save(self, retrain: RetrainResult, lr: float, checkpoint: Path | None) -> None:
+        """Keep a finished trial at ``lr``: its checkpoint's files, then its result."""
+        folder = self.of(lr)
         with writing(folder):
             folder.mkdir(parents=True, exist_ok=True)
             for name in CHECKPOINT_FILES.values():
                 if checkpoint is not None and (Path(checkpoint) / name).is_file():
                     shutil.copyfile(Path(checkpoint) / name, folder / name)
-        write_json_atomic(folder / RESULT, retrain.to_dict())
+        write_json_atomic(folder / RESULT, {"lr": lr, "retrain": retrain.to_dict()})
 
     def drop(self) -> None:
         """Delete the job's trials (its record is written) and, once empty, ``lr_trials/`` itself."""

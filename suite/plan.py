@@ -6,8 +6,8 @@
   they get one job per task and seed.
 * :meth:`Plan.trial_spec` is what one Ray trial receives: its own job and the plan's settings it
   needs (and, for a retrain, its architecture and learning rate), never the whole plan or the other jobs.
-* :meth:`Plan.retrain_lrs` / :meth:`Plan.retrain_trials`: the learning rates a job's architecture is
-  retrained at, one trial each (``--lr``, full fine-tuning's own, or ``--lr-grid``: :mod:`suite.learning_rate`).
+* :meth:`Plan.retrain_lrs`: the learning rates a job's architecture is retrained at, one trial each
+  (``--lr``, full fine-tuning's own default, or ``--lr-grid``: :mod:`suite.learning_rate`).
 * :func:`planned_search_steps` / :func:`check_search_steps`: how long the plan's one-shot searches
   will be, and whether that is long enough for their methods.
 
@@ -79,7 +79,7 @@ class Plan:
     transfer: dict[str, Any] | None = None   # a given architecture to retrain: {"architecture", "source"}
     log: tuple[str, ...] = ()                # where trials and records are also logged (suite.tracking)
     lr_grid: tuple[float, ...] = ()          # every retrain once per rate, the best validation picks
-    full_lr: float | None = None             # full fine-tuning's rate without a grid (None: the harness's)
+    full_lr: float | None = None             # full fine-tuning's own default (None: the harness's lr)
 
     def jobs(self) -> list[Job]:
         """The plan's jobs, in a stable order."""
@@ -124,17 +124,13 @@ class Plan:
 
     def retrain_lrs(self, architecture: dict | None = None) -> tuple[float, ...]:
         """The learning rates ``architecture`` is retrained at, one trial each: the grid, whatever the
-        architecture; else full fine-tuning's own for one that trains every backbone parameter, and the
-        run's ``--lr`` for every other."""
+        architecture; else full fine-tuning's own default for one that trains every backbone parameter
+        (unless ``--lr`` was given), and the run's ``--lr`` for every other."""
         if self.lr_grid:
             return self.lr_grid
         if self.full_lr is not None and (architecture or {}).get("full_finetune"):
             return (self.full_lr,)
         return (self.harness.lr,)
-
-    def retrain_trials(self, job: Job) -> int:
-        """How many retrain trials ``job`` has (known before its architecture): one per rate of the grid."""
-        return len(self.lr_grid) or 1
 
     def trial_spec(self, job: Job, architecture: dict | None = None, lr: float | None = None) -> dict[str, Any]:
         """What one trial needs, as a JSON-able dict (a Ray Tune config value); ``lr``: a retrain's."""

@@ -24,7 +24,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from suite.learning_rate import LrTrials, grid_record, lr_text, pick
+from suite.learning_rate import LrTrials, grid_record, lr_text, pick, trial_lr
 from suite.outcomes import RETRAIN_KEY, SEARCH_KEY, SearchOutcome, unpacked
 from suite.plan import Job, Plan
 from suite.records import build_record, environment, write_record
@@ -104,19 +104,20 @@ class Recorder:
         failed = sum(status == "failed" for status in self._ended.values())
         return len(self.jobs) - len(self.unfinished()) - failed, failed, len(self.jobs)
 
-    def _record(self, job: Job, status: str, error: str | None, retrain=None, files: dict | None = None):
+    def _record(self, job: Job, status: str, error: str | None, retrain=None, files: dict | None = None,
+                lr: float | None = None):
         method = self.plan.method(job.method)
         return build_record(
             job, status, error=error, retrain=retrain, backbone=self.plan.backbone,
             backbone_params=self.plan.backbone_params, harness=self.plan.harness_overrides(),
             method_config=method.config_dict() if method else {}, recipe=self.plan.retrain_recipe, files=files,
-            environment=self.env, search=self.found.get(job.run_id),
+            environment=self.env, search=self.found.get(job.run_id), lr=lr,
         )
 
-    def write_ok(self, job: Job, retrain, files: dict | None = None, lr_grid: dict | None = None) -> None:
-        """The record of an ok retrain (a :class:`~suite.harness.RetrainResult`); ``lr_grid``: the grid's
-        every rate (:func:`~suite.learning_rate.grid_record`) when it was the best of several."""
-        record = self._record(job, "ok", None, retrain, files)
+    def write_ok(self, job: Job, retrain, lr: float, files: dict | None = None, lr_grid: dict | None = None) -> None:
+        """The record of an ok retrain (a :class:`~suite.harness.RetrainResult`) at ``lr``; ``lr_grid``: the
+        grid's every rate (:func:`~suite.learning_rate.grid_record`) when it was the best of several."""
+        record = self._record(job, "ok", None, retrain, files, lr)
         if lr_grid is not None:
             record["retrain"]["lr_grid"] = lr_grid
         path = write_record(self.run.root, record)
@@ -140,11 +141,12 @@ class Recorder:
             self._lr_trials[job.run_id] = LrTrials(self.run, job.run_id).load()
         return self._lr_trials[job.run_id]
 
-    def save_lr_trial(self, job: Job, retrain, checkpoint: Path | None) -> None:
-        """Keep one ended rate of ``job``'s grid (its result and checkpoint's files); the record once all have."""
-        LrTrials(self.run, job.run_id).save(retrain, checkpoint)
-        self.lr_results(job)[retrain.lr] = retrain
-        self.log(f"{job.run_id} at lr {lr_text(retrain.lr)}: validation {retrain.validation}")
+    def save_lr_trial(self, job: Job, retrain, lr: float, checkpoint: Path | None) -> None:
+        """Keep one ended rate ``lr`` of ``job``'s grid (its result and checkpoint's files); the record once
+        all have."""
+        LrTrials(self.run, job.run_id).save(retrain, lr, checkpoint)
+        self.lr_results(job)[lr] = retrain
+        self.log(f"{job.run_id} at lr {lr_text(lr)}: validation {retrain.validation}")
         self.settle_grid(job)
 
     def settle_grid(self, job: Job) -> None:
@@ -160,7 +162,7 @@ class Recorder:
         chosen = pick(results, selection)
         trials = LrTrials(self.run, job.run_id)
         files = self.run.file_checkpoint(job.run_id, trials.of(chosen))
-        self.write_ok(job, results[chosen], files, grid_record(results, chosen, selection))
+        self.write_ok(job, results[chosen], chosen, files, grid_record(results, chosen, selection))
         trials.drop()
         self._lr_trials.pop(job.run_id, None)
 
@@ -264,10 +266,10 @@ class RetrainWriter(Writer):
         with contextlib.ExitStack() as stack:
             folder = None if trial.checkpoint is None else Path(stack.enter_context(trial.checkpoint.as_directory()))
             if "lr" in trial.config:  # one rate of the job's grid
-                self.recorder.save_lr_trial(job, retrain, folder)
+                self.recorder.save_lr_trial(job, retrain, trial.config["lr"], folder)
             else:  # wherever the run's storage is
                 files = self.recorder.run.file_checkpoint(job.run_id, folder) if folder is not None else {}
-                self.recorder.write_ok(job, retrain, files)
+                self.recorder.write_ok(job, retrain, trial_lr(trial.config["trial"]), files)
 
 
 def callback(recorder: Recorder):

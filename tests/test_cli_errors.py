@@ -299,11 +299,8 @@ def test_a_record_that_cannot_be_written_ends_the_run_with_the_summary_and_resum
     (["--lr-grid", "3e-4"], "--lr-grid takes two or more learning rates (e.g. 1e-4,3e-4,1e-3), got '3e-4'; "
                             "for one, give --lr"),
     (["--lr-grid", ","], "--lr-grid takes two or more learning rates"),
-    (["--lr-full", "1e-5"], "--lr-full 1e-5 is full fine-tuning's learning rate, and nothing in this run trains "
-                            "every backbone parameter (add --methods full)"),
-    (["--lr-full", "inf", "--methods", "lora,full"], "--lr-full must be a learning rate in (0, 1)"),
-    (["--lr-full", "1e-5", "--lr-grid", "1e-4,1e-3", "--methods", "full"],
-     "give --lr-full or --lr-grid, not both: a grid is every architecture's, full fine-tuning's too"),
+    (["--lr-grid", "1e-4,1e-4"], "--lr-grid takes two or more learning rates (e.g. 1e-4,3e-4,1e-3), got '1e-4,1e-4'"),
+    (["--lr", "1e-3", "--lr-grid", "1e-4,0"], "--lr-grid must be a learning rate in (0, 1) such as 3e-4, got 0"),
 ])
 def test_bad_learning_rates_are_one_line_before_ray(tmp_path, capsys, argv, message):
     one_line_error(capsys, [*DEMO, *argv], tmp_path / "run", message)
@@ -313,5 +310,5 @@ def test_a_resumed_run_keeps_its_learning_rates(tmp_path, capsys):
     out = tmp_path / "run"
     out.mkdir()
     (out / "run.json").write_text("{}")
-    for option in ("--lr", "--lr-grid", "--lr-full"):
+    for option in ("--lr", "--lr-grid"):
         one_line_error(capsys, ["--resume", option, "1e-4,1e-3"], out, f"drop {option}")

@@ -111,22 +111,24 @@ def retrain_specs(p: Plan) -> dict[str, dict]:
 
 
 @pytest.mark.parametrize("backbone, full_lr", [("tiny-bert", 2e-5), ("tiny-t5", 1e-4), ("tiny-llama", 2e-5)])
-def test_full_fine_tuning_keeps_its_own_learning_rate_and_every_other_architecture_takes_the_runs(backbone, full_lr):
-    """The defaults README "A fair fight" states per backbone family; --lr-full replaces it, a grid
-    is every architecture's, full fine-tuning's included."""
-    p = lr_plan(backbone, "--lr", "1e-3")
-    assert p.harness.lr == 1e-3 and p.full_lr == full_lr
+def test_full_fine_tuning_has_its_own_default_and_an_explicit_lr_is_every_architectures(backbone, full_lr):
+    """The defaults README "A fair fight" states per backbone family; an explicit --lr is every
+    architecture's, full fine-tuning's too, and so is a grid."""
+    p = lr_plan(backbone)
+    assert p.harness.lr == 3e-4 and p.full_lr == full_lr  # the paper's, without --lr; full fine-tuning its own
     specs = retrain_specs(p)
-    assert specs["lora"]["harness"]["lr"] == 1e-3 and specs["full"]["harness"]["lr"] == full_lr
-    assert retrain_specs(lr_plan(backbone, "--lr-full", "5e-5"))["full"]["harness"]["lr"] == 5e-5
-    grid = lr_plan(backbone, "--lr-grid", "1e-4,1e-3")
-    assert grid.full_lr is None and all(grid.retrain_lrs({"full_finetune": f}) == (1e-4, 1e-3) for f in (True, False))
-    assert all(grid.retrain_trials(job) == 2 for job in grid.jobs())
-    assert lr_plan(backbone).harness.lr == 3e-4  # the paper's, without --lr
+    assert specs["lora"]["harness"]["lr"] == 3e-4 and specs["full"]["harness"]["lr"] == full_lr
+    given = lr_plan(backbone, "--lr", "1e-3")
+    assert given.harness.lr == 1e-3 and given.full_lr is None
+    assert [s["harness"]["lr"] for s in retrain_specs(given).values()] == [1e-3, 1e-3]
+    grid = lr_plan(backbone, "--lr-grid", "1e-3,1e-4", "--lr", "5e-4")  # searches at --lr, retrains by the grid
+    assert grid.full_lr is None and grid.harness.lr == 5e-4
+    assert all(grid.retrain_lrs({"full_finetune": f}) == (1e-4, 1e-3) for f in (True, False))
 
 
 def test_a_retrain_trains_at_its_specs_learning_rate(monkeypatch):
     import suite.harness
+    from suite.learning_rate import trial_lr
 
     seen = []
 
@@ -136,6 +138,7 @@ def test_a_retrain_trains_at_its_specs_learning_rate(monkeypatch):
             super().__init__(params, lr, *args, **kwargs)
 
     monkeypatch.setattr(suite.harness, "Trainer", Recording)
-    specs = retrain_specs(lr_plan("tiny-bert", "--lr", "1e-3"))
-    results = [retrain(specs[name]) for name in ("lora", "full")]
-    assert seen == [r.lr for r in results] == [1e-3, 2e-5]
+    specs = retrain_specs(lr_plan("tiny-bert"))
+    for name in ("lora", "full"):
+        retrain(specs[name])
+    assert seen == [trial_lr(specs[name]) for name in ("lora", "full")] == [3e-4, 2e-5]

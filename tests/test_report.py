@@ -393,7 +393,7 @@ def test_a_row_retrained_at_another_learning_rate_is_labelled_and_the_note_says_
     assert table_row(accuracy, "Fine-tune (lr 2e-5)")[2:] == table_row(golden, "Fine-tune")[2:]
     assert table_row(accuracy, "LoRA(r=8)") == table_row(golden, "LoRA(r=8)")  # the run's rate: no label
     assert ("Learning rate: every search and retrain at lr 3e-4 (`--lr`), except a row labelled `lr …`: full "
-            "fine-tuning at its own (`--lr-full`, else its backbone family's default in `suite/learning_rate.py`).") in accuracy
+            "fine-tuning at its own default, its backbone family's (`suite/learning_rate.py`; an explicit `--lr` is its too).") in accuracy
     assert "Learning rate" not in golden  # records from before the protocol say nothing
 
 

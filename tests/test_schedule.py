@@ -164,15 +164,15 @@ def end_grid_trial(searcher: PlanSearcher, trial_id: str, config: dict, folder, 
     recorder = searcher.recorder
     retrain = RetrainResult(validation={"accuracy": GRID_VALIDATION[lr]}, test={"accuracy": 100 - GRID_VALIDATION[lr]},
                             best_step=2, steps=4, train_time_s=1.0, eval_time_s=0.1, peak_memory_mb=1.0, peft_params=10,
-                            head_params=2, backbone_params=searcher.plan.backbone_params, lr=lr)
+                            head_params=2, backbone_params=searcher.plan.backbone_params)
     checkpoint = folder / f"checkpoint-{lr}"
     checkpoint.mkdir(exist_ok=True)
     (checkpoint / CHECKPOINT_FILES[PREDICTIONS]).write_text(f"predictions at {lr}")
     searcher.on_trial_complete(trial_id)
     if killed:
-        LrTrials(recorder.run, config["trial"]["run_id"]).save(retrain, checkpoint)
+        LrTrials(recorder.run, config["trial"]["run_id"]).save(retrain, lr, checkpoint)
     else:
-        recorder.save_lr_trial(recorder.jobs[config["trial"]["run_id"]], retrain, checkpoint)
+        recorder.save_lr_trial(recorder.jobs[config["trial"]["run_id"]], retrain, lr, checkpoint)
 
 
 def numbers(value) -> list:
@@ -191,7 +191,7 @@ def test_a_grid_retrains_each_architecture_once_per_learning_rate_and_the_best_v
     out = tmp_path / "run"
     searcher = searcher_for(grid_plan, out)
     (job,) = grid_plan.jobs()
-    assert grid_plan.lr_grid == GRID and grid_plan.retrain_trials(job) == 3
+    assert grid_plan.lr_grid == GRID
     configs = [searcher.suggest(f"t{i}") for i in range(3)]
     assert [(c["kind"], c["lr"], c["trial"]["harness"]["lr"]) for c in configs] == [(RETRAIN, lr, lr) for lr in GRID]
     assert searcher.suggest("t3") is None  # every rate runs: nothing else is ready

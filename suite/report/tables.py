@@ -271,8 +271,8 @@ def lr_note(records: list[dict[str, Any]]) -> list[str]:
                 "(the same seed and data), and the one with the best validation score (the task's selection metric) "
                 "gives the reported test score; each record keeps every rate's validation score (`retrain.lr_grid`) "
                 f"and only the chosen rate's test score. The searches trained at lr {run_lr} (`--lr`)."]
-    full = (", except a row labelled `lr …`: full fine-tuning at its own (`--lr-full`, else its backbone family's "
-            "default in `suite/learning_rate.py`)") if any(lr_label(r) for r in ok) else ""
+    full = (", except a row labelled `lr …`: full fine-tuning at its own default, its backbone family's "
+            "(`suite/learning_rate.py`; an explicit `--lr` is its too)") if any(lr_label(r) for r in ok) else ""
     return [f"Learning rate: every search and retrain at lr {run_lr} (`--lr`){full}."]
 
 
