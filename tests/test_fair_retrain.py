@@ -114,8 +114,10 @@ def retrain_specs(p: Plan) -> dict[str, dict]:
 def test_full_fine_tuning_has_its_own_default_and_an_explicit_lr_is_every_architectures(backbone, full_lr):
     """The defaults README "A fair fight" states per backbone family; an explicit --lr is every
     architecture's, full fine-tuning's too, and so is a grid."""
+    from suite.learning_rate import DEFAULT_LR
+
     p = lr_plan(backbone)
-    assert p.harness.lr == 3e-4 and p.full_lr == full_lr  # the paper's, without --lr; full fine-tuning its own
+    assert p.harness.lr == 3e-4 == DEFAULT_LR and p.full_lr == full_lr  # the paper's; full fine-tuning its own
     specs = retrain_specs(p)
     assert specs["lora"]["harness"]["lr"] == 3e-4 and specs["full"]["harness"]["lr"] == full_lr
     given = lr_plan(backbone, "--lr", "1e-3")
