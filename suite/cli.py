@@ -13,8 +13,9 @@ import sys
 
 from core.registry import UnknownName
 from suite.inputs import PLAN_ARGS, absolute_budget, is_offline_default, make_plan, offline_note
+from suite.learning_rate import LR_GRID_HELP, LR_HELP
 from suite.plan import UsageError
-from suite.rundir import PLAN_FILE, RunDir, RunLock, write_error_in
+from suite.rundir import PLAN_FILE, RunDir, RunLock, not_a_folder, write_error_in
 
 
 def _ratio(params: int, total: int) -> str:
@@ -63,8 +64,6 @@ def cmd_count(args: argparse.Namespace) -> int:
 def check_out(out, resume: bool) -> None:
     """``--out`` must be a folder (or a path that can become one), and hold a run when resuming (that a
     new run's folder holds none is checked once its lock is held: :class:`suite.rundir.RunLock`)."""
-    from suite.rundir import not_a_folder
-
     problem = not_a_folder(out)
     if problem:
         raise UsageError(f"--out {out} {problem}: give a folder")
@@ -97,9 +96,7 @@ def run_in(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     from suite.report.tables import failed_summary
     from suite.tracking import check_tracking
 
-    check_trial_shape(args.cpus_per_trial, args.gpus_per_trial)
-    if args.max_failures < 0:
-        raise UsageError(f"--max-failures must be >= 0, got {args.max_failures}")
+    check_trial_shape(args.cpus_per_trial, args.gpus_per_trial, args.max_failures)
     check_storage(args.storage)
     if args.resume:
         if not args.out:
@@ -270,6 +267,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="'auto' (default): bf16 autocast where the device has a fast bf16 path (CUDA with bf16, a "
                           "CPU with avx512_bf16 or AMX), fp32 elsewhere; weights, optimizer state, losses and search "
                           "statistics stay fp32. Records store what ran (bf16 or fp32)")
+    run.add_argument("--lr", help=LR_HELP)
+    run.add_argument("--lr-grid", help=LR_GRID_HELP)
     run.add_argument("--method-option", action="append", metavar="METHOD.KEY=VALUE",
                      help="a method config option (repeatable), e.g. bipeft.code_compat=true")
     run.add_argument("--retrain-recipe", choices=("suite", "authors"),

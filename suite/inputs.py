@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from suite.learning_rate import lr_fields, parse_lr
 from suite.plan import Plan, UsageError, check_search_steps
 from suite.tracking import parse_log
 
@@ -38,7 +39,7 @@ MAX_SEED = 2**32 - 1  # numpy's legacy seeding (np.random.seed, optuna's sampler
 # The command-line options that define a plan (a resumed run takes none of them).
 PLAN_ARGS = ("methods", "space", "tasks", "backbone", "budget", "budget_params", "seeds", "data_dir", "epochs",
              "max_steps", "max_train_samples", "max_eval_samples", "batch_size", "eval_every", "max_source_length",
-             "scoring", "precision",
+             "scoring", "precision", "lr", "lr_grid",
              "method_option", "plugin",
              "retrain_recipe", "no_save_weights", "allow_step_cap", "architecture", "log")
 
@@ -60,8 +61,10 @@ def absolute_budget(fraction: float | None, absolute: int | None, total: int) ->
     return None
 
 
-def check_trial_shape(cpus_per_trial: float | None, gpus_per_trial: float | None) -> None:
-    """``--cpus-per-trial`` > 0 and ``--gpus-per-trial`` >= 0 (None: the default)."""
+def check_trial_shape(cpus_per_trial: float | None, gpus_per_trial: float | None, max_failures: int = 0) -> None:
+    """``--cpus-per-trial`` > 0, ``--gpus-per-trial`` >= 0 (None: the default), ``--max-failures`` >= 0."""
+    if max_failures < 0:
+        raise UsageError(f"--max-failures must be >= 0, got {max_failures}")
     if cpus_per_trial is not None and cpus_per_trial <= 0:
         raise UsageError(f"--cpus-per-trial must be > 0, got {cpus_per_trial}")
     if gpus_per_trial is not None and gpus_per_trial < 0:
@@ -216,11 +219,14 @@ def make_plan(args: Any, known_sizes: dict[str, int] | None = None) -> Plan:
                     raise UsageError(f"budget {b:,} parameters is larger than {whole} {space} space "
                                      f"({capacity:,} = {capacity / total:.3g} of the backbone); choose a smaller one")
     harness, recipe = _harness(args), _recipe(args)
+    full = any(METHODS.get(m).kind == "manual" and METHODS.get(m)(options.get(m)).architecture(sites, backbone).full_finetune
+               for m in methods)
     plan = Plan(methods=tuple(methods), space=space, tasks=tuple(tasks), backbone=backbone, seeds=seeds,
                 budgets=budgets, absolute_budget=args.budget_params, data_dir=args.data_dir, harness=harness,
                 method_options=options, backbone_params=total, plugins=plugins, retrain_recipe=recipe,
                 save_weights=not getattr(args, "no_save_weights", False),
-                allow_step_cap=bool(getattr(args, "allow_step_cap", False)), log=parse_log(getattr(args, "log", None)))
+                allow_step_cap=bool(getattr(args, "allow_step_cap", False)), log=parse_log(getattr(args, "log", None)),
+                **lr_fields(args, sites.family, full))
     return _checked(plan, known_sizes)
 
 
@@ -281,6 +287,8 @@ def _harness(args: Any) -> HarnessConfig:
                                                    "batch_size", "eval_every", "max_source_length", "scoring",
                                                    "precision", "checkpoint_every")
                if getattr(args, k, None) is not None}
+    if getattr(args, "lr", None) is not None:
+        harness["lr"] = parse_lr("lr", args.lr)
     if is_offline_default(args):  # sized for a CPU (see above)
         harness = {**{k: v for k, v in OFFLINE_HARNESS.items()
                       if not (k == "epochs" and "max_steps" in harness)}, **harness}

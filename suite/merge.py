@@ -8,9 +8,10 @@ later. The source runs are only read.
 * **Settings.** Records whose settings differ are refused, with one line naming the setting, its two
   values and a record of each: the harness (epochs or steps, sample counts, batch, lengths, learning
   rate, precision, scoring: every ``HarnessConfig`` setting but the device), the backbone, the retrain
-  recipe, and a method's options. Refusing, rather than keeping them apart as separate rows: the
-  tables compare every row with every other (paired differences, ranks), so one table must be one
-  harness and one backbone, as each of the paper's tables is; and a record is known by its run id
+  recipe, a method's learning-rate protocol (its retrain's one rate, or the grid that picked it:
+  ``suite.learning_rate.protocol``) and a method's options. Refusing, rather than keeping them apart
+  as separate rows: the tables compare every row with every other (paired differences, ranks), so one
+  table must be one harness and one backbone, as each of the paper's tables is; and a record is known by its run id
   (method, space, task, seed, budget), which names none of these settings, so two settings of one
   job could not even be told apart in one folder. Merge runs of one setting; one report per setting.
   Only ``ok`` records are compared: a failed record holds no score and may not have resolved every
@@ -111,10 +112,12 @@ def merge_runs(sources: Sequence[Path | str], to: Path | str) -> Merged:
 def settings(record: dict[str, Any]) -> dict[str, Any]:
     """What two records in one merged report must agree on, by a name that says it."""
     from suite.harness import HarnessConfig
+    from suite.learning_rate import protocol
 
     harness = {f.name: f.default for f in dataclasses.fields(HarnessConfig)} | (record.get("harness") or {})
     recipe = ((record.get("retrain") or {}).get("recipe") or {}).get("name", "suite")
-    out = {"backbone": record["backbone"], "retrain recipe": recipe}
+    out = {"backbone": record["backbone"], "retrain recipe": recipe,
+           f"{record['method']} learning-rate protocol": protocol(record)}
     out |= {f"harness {k}": v for k, v in harness.items() if k not in WHERE}
     return out | {f"{record['method']} option {k}": v for k, v in (record.get("method_config") or {}).items()}
 

@@ -5,7 +5,9 @@
   :class:`Job` with a file-safe ``run_id`` (the record's name). Manual baselines ignore the budget:
   they get one job per task and seed.
 * :meth:`Plan.trial_spec` is what one Ray trial receives: its own job and the plan's settings it
-  needs (and, for a retrain, its architecture), never the whole plan or the other jobs.
+  needs (and, for a retrain, its architecture and learning rate), never the whole plan or the other jobs.
+* :meth:`Plan.retrain_lrs`: the learning rates a job's architecture is retrained at, one trial each
+  (``--lr``, full fine-tuning's own default, or ``--lr-grid``: :mod:`suite.learning_rate`).
 * :func:`planned_search_steps` / :func:`check_search_steps`: how long the plan's one-shot searches
   will be, and whether that is long enough for their methods.
 
@@ -76,6 +78,8 @@ class Plan:
     allow_step_cap: bool = False             # accept searches planned shorter than a method needs
     transfer: dict[str, Any] | None = None   # a given architecture to retrain: {"architecture", "source"}
     log: tuple[str, ...] = ()                # where trials and records are also logged (suite.tracking)
+    lr_grid: tuple[float, ...] = ()          # every retrain once per rate, the best validation picks
+    full_lr: float | None = None             # full fine-tuning's own default (None: the harness's lr)
 
     def jobs(self) -> list[Job]:
         """The plan's jobs, in a stable order."""
@@ -118,14 +122,25 @@ class Plan:
         return {f.name: getattr(self.harness, f.name) for f in dataclasses.fields(self.harness)
                 if getattr(self.harness, f.name) != f.default}
 
-    def trial_spec(self, job: Job, architecture: dict | None = None) -> dict[str, Any]:
-        """What one trial needs, as a JSON-able dict (a Ray Tune config value)."""
+    def retrain_lrs(self, architecture: dict | None = None) -> tuple[float, ...]:
+        """The learning rates ``architecture`` is retrained at, one trial each: the grid, whatever the
+        architecture; else full fine-tuning's own default for one that trains every backbone parameter
+        (unless ``--lr`` was given), and the run's ``--lr`` for every other."""
+        if self.lr_grid:
+            return self.lr_grid
+        if self.full_lr is not None and (architecture or {}).get("full_finetune"):
+            return (self.full_lr,)
+        return (self.harness.lr,)
+
+    def trial_spec(self, job: Job, architecture: dict | None = None, lr: float | None = None) -> dict[str, Any]:
+        """What one trial needs, as a JSON-able dict (a Ray Tune config value); ``lr``: a retrain's."""
         from suite.recipe import op_options
 
         # a relative --data-dir is relative to where the run was started; trials run in their own folders
         data_dir = str(Path(self.data_dir).resolve()) if self.data_dir else None
+        harness = self.harness_overrides() if lr is None else {**self.harness_overrides(), "lr": lr}
         return {"run_id": job.run_id, "job": asdict(job), "backbone": self.backbone, "space": self.space,
-                "sizes": list(self.sizes), "data_dir": data_dir, "harness": self.harness_overrides(),
+                "sizes": list(self.sizes), "data_dir": data_dir, "harness": harness,
                 "method_options": dict(self.method_options.get(job.method, {})), "plugins": list(self.plugins),
                 "op_options": op_options(self.retrain_recipe, self.method(job.method)),
                 "transfer": (self.transfer or {}).get("source"),
@@ -142,7 +157,7 @@ class Plan:
         from core.configs import load_config
         from suite.harness import HarnessConfig
 
-        tuples = ("methods", "tasks", "seeds", "budgets", "sizes", "plugins", "log")
+        tuples = ("methods", "tasks", "seeds", "budgets", "sizes", "plugins", "log", "lr_grid")
         data = {("absolute_budget" if k == "budget_params" else k): v for k, v in data.items()}
         harness = dict(data.pop("harness", None) or {})
         if "bf16" in harness:  # a run.json before --precision: bf16 (autocast on a GPU) was the default

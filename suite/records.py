@@ -139,7 +139,7 @@ def environment() -> dict[str, Any]:
 def build_record(job: Job, status: str, *, backbone: str, backbone_params: int, harness: dict[str, Any],
                  method_config: dict[str, Any], environment: dict[str, Any], search: SearchOutcome | None = None,
                  retrain: RetrainResult | None = None, error: str | None = None, recipe: str = "suite",
-                 files: dict | None = None) -> dict[str, Any]:
+                 files: dict | None = None, lr: float | None = None) -> dict[str, Any]:
     """A record (see :data:`SCHEMA`) from the values a run holds in memory.
 
     Args:
@@ -151,6 +151,7 @@ def build_record(job: Job, status: str, *, backbone: str, backbone_params: int, 
         recipe: the retrain recipe's name (``suite.recipe``); its op settings are in ``retrain``.
         files: the retrain's weights and predictions beside the record (path relative to the run
             folder, sha256, bytes).
+        lr: the learning rate the retrain trained at (``suite.learning_rate``).
     """
     from spaces.architecture import Architecture
     from suite.tasks import get_task
@@ -170,7 +171,7 @@ def build_record(job: Job, status: str, *, backbone: str, backbone_params: int, 
                         "recipe": {"name": recipe, "op_options": retrain.op_options}, "pooling": retrain.pooling,
                         "backbone_revision": retrain.backbone_revision, "placement": retrain.placement,
                         "attempts": retrain.attempts, "resumed_at": retrain.resumed_at, "precision": retrain.precision,
-                        "train_examples": retrain.train_examples, "train_tokens": retrain.train_tokens}
+                        "train_examples": retrain.train_examples, "train_tokens": retrain.train_tokens, "lr": lr}
     # what ran (bf16 or fp32), not what was asked ("auto"): the retrain's, else the search's
     precision = retrain_info.get("precision") or (search.info.get("precision") if search else None)
     if precision:

@@ -9,6 +9,7 @@
     architectures/<run_id>.json       what its search found (an Architecture)
     search/<run_id>.json              the search's seconds and what it reported
     traces/<run_id>/                  a one-shot search's trace (core.trace names its files)
+    lr_trials/<run_id>/lr<rate>/      --lr-grid: each ended rate's retrain, until the job's record (suite.learning_rate)
     weights/<run_id>.safetensors      the retrain's trained weights (unless --no-save-weights)
     predictions/<run_id>.jsonl.gz     its test predictions, one JSON line per example
     ray/                              Ray Tune's experiments (unless --storage puts them elsewhere)
@@ -47,6 +48,7 @@ RAY_DIR = "ray"
 TENSORBOARD, TRACKING_FILE, MERGED_FILE = "tensorboard", "tracking.json", "merged.json"
 RECORDS, ARCHITECTURES, SEARCH, TRACES, WEIGHTS, PREDICTIONS = (
     "records", "architectures", "search", "traces", "weights", "predictions")
+LR_TRIALS = "lr_trials"  # a job's folder of folders, only while its learning-rate grid runs
 # The folders with one entry per job: the entry is the run id and this suffix (a trace is a folder).
 PER_JOB = {RECORDS: ".json", ARCHITECTURES: ".json", SEARCH: ".json", TRACES: "", WEIGHTS: ".safetensors",
            PREDICTIONS: ".jsonl.gz"}

@@ -18,11 +18,13 @@ not yet heard back from, and each black-box search's state), so ``Tuner.restore`
 what each job has found or recorded is read from the run folder (:class:`~suite.writers.Recorder`).
 
 A trial's config is ``{"kind", "name", "trial": <trial spec>}`` (and a candidate's ``"index"`` and
-``"candidate"``: its searcher's suggestion); :func:`suite.trials.run_trial` runs it. What comes next fits here: several
-retrains of one job (one per learning rate, the best validation picks) are several ``RETRAIN`` trials
-of its job with an index, as a black-box job's candidates are, and a pick once all have ended; a
-per-job ASHA over candidates is a Tune ``TrialScheduler`` that routes each candidate trial to its
-job's own rungs (by ``config["trial"]["run_id"]``) and lets searches and retrains run to their end.
+``"candidate"``: its searcher's suggestion; a grid's retrain its ``"lr"``); :func:`suite.trials.run_trial`
+runs it. Under ``--lr-grid`` a job's retrain is one ``RETRAIN`` trial per learning rate
+(``Plan.retrain_lrs``), all ready at once; those that ended are read from the run folder
+(``Recorder.lr_results``), so a resumed run starts only the others, and the pick is the Recorder's once
+all have ended (:mod:`suite.learning_rate`). What comes next fits here: a per-job ASHA over candidates
+is a Tune ``TrialScheduler`` that routes each candidate trial to its job's own rungs (by
+``config["trial"]["run_id"]``) and lets searches and retrains run to their end.
 
 Ray Tune starts up to as many trials at once as the cluster has slots (the driver sets
 ``TUNE_MAX_PENDING_TRIALS_PG``), so a suggestion may wait for a slot as a pending trial: the order
@@ -38,6 +40,7 @@ from typing import Any
 from ray.tune.search import Searcher, SearchGenerator
 
 from suite.blackbox import BlackBoxSearch, single_draw
+from suite.learning_rate import lr_text
 from suite.outcomes import SearchOutcome
 from suite.plan import Job
 from suite.trials import CANDIDATE, RETRAIN, SEARCH
@@ -68,6 +71,7 @@ class PlanSearcher(Searcher):
         self.recorder, self.plan = recorder, recorder.plan
         self.live: dict[str, tuple[str, str]] = {}  # trial id -> (run id, kind): started, not yet ended
         self.searches: dict[str, BlackBoxSearch] = {}  # run id -> its black-box search
+        self.lrs: dict[str, float] = {}  # trial id -> its learning rate: a grid's retrain, started, not yet ended
         self._sites = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -97,6 +101,8 @@ class PlanSearcher(Searcher):
                 config = self._trial(job, kind, trial_id)
                 if config is not None:
                     self.live[trial_id] = (job.run_id, kind)
+                    if "lr" in config:
+                        self.lrs[trial_id] = config["lr"]
                     return config
         if not self.live:  # every unfinished job has ready work or a running trial, or this is a bug
             raise RuntimeError(f"no trial to run and none running for {', '.join(j.run_id for j in jobs)}")
@@ -106,6 +112,7 @@ class PlanSearcher(Searcher):
         """A trial ended (after its retries). A candidate's result goes to its search; what a search or
         retrain delivered is written by the run's callback (:mod:`suite.writers`)."""
         run_id, kind = self.live.pop(trial_id, (None, None))
+        self.lrs.pop(trial_id, None)
         if kind == CANDIDATE and run_id in self.searches and not self.recorder.finished(run_id):
             job = self.recorder.jobs[run_id]
             self._guarded(job, lambda: self.searches[run_id].complete(trial_id, result, error))
@@ -114,6 +121,8 @@ class PlanSearcher(Searcher):
     def _advance(self, job: Job) -> None:
         """Take the steps of ``job`` that need no trial."""
         if job.run_id in self.recorder.found:
+            if self.plan.lr_grid:  # every rate ended before a crash wrote the record: write it now
+                self.recorder.settle_grid(job)
             return
         if job.kind == "manual":
             arch = self.plan.method(job.method).architecture(self.sites, self.plan.backbone)
@@ -152,9 +161,9 @@ class PlanSearcher(Searcher):
     def _trial(self, job: Job, kind: str, trial_id: str) -> dict[str, Any] | None:
         """The config of a ``kind`` trial of ``job`` if one is ready, else None."""
         found = self.recorder.found.get(job.run_id)
-        if kind == RETRAIN and found is not None and not self._running(job, RETRAIN):
-            return self._config(RETRAIN, f"retrain-{job.run_id}", self.plan.trial_spec(job, found.architecture))
-        if found is not None or self.recorder.finished(job.run_id):
+        if found is not None:
+            return self._retrain(job, found.architecture) if kind == RETRAIN else None
+        if self.recorder.finished(job.run_id):
             return None
         if kind == SEARCH and job.kind == "one-shot" and not self._running(job, SEARCH):
             return self._config(SEARCH, f"search-{job.run_id}", self.plan.trial_spec(job))
@@ -166,13 +175,29 @@ class PlanSearcher(Searcher):
                                     index=index, candidate=suggestion)
         return None
 
+    def _retrain(self, job: Job, architecture: dict) -> dict[str, Any] | None:
+        """The job's next retrain: its one trial, or the next rate of its grid that has neither ended nor started."""
+        name = f"retrain-{job.run_id}"
+        if not self.plan.lr_grid:
+            (lr,) = self.plan.retrain_lrs(architecture)
+            return None if self._running(job, RETRAIN) else self._config(
+                RETRAIN, name, self.plan.trial_spec(job, architecture, lr))
+        started = {self.lrs[t] for t, (run_id, _) in self.live.items() if run_id == job.run_id and t in self.lrs}
+        ended = self.recorder.lr_results(job)
+        for lr in self.plan.retrain_lrs(architecture):
+            if lr not in started and lr not in ended:
+                return self._config(RETRAIN, f"{name}-lr{lr_text(lr)}", self.plan.trial_spec(job, architecture, lr),
+                                    lr=lr)
+        return None
+
     @staticmethod
     def _config(kind: str, name: str, spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
         return {"kind": kind, "name": name, "trial": spec, **extra}
 
     # ---- saved with the experiment -----------------------------------------------------------------
     def save(self, checkpoint_path: str) -> None:
-        state = {"live": self.live, "searches": {run_id: s.state() for run_id, s in self.searches.items()}}
+        state = {"live": self.live, "lrs": self.lrs,
+                 "searches": {run_id: s.state() for run_id, s in self.searches.items()}}
         with open(checkpoint_path, "wb") as f:
             pickle.dump(state, f)
 
@@ -181,6 +206,6 @@ class PlanSearcher(Searcher):
         starts over: its job's failed record is tried again, as every failed job is on ``--resume``."""
         with open(checkpoint_path, "rb") as f:
             state = pickle.load(f)
-        self.live = state["live"]
+        self.live, self.lrs = state["live"], state.get("lrs", {})
         self.searches = {run_id: BlackBoxSearch.from_state(self.recorder.jobs[run_id], self.plan, self.sites, s)
                          for run_id, s in state["searches"].items() if not s["failed"]}

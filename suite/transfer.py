@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.inputs import OFFLINE_BACKBONE, _harness, _recipe, parse_seeds, plan_tasks
+from suite.learning_rate import lr_fields
 from suite.plan import Plan, UsageError, transfer_space
 from suite.rundir import RunDir, read_json
 from suite.tracking import parse_log
@@ -77,4 +78,5 @@ def transfer_plan(args: Any) -> Plan:
                 seeds=parse_seeds(args.seeds or "0"), data_dir=args.data_dir, harness=_harness(args),
                 backbone_params=sites.backbone_params, retrain_recipe=recipe,
                 save_weights=not getattr(args, "no_save_weights", False), transfer=transfer,
-                log=parse_log(getattr(args, "log", None)))
+                log=parse_log(getattr(args, "log", None)),
+                **lr_fields(args, sites.family, transfer["architecture"].get("full_finetune", False)))

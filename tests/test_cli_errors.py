@@ -289,3 +289,28 @@ def test_a_record_that_cannot_be_written_ends_the_run_with_the_summary_and_resum
     assert main(["run", "--resume", "--out", str(out)]) == 0
     assert len(list((out / "records").glob("*.json"))) == 2 and kept.read_bytes() == kept_bytes
     assert validate_dir(out) == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--lr", "fast"], "--lr takes a learning rate, a number in (0, 1) such as 3e-4, got 'fast'"),
+    (["--lr", "0"], "--lr must be a learning rate in (0, 1) such as 3e-4, got 0"),
+    (["--lr", "nan"], "--lr must be a learning rate in (0, 1) such as 3e-4, got nan"),
+    (["--lr", "2"], "--lr must be a learning rate in (0, 1) such as 3e-4, got 2"),
+    (["--lr-grid", "1e-4,x"], "--lr-grid takes a learning rate, a number in (0, 1) such as 3e-4, got 'x'"),
+    (["--lr-grid", "1e-4,-1e-3"], "--lr-grid must be a learning rate in (0, 1) such as 3e-4, got -1e-3"),
+    (["--lr-grid", "3e-4"], "--lr-grid takes two or more learning rates (e.g. 1e-4,3e-4,1e-3), got '3e-4'; "
+                            "for one, give --lr"),
+    (["--lr-grid", ","], "--lr-grid takes two or more learning rates"),
+    (["--lr-grid", "1e-4,1e-4"], "--lr-grid takes two or more learning rates (e.g. 1e-4,3e-4,1e-3), got '1e-4,1e-4'"),
+    (["--lr", "1e-3", "--lr-grid", "1e-4,0"], "--lr-grid must be a learning rate in (0, 1) such as 3e-4, got 0"),
+])
+def test_bad_learning_rates_are_one_line_before_ray(tmp_path, capsys, argv, message):
+    one_line_error(capsys, [*DEMO, *argv], tmp_path / "run", message)
+
+
+def test_a_resumed_run_keeps_its_learning_rates(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "run.json").write_text("{}")
+    for option in ("--lr", "--lr-grid"):
+        one_line_error(capsys, ["--resume", option, "1e-4,1e-3"], out, f"drop {option}")

@@ -86,3 +86,61 @@ def test_the_suite_recipe_is_the_one_the_readme_states():
     assert ops["lora"].scaling == 16.0 and ops["prefix"].form == "zero_value"
     for name in ("adapter_serial", "adapter_parallel"):
         assert (ops[name].init, ops[name].activation, ops[name].scaling) == ("houlsby", "gelu_new", 1.0)
+
+
+# ---- the learning-rate protocol -------------------------------------------------------------------
+def lr_plan(backbone: str, *options: str) -> Plan:
+    from suite.cli import build_parser
+    from suite.inputs import make_plan
+
+    return make_plan(build_parser().parse_args(
+        ["run", "--methods", "lora,full", "--backbone", backbone, "--tasks", "demo/rotten_tomatoes",
+         "--max-train-samples", "32", "--max-eval-samples", "16", "--max-steps", "2", *options]))
+
+
+def retrain_specs(p: Plan) -> dict[str, dict]:
+    """Each job's retrain spec (its first rate's), as the run's searcher makes it."""
+    from suite.backbones import backbone_sites
+
+    sites = backbone_sites(p.backbone)
+    out = {}
+    for job in p.jobs():
+        arch = get_method(job.method).architecture(sites, p.backbone).to_dict()
+        out[job.method] = p.trial_spec(job, arch, p.retrain_lrs(arch)[0])
+    return out
+
+
+@pytest.mark.parametrize("backbone, full_lr", [("tiny-bert", 2e-5), ("tiny-t5", 1e-4), ("tiny-llama", 2e-5)])
+def test_full_fine_tuning_has_its_own_default_and_an_explicit_lr_is_every_architectures(backbone, full_lr):
+    """The defaults README "A fair fight" states per backbone family; an explicit --lr is every
+    architecture's, full fine-tuning's too, and so is a grid."""
+    from suite.learning_rate import DEFAULT_LR
+
+    p = lr_plan(backbone)
+    assert p.harness.lr == 3e-4 == DEFAULT_LR and p.full_lr == full_lr  # the paper's; full fine-tuning its own
+    specs = retrain_specs(p)
+    assert specs["lora"]["harness"]["lr"] == 3e-4 and specs["full"]["harness"]["lr"] == full_lr
+    given = lr_plan(backbone, "--lr", "1e-3")
+    assert given.harness.lr == 1e-3 and given.full_lr is None
+    assert [s["harness"]["lr"] for s in retrain_specs(given).values()] == [1e-3, 1e-3]
+    grid = lr_plan(backbone, "--lr-grid", "1e-3,1e-4", "--lr", "5e-4")  # searches at --lr, retrains by the grid
+    assert grid.full_lr is None and grid.harness.lr == 5e-4
+    assert all(grid.retrain_lrs({"full_finetune": f}) == (1e-4, 1e-3) for f in (True, False))
+
+
+def test_a_retrain_trains_at_its_specs_learning_rate(monkeypatch):
+    import suite.harness
+    from suite.learning_rate import trial_lr
+
+    seen = []
+
+    class Recording(suite.harness.Trainer):
+        def __init__(self, params, lr, *args, **kwargs):
+            seen.append(lr)
+            super().__init__(params, lr, *args, **kwargs)
+
+    monkeypatch.setattr(suite.harness, "Trainer", Recording)
+    specs = retrain_specs(lr_plan("tiny-bert"))
+    for name in ("lora", "full"):
+        retrain(specs[name])
+    assert seen == [trial_lr(specs[name]) for name in ("lora", "full")] == [3e-4, 2e-5]

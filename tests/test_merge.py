@@ -118,8 +118,22 @@ def _option(record):
     return {**record, "method_config": {**config, "z": 50}} if record["method"] == "bipeft" else record
 
 
-@pytest.mark.parametrize("change, named", [(_harness, "harness epochs is None"), (_backbone, "backbone"),
-                                           (_recipe, "retrain recipe"), (_option, "bipeft option z is 100")])
+def _lr_grid(record):
+    retrain = record["retrain"]
+    return {**record, "retrain": {**retrain, "lr": 1e-3, "lr_grid": {"values": [1e-4, 1e-3]}}} if retrain else record
+
+
+def _full_lr(record):  # full fine-tuning at its own default (2e-5) beside a run where --lr gave it 3e-4
+    retrain = record["retrain"]
+    return {**record, "retrain": {**retrain, "lr": 2e-5}} if retrain and record["method"] == "full" else record
+
+
+@pytest.mark.parametrize("change, named", [
+    (_harness, "harness epochs is None"), (_backbone, "backbone"), (_recipe, "retrain recipe"),
+    (_option, "bipeft option z is 100"),
+    (_lr_grid, "learning-rate protocol is 'lr 3e-4' in"),  # a record from before retrain.lr: its harness's
+    (_lr_grid, "and 'lr grid {1e-4, 1e-3} by validation' in"),
+    (_full_lr, "full learning-rate protocol is 'lr 3e-4' in")])
 def test_runs_of_different_settings_are_refused_in_one_line(tmp_path, capsys, change, named):
     a, b = piece(tmp_path / "a", (0,)), piece(tmp_path / "b", (1,), change)
     sources = {a: snapshot(a), b: snapshot(b)}

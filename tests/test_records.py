@@ -90,3 +90,20 @@ def test_a_record_with_nan_or_infinity_fails_validate_and_table_names_it(tmp_pat
     err = capsys.readouterr().err
     assert "metrics/test/f1: inf is not a finite number" in err and err.count("\n") == 1
     assert not (tmp_path / "accuracy.md").exists()
+
+
+def test_a_record_keeps_the_learning_rate_its_retrain_trained_at():
+    from suite.harness import RetrainResult
+    from suite.outcomes import SearchOutcome
+    from suite.plan import Job
+    from suite.records import build_record
+
+    job = Job("lora", "manual", "glue/mrpc", 0, None, None, "manual")
+    retrain = RetrainResult(validation={"accuracy": 80.0, "f1": 85.0}, test={"accuracy": 79.0, "f1": 84.0}, best_step=2,
+                            steps=4, train_time_s=1.0, eval_time_s=0.1, peak_memory_mb=1.0, peft_params=10, head_params=2,
+                            backbone_params=1000)
+    record = build_record(job, "ok", backbone="tiny-bert", backbone_params=1000, harness={"lr": 1e-3}, method_config={},
+                          environment=OK["environment"], retrain=retrain, lr=2e-5,
+                          search=SearchOutcome(OK["architecture"], 0.0, {}))
+    validate_record(record)
+    assert record["retrain"]["lr"] == 2e-5 and record["harness"]["lr"] == 1e-3  # the retrain's, and the run's

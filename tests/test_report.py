@@ -375,6 +375,40 @@ def test_predictions_cut_short_are_one_line_naming_the_file(run, capsys):
     assert err.count("\n") == 1
 
 
+# ---- the learning-rate protocol -------------------------------------------------------------------
+def set_learning_rates(run: Path, lr_of) -> None:
+    """Give every ok record of the run the ``retrain`` learning-rate fields ``lr_of(record)`` returns."""
+    for path in (run / "records").glob("*.json"):
+        record = json.loads(path.read_text())
+        if record["status"] == "ok":
+            record["retrain"].update(lr_of(record))
+            path.write_text(json.dumps(record))
+
+
+def test_a_row_retrained_at_another_learning_rate_is_labelled_and_the_note_says_so(run):
+    set_learning_rates(run, lambda r: {"lr": 2e-5 if r["method"] == "full" else 3e-4})
+    write_reports(run)
+    accuracy = (run / "accuracy.md").read_text()
+    golden = (GOLDEN / "accuracy.md").read_text()
+    assert table_row(accuracy, "Fine-tune (lr 2e-5)")[2:] == table_row(golden, "Fine-tune")[2:]
+    assert table_row(accuracy, "LoRA(r=8)") == table_row(golden, "LoRA(r=8)")  # the run's rate: no label
+    assert ("Learning rate: every search and retrain at lr 3e-4 (`--lr`), except a row labelled `lr …`: full "
+            "fine-tuning at its own default, its backbone family's (`suite/learning_rate.py`; an explicit `--lr` is its too).") in accuracy
+    assert "Learning rate" not in golden  # records from before the protocol say nothing
+
+
+def test_a_grid_run_says_its_protocol_and_keeps_each_method_in_one_row(run):
+    grid = [1e-4, 3e-4, 1e-3]
+    set_learning_rates(run, lambda r: {"lr": grid[r["seed"]], "lr_grid": {"values": grid, "chosen": grid[r["seed"]]}})
+    write_reports(run)
+    accuracy = (run / "accuracy.md").read_text()
+    golden = (GOLDEN / "accuracy.md").read_text()
+    for label in ("Fine-tune", "LoRA(r=8)"):  # each seed chose another rate: still one row, no label
+        assert table_row(accuracy, label) == table_row(golden, label)
+    assert "Learning rate: lr grid {1e-4, 3e-4, 1e-3} by validation: every row's retrain ran once at each" in accuracy
+    assert "The searches trained at lr 3e-4 (`--lr`)." in accuracy
+
+
 # ---- what each searched method chose ------------------------------------------------------------------
 def test_architectures_by_hand(run):
     """architectures.md: a row's op-type shares are the mean over its seeds of each record's parameters per

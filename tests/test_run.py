@@ -86,6 +86,42 @@ def test_no_save_weights_keeps_the_predictions_and_no_weights_anywhere(tmp_path,
 
 @pytest.mark.ray
 @pytest.mark.slow
+def test_full_fine_tuning_trains_at_its_own_default_learning_rate_and_its_row_says_so(tmp_path, ray_session):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "lnfit,full", *TINY, "--out", str(out)]) == 0
+    records = {r["method"]: r for r in load_records(out)}
+    assert all(r["status"] == "ok" and "lr" not in r["harness"] for r in records.values())  # the run's: 3e-4
+    assert records["lnfit"]["retrain"]["lr"] == 3e-4 and records["full"]["retrain"]["lr"] == 2e-5
+    assert json.loads((out / "run.json").read_text())["full_lr"] == 2e-5  # the plan keeps what it resolved
+    accuracy = (out / "accuracy.md").read_text()
+    assert "| Fine-tune (lr 2e-5) |" in accuracy.replace("  ", "") and "| LNFit |" in accuracy.replace("  ", "")
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_an_lr_grid_retrains_every_method_at_each_rate_and_the_best_validation_picks(tmp_path, ray_session):
+    out = tmp_path / "run"
+    assert main(["run", "--methods", "lnfit,full", *TINY, "--lr-grid", "1e-2,1e-4", "--lr", "5e-4",
+                 "--out", str(out)]) == 0
+    records = load_records(out)
+    assert sorted(r["method"] for r in records) == ["full", "lnfit"] and validate_dir(out) == []  # one per job
+    for r in records:
+        assert r["harness"]["lr"] == 5e-4  # the run's --lr (its searches'), recorded beside the grid
+        grid, selection = r["retrain"]["lr_grid"], r["metrics"]["selection"]
+        scores = {t["lr"]: t["validation"][selection] for t in grid["trials"]}
+        assert list(scores) == [1e-4, 1e-2]  # the same grid for every method, full fine-tuning's too
+        chosen = max(scores, key=scores.get)  # the first of equal scores: the smaller rate
+        assert grid["chosen"] == r["retrain"]["lr"] == chosen
+        assert r["metrics"]["validation"] == next(t["validation"] for t in grid["trials"] if t["lr"] == chosen)
+        assert all("test" not in t for t in grid["trials"]) and (out / r["files"]["weights"]["path"]).is_file()
+    trials = [p.name for p in (out / "ray").glob("*/retrain-*") if p.is_dir()]
+    assert len(trials) == 4 and sum("-lr1e-2-" in name for name in trials) == 2, trials  # one Ray trial per rate
+    assert not (out / "lr_trials").exists()
+    assert "Learning rate: lr grid {1e-4, 1e-2} by validation" in (out / "accuracy.md").read_text()
+
+
+@pytest.mark.ray
+@pytest.mark.slow
 def test_interrupted_run_resumes_without_losing_or_duplicating(tmp_path):
     """Interrupt a real run (SIGINT) after its first record, resume it, and compare."""
     out = tmp_path / "run"

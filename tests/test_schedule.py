@@ -136,3 +136,129 @@ def test_a_black_box_search_that_failed_starts_over_on_resume(plan, tmp_path):
     again = searcher_for(plan, tmp_path)
     again.restore(str(state))
     assert run_id not in again.searches and first[2]["trial"]["run_id"] in again.searches
+
+
+# ---- --lr-grid: one retrain trial per learning rate, the best validation picks --------------------
+GRID = (1e-4, 3e-4, 1e-3)
+GRID_VALIDATION = {1e-4: 70.0, 3e-4: 80.0, 1e-3: 75.0}  # what each rate's retrain "scored" on validation
+
+
+@pytest.fixture(scope="module")
+def grid_plan():
+    return make_plan(build_parser().parse_args(
+        ["run", "--methods", "lora", "--seeds", "0", "--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes",
+         "--lr-grid", "1e-3,1e-4,3e-4"]))
+
+
+def end_grid_trial(searcher: PlanSearcher, trial_id: str, config: dict, folder, killed: bool = False) -> None:
+    """What Ray Tune and the run's callback do as a grid's retrain ends: a result at the trial's rate
+    (its validation from GRID_VALIDATION, its test score 100 minus it) and a checkpoint whose predictions
+    file names the rate, handed to the Recorder (``killed``: the run died before it could do more than
+    keep the trial)."""
+    from suite.harness import RetrainResult
+    from suite.learning_rate import LrTrials
+    from suite.rundir import CHECKPOINT_FILES, PREDICTIONS
+
+    lr = config["trial"]["harness"]["lr"]
+    assert lr == config["lr"]
+    recorder = searcher.recorder
+    retrain = RetrainResult(validation={"accuracy": GRID_VALIDATION[lr]}, test={"accuracy": 100 - GRID_VALIDATION[lr]},
+                            best_step=2, steps=4, train_time_s=1.0, eval_time_s=0.1, peak_memory_mb=1.0, peft_params=10,
+                            head_params=2, backbone_params=searcher.plan.backbone_params)
+    checkpoint = folder / f"checkpoint-{lr}"
+    checkpoint.mkdir(exist_ok=True)
+    (checkpoint / CHECKPOINT_FILES[PREDICTIONS]).write_text(f"predictions at {lr}")
+    searcher.on_trial_complete(trial_id)
+    if killed:
+        LrTrials(recorder.run, config["trial"]["run_id"]).save(retrain, lr, checkpoint)
+    else:
+        recorder.save_lr_trial(recorder.jobs[config["trial"]["run_id"]], retrain, lr, checkpoint)
+
+
+def numbers(value) -> list:
+    """Every number in a JSON value."""
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in numbers(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in numbers(v)]
+    return [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def test_a_grid_retrains_each_architecture_once_per_learning_rate_and_the_best_validation_is_the_record(
+        grid_plan, tmp_path):
+    from suite.rundir import load_records
+
+    out = tmp_path / "run"
+    searcher = searcher_for(grid_plan, out)
+    (job,) = grid_plan.jobs()
+    assert grid_plan.lr_grid == GRID
+    configs = [searcher.suggest(f"t{i}") for i in range(3)]
+    assert [(c["kind"], c["lr"], c["trial"]["harness"]["lr"]) for c in configs] == [(RETRAIN, lr, lr) for lr in GRID]
+    assert searcher.suggest("t3") is None  # every rate runs: nothing else is ready
+    for i, config in enumerate(configs):
+        end_grid_trial(searcher, f"t{i}", config, tmp_path)
+    assert searcher.suggest("t4") == Searcher.FINISHED
+    (record,) = load_records(out)  # one record for the job, at the best validation's rate
+    grid = record["retrain"]["lr_grid"]
+    scores = {t["lr"]: t["validation"]["accuracy"] for t in grid["trials"]}
+    assert scores == GRID_VALIDATION and grid["values"] == list(GRID)
+    assert grid["chosen"] == record["retrain"]["lr"] == max(scores, key=scores.get) == 3e-4
+    assert record["metrics"]["validation"]["accuracy"] == 80.0 and record["metrics"]["test"]["accuracy"] == 20.0
+    others = {100 - v for lr, v in GRID_VALIDATION.items() if lr != 3e-4}  # the other rates' test scores
+    assert all("test" not in t for t in grid["trials"]) and not others & set(numbers(record))
+    assert (out / record["files"]["predictions"]["path"]).read_text() == "predictions at 0.0003"  # the chosen's
+    assert not (out / "lr_trials").exists()  # the others' files are gone once the record is written
+
+
+def test_a_resumed_grid_keeps_the_rates_that_ended_and_records_the_job_once(grid_plan, tmp_path):
+    from suite.rundir import load_records
+
+    out = tmp_path / "run"
+    searcher = searcher_for(grid_plan, out)
+    first = [searcher.suggest(f"t{i}") for i in range(3)]
+    end_grid_trial(searcher, "t0", first[0], tmp_path)  # 1e-4 ended, then the run was killed
+    state = tmp_path / "searcher.pkl"
+    searcher.save(str(state))
+
+    restored = searcher_for(grid_plan, out)  # --resume: the saved state says 3e-4 and 1e-3 still run
+    restored.restore(str(state))
+    assert sorted(restored.lrs.values()) == [3e-4, 1e-3] and restored.suggest("t3") is None
+    fresh = searcher_for(grid_plan, out)  # killed before Tune saved them: those two start again, 1e-4 does not
+    again = [fresh.suggest(f"r{i}") for i in range(3)]
+    assert [c["lr"] for c in again[:2]] == [3e-4, 1e-3] and again[2] is None
+    for i, config in enumerate(again[:2]):  # both end, and the run dies before the record is written
+        end_grid_trial(fresh, f"r{i}", config, tmp_path, killed=True)
+    assert not (out / "records").exists()
+
+    last = searcher_for(grid_plan, out)  # the next --resume writes it from what every rate left
+    assert last.suggest("s0") == Searcher.FINISHED
+    (record,) = load_records(out)
+    grid = record["retrain"]["lr_grid"]
+    assert {t["lr"]: t["validation"]["accuracy"] for t in grid["trials"]} == GRID_VALIDATION
+    assert record["retrain"]["lr"] == 3e-4 and not (out / "lr_trials").exists()
+
+
+def test_a_grid_trial_that_ends_again_is_not_kept_twice_and_a_failed_one_names_its_rate(grid_plan, tmp_path):
+    import dataclasses
+    from types import SimpleNamespace
+
+    from suite.outcomes import RETRAIN_KEY, packed
+    from suite.rundir import load_records
+    from suite.writers import RetrainWriter
+
+    out = tmp_path / "run"
+    searcher = searcher_for(grid_plan, out)
+    configs = [searcher.suggest(f"t{i}") for i in range(3)]
+    end_grid_trial(searcher, "t0", configs[0], tmp_path)
+    (job,) = grid_plan.jobs()
+    kept = dict(searcher.recorder.lr_results(job))
+    writer = RetrainWriter(searcher.recorder)
+    again = dataclasses.replace(kept[1e-4], validation={"accuracy": 99.0})
+    trial = SimpleNamespace(config=configs[0], last_result={RETRAIN_KEY: packed(again)}, num_failures=0,
+                            checkpoint=None, error_file=None, get_error=lambda: "Boom: at 1e-3\n")
+    writer.complete(trial)  # a restored trial that had ended after the last saved state ends again
+    assert searcher.recorder.lr_results(job)[1e-4].validation == {"accuracy": 70.0}
+    writer.error(SimpleNamespace(**{**vars(trial), "config": configs[2], "num_failures": 2}))
+    (record,) = load_records(out)
+    assert record["status"] == "failed" and record["error"].startswith("retrain at lr 1e-3 failed: Boom")
+    assert record["retrain"]["attempts"] == 2

@@ -60,7 +60,8 @@ def throughput(record: dict[str, Any], what: str) -> float | None:
 
 def setting(record: dict[str, Any]) -> str:
     """How a record's run departs from the method as published and the suite's recipe, for its row
-    label: the method's own ``settings()`` (e.g. "1st-order DARTS") and "authors' recipe"."""
+    label: the method's own ``settings()`` (e.g. "1st-order DARTS"), "authors' recipe", and "lr 2e-5"
+    for a retrain at another learning rate than its run's (:func:`lr_label`)."""
     from methods import METHODS
     from suite.recipe import recipe_label
 
@@ -72,7 +73,19 @@ def setting(record: dict[str, Any]) -> str:
         with contextlib.suppress(ValueError):  # a config this version no longer reads: no label, still a table
             parts += METHODS.get(record["method"])(record.get("method_config") or {}).settings()
     parts.append(recipe_label(((record.get("retrain") or {}).get("recipe") or {}).get("name", "suite")))
+    parts.append(lr_label(record))
     return ", ".join(p for p in parts if p)
+
+
+def lr_label(record: dict[str, Any]) -> str:
+    """``lr 2e-5`` for a retrain at another learning rate than its run's ``--lr`` (full fine-tuning's
+    own), else nothing: a grid's rows all follow one protocol, which the tables' note says."""
+    from suite.learning_rate import DEFAULT_LR, lr_text
+
+    retrain = record.get("retrain") or {}
+    if retrain.get("lr") is None or "lr_grid" in retrain:
+        return ""
+    return "" if retrain["lr"] == (record.get("harness") or {}).get("lr", DEFAULT_LR) else f"lr {lr_text(retrain['lr'])}"
 
 
 def step_capped(record: dict[str, Any]) -> bool:

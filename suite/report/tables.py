@@ -13,6 +13,7 @@ import pandas as pd
 from suite.report.aggregate import (
     AVG,
     capped_keys,
+    lr_label,
     method_label,
     method_name_label,
     ordered_keys,
@@ -200,6 +201,7 @@ def accuracy(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]] =
         f"Ratio: trainable PEFT parameters / backbone parameters in ‱ (×1e4), mean over the row's tasks; "
         f"task heads are not counted. Backbone: {backbones}. `≤b` is a searched method's budget{_budgets(lb)}.",
         *(capped_note(records) if capped else []),
+        *lr_note(records),
         precision_note(lb),
         "",
         *failed_lines(lb),
@@ -252,6 +254,26 @@ def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]]
     doc.tables += delivered(records)
     doc.notes += ([*capped_note(records), ""] if capped else []) + [precision_note(lb), ""] + failed_lines(lb)
     return doc
+
+
+def lr_note(records: list[dict[str, Any]]) -> list[str]:
+    """The learning-rate protocol of the table's runs (none for records from before ``retrain.lr``)."""
+    from suite.learning_rate import DEFAULT_LR, lr_text
+
+    ok = [r for r in records if r["status"] == "ok" and (r.get("retrain") or {}).get("lr") is not None]
+    if not ok:
+        return []
+    run_lr = ", ".join(map(lr_text, sorted({(r.get("harness") or {}).get("lr", DEFAULT_LR) for r in ok})))
+    grids = sorted({tuple(r["retrain"]["lr_grid"]["values"]) for r in ok if "lr_grid" in r["retrain"]})
+    if grids:
+        grid = "; ".join("{" + ", ".join(map(lr_text, g)) + "}" for g in grids)
+        return [f"Learning rate: lr grid {grid} by validation: every row's retrain ran once at each learning rate "
+                "(the same seed and data), and the one with the best validation score (the task's selection metric) "
+                "gives the reported test score; each record keeps every rate's validation score (`retrain.lr_grid`) "
+                f"and only the chosen rate's test score. The searches trained at lr {run_lr} (`--lr`)."]
+    full = (", except a row labelled `lr …`: full fine-tuning at its own default, its backbone family's "
+            "(`suite/learning_rate.py`; an explicit `--lr` is its too)") if any(lr_label(r) for r in ok) else ""
+    return [f"Learning rate: every search and retrain at lr {run_lr} (`--lr`){full}."]
 
 
 PRECISION_TEXT = {"bf16": "bf16 autocast (the backbone's matmuls in bf16; weights, optimizer state, losses, "
