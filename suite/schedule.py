@@ -20,9 +20,10 @@ what each job has found or recorded is read from the run folder (:class:`~suite.
 A trial's config is ``{"kind", "name", "trial": <trial spec>}`` (and a candidate's ``"index"`` and
 ``"candidate"``: its searcher's suggestion); :func:`suite.trials.run_trial` runs it. What comes next fits here: several
 retrains of one job (one per learning rate, the best validation picks) are several ``RETRAIN`` trials
-of its job with an index, as a black-box job's candidates are, and a pick once all have ended; a
-per-job ASHA over candidates is a Tune ``TrialScheduler`` that routes each candidate trial to its
-job's own rungs (by ``config["trial"]["run_id"]``) and lets searches and retrains run to their end.
+of its job with an index, as a black-box job's candidates are, and a pick once all have ended. A
+black-box job's ASHA is the experiment's ``TrialScheduler`` (:mod:`suite.rungs`), which routes each
+candidate trial to the rungs its job's search holds (saved with this searcher's state) and lets
+searches and retrains run to their end; a candidate it stops ends here like any other.
 
 Ray Tune starts up to as many trials at once as the cluster has slots (the driver sets
 ``TUNE_MAX_PENDING_TRIALS_PG``), so a suggestion may wait for a slot as a pending trial: the order

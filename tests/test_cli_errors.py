@@ -48,6 +48,8 @@ def one_line_error(capsys, argv: list[str], out: Path, message: str, ray_starts:
     (["--methods", "bipeft", *TINY, "--method-option", "bipeft.max_triggers=1.5"],
      "BIPEFTConfig.max_triggers must be an integer, got '1.5'"),
     (["--methods", "lora", *TINY, "--max-failures", "-1"], "--max-failures must be >= 0"),
+    (["--methods", "apet", *TINY, "--method-option", "apet.scheduler=asha"],
+     "scheduler='asha' needs candidates > 1 (one candidate is not proxy-trained), got candidates=1"),
     (["--methods", "bipeft", "--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--epochs", "1",
       "--max-train-samples", "48"], "bipeft needs at least 105 search steps on demo/rotten_tomatoes"),
 ])
