@@ -4,7 +4,8 @@ A table that says a method "learns" a task needs the score of predicting one cla
 example. This reads the run's per-example predictions (the gold labels of each seed's test split,
 the same examples every method was scored on) and prints, per task, the score of always predicting
 the split's most frequent gold label (an upper bound on the train-majority baseline) in the task's
-selection metric, and each method's mean test score from ``summary.csv``:
+selection metric (accuracy, F1, macro-F1, Matthews or a correlation, as the suite scores it), and each
+method's mean test score from ``summary.csv``:
 
     python bench/majority_baseline.py --out results/reference/minilm-cpu
 """
@@ -19,16 +20,21 @@ from pathlib import Path
 import pandas as pd
 from _common import bench_parser
 
+from suite.tasks import TASKS
 
-def constant_score(gold: list, metric: str) -> float:
-    """×100 score of predicting the most frequent label of ``gold`` for every example."""
-    counts = Counter(gold)
-    share = counts.most_common(1)[0][1] / len(gold)
-    if metric == "accuracy":
-        return 100 * share
-    if metric == "macro_f1":  # F1 of the majority class 2p/(1+p), 0 for every other class present
-        return 100 * (2 * share / (1 + share)) / len(counts)
-    raise ValueError(f"no constant baseline for metric {metric!r}; valid: accuracy, macro_f1")
+
+def constant_score(gold: list, metric: str, num_labels: int | None = None) -> float:
+    """×100 score, in ``metric`` as the suite computes it (:data:`suite.tasks.metrics.LABEL_METRICS`), of
+    predicting the most frequent label of ``gold`` for every example: accuracy its share p; binary
+    F1 (MRPC, QQP) 2p/(1+p) when that label is the positive class 1, else 0; macro-F1 (CB) the majority
+    class's F1 over the task's ``num_labels`` classes (default: those in ``gold``); Matthews correlation
+    (CoLA) and the correlations (STS-B) 0, as for any constant predictor."""
+    from suite.tasks.metrics import LABEL_METRICS
+
+    if metric not in LABEL_METRICS:
+        raise ValueError(f"no constant baseline for metric {metric!r}; valid: {', '.join(LABEL_METRICS)}")
+    majority = Counter(gold).most_common(1)[0][0]
+    return LABEL_METRICS[metric]([majority] * len(gold), gold, num_labels or len(set(gold)))
 
 
 def main() -> None:
@@ -49,7 +55,8 @@ def main() -> None:
     rows = []
     for task, metric in sorted(metrics.items()):
         seeds = sorted(s for t, s in golds if t == task)
-        majority = sum(constant_score(golds[task, s], metric) for s in seeds) / len(seeds)
+        labels = TASKS.get(task).num_labels if task in TASKS else None
+        majority = sum(constant_score(golds[task, s], metric, labels) for s in seeds) / len(seeds)
         scores = summary[(summary["task"] == task) & summary["test_score_mean"].notna()]
         worst = scores.loc[scores["test_score_mean"].idxmin()]
         rows.append({"task": task, "metric": metric, "seeds": len(seeds), "majority class": round(majority, 1),

@@ -204,7 +204,7 @@ def print_options(name: str | None) -> None:
 def cmd_table(args: argparse.Namespace) -> int:
     from suite.merge import write_table
 
-    for path in write_table(args.out, args.to, args.reference, args.paired_interval):
+    for path in write_table(args.out, args.to, args.reference, args.paired_interval, args.reported):
         print(path)
     return 0
 
@@ -307,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--paired-interval", default="seeds", choices=("seeds", "examples"),
                        help="comparison.md's interval: 'seeds' (t over the per-seed differences; the example "
                             "bootstrap with one seed) or 'examples' (the example bootstrap, seeds held fixed)")
+    table.add_argument("--reported", choices=["paper"], help="add reported.md, the paper's numbers (T5-large)")
     table.set_defaults(func=cmd_table)
 
     exporter = sub.add_parser("export", help="a run's found model as a folder: the suite's format or HF peft")

@@ -63,7 +63,7 @@ class Merged:
 
 
 def write_table(outs: Sequence[str], to: str | None, reference: str | None = None,
-                paired_interval: str = "seeds") -> list[Path]:
+                paired_interval: str = "seeds", reported: str | None = None) -> list[Path]:
     """``python -m suite table``: the reports of the one run in ``outs``, or of the runs in ``outs``
     merged into ``to`` (printing what was merged); :func:`suite.report.write_reports`' paths."""
     from suite.report import write_reports
@@ -71,10 +71,10 @@ def write_table(outs: Sequence[str], to: str | None, reference: str | None = Non
     if to is None:
         if len(outs) > 1:
             raise MergeError(f"{len(outs)} --out runs make one report in a new folder: add --to DIR")
-        return write_reports(outs[0], reference, paired_interval)
+        return write_reports(outs[0], reference, paired_interval, reported)
     merged = merge_runs(outs, to)
     print(merged.summary())
-    return write_reports(merged.to, reference, paired_interval)
+    return write_reports(merged.to, reference, paired_interval, reported)
 
 
 def merge_runs(sources: Sequence[Path | str], to: Path | str) -> Merged:

@@ -53,7 +53,8 @@ PER_JOB = {RECORDS: ".json", ARCHITECTURES: ".json", SEARCH: ".json", TRACES: ""
 # What a retrain trial leaves in its Tune checkpoint, filed under weights/ and predictions/.
 CHECKPOINT_FILES = {WEIGHTS: WEIGHTS_FILE, PREDICTIONS: "predictions.jsonl.gz"}
 REPORTS = ("leaderboard.csv", "summary.csv", "comparison.csv", "accuracy.md", "efficiency.md", "comparison.md",
-           "comparison.png", "ranks.png", "pareto.png", "budget.png", "report.html")
+           "architectures.md", "reported.md", "comparison.png", "ranks.png", "pareto.png", "budget.png",
+           "placements.png", "report.html")
 
 
 class RunFileError(ValueError):

@@ -29,3 +29,53 @@ def test_a_bench_script_prints_its_help(script):
     assert proc.stdout.startswith(f"usage: {script}")
     first_line = (ROOT / "bench" / script).read_text().split('"""')[1].strip().split("\n")[0]
     assert first_line[:40] in " ".join(proc.stdout.split())  # the description is the docstring's first line
+
+
+# ---- bench/majority_baseline.py -------------------------------------------------------------------
+@pytest.fixture
+def majority(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import majority_baseline
+
+    return majority_baseline
+
+
+def test_the_majority_baseline_scores_every_selection_metric(majority):
+    """A constant prediction of the most frequent label, in each metric the benchmark selects by, by hand."""
+    positive, negative = [1] * 7 + [0] * 3, [0] * 7 + [1] * 3  # p = 0.7
+    assert majority.constant_score(positive, "accuracy") == majority.constant_score(negative, "accuracy") == 70.0
+    assert majority.constant_score(positive, "f1") == pytest.approx(100 * 2 * 0.7 / 1.7)  # MRPC, QQP: positive 1
+    assert majority.constant_score(negative, "f1") == 0.0  # the positive class is never predicted
+    assert majority.constant_score(positive, "matthews_correlation") == 0.0  # CoLA
+    cb = [0] * 5 + [1] * 3 + [2] * 2
+    assert majority.constant_score(cb, "macro_f1", 3) == pytest.approx(100 * (2 * 0.5 / 1.5) / 3)
+    assert majority.constant_score([0.0, 2.5, 2.5, 4.0], "pearson") == 0.0  # STS-B: a constant has no correlation
+    with pytest.raises(ValueError, match="no constant baseline for metric 'em'; valid: accuracy, f1"):
+        majority.constant_score(positive, "em")
+
+
+def test_the_majority_baseline_script_on_a_run(tmp_path):
+    """The script on the fixture run (MRPC by F1, STS-B by Pearson): each task's majority score from its
+    test golds, beside the method means of summary.csv."""
+    import gzip
+    import json
+    import shutil
+
+    fixtures = ROOT / "tests" / "fixtures"
+    shutil.copytree(fixtures / "records", tmp_path / "records")
+    shutil.copytree(fixtures / "predictions", tmp_path / "predictions")
+    (tmp_path / "summary.csv").write_text("method,task,test_score_mean\nlora,glue/mrpc,90.0\nbitfit,glue/mrpc,85.5\n"
+                                          "lora,glue/stsb,88.0\n")
+    proc = subprocess.run([sys.executable, "bench/majority_baseline.py", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {cells[0]: cells for line in proc.stdout.splitlines()[2:]
+            for cells in [[c.strip() for c in line.strip("|").split("|")]]}
+    f1 = []
+    for seed in (0, 1, 2):
+        with gzip.open(fixtures / "predictions" / f"lora--manual--glue_mrpc--seed{seed}--bnone.jsonl.gz", "rt") as f:
+            gold = [json.loads(line)["gold"] for line in f]
+        p = max(gold.count(0), gold.count(1)) / len(gold)
+        f1.append(100 * 2 * p / (1 + p) if gold.count(1) > gold.count(0) else 0.0)
+    assert rows["glue/mrpc"][1:5] == ["f1", "3", f"{sum(f1) / 3:.1f}", "85.5 (bitfit)"]
+    assert rows["glue/stsb"][1:4] == ["pearson", "3", "0"]

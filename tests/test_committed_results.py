@@ -16,7 +16,8 @@ RUNS = sorted(p.parent for p in REFERENCE.rglob("records") if p.is_dir())
 IDS = [str(p.relative_to(REFERENCE)) for p in RUNS]
 # An absolute path of a build machine: the session's folders, a home, a temporary folder.
 MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|home|root|Users|private/var)/")
-TABLES = ("accuracy.md", "efficiency.md", "comparison.md", "leaderboard.csv", "summary.csv", "comparison.csv")
+TABLES = ("accuracy.md", "efficiency.md", "comparison.md", "architectures.md", "leaderboard.csv", "summary.csv",
+          "comparison.csv")
 
 
 def test_there_are_committed_runs():
@@ -52,5 +53,6 @@ def test_tables_rebuild_from_records(run, tmp_path):
     shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*TABLES, "*.png", "report.html"))
     write_reports(copy)  # the default reference, as the committed tables were built
     for name in TABLES:
+        assert (copy / name).is_file() == (run / name).is_file(), f"{run}/{name}: committed or not as table writes it"
         if (run / name).is_file():
             assert (copy / name).read_text() == (run / name).read_text(), f"{run}/{name} is stale"

@@ -129,3 +129,16 @@ def test_styles_do_not_depend_on_the_run():
     assert second.face == "white" and second.linestyle == "--"
     unknown = row_styles([("m", "zz-plugin", "one-shot", "", "s2", None, None)])
     assert isinstance(next(iter(unknown.values())), Style)
+
+
+def test_each_placement_heat_map_is_shaded_in_its_methods_colour(figures):
+    """placements.png: a panel per searched row, titled and shaded (white to full) in its method's colour."""
+    panels = [ax for ax in figures["placements.png"].axes if ax.get_visible()]
+    assert {method_of(ax.get_title()) for ax in panels} == {"AutoPEFT", "BIPEFT", "S3Delta"}  # searched rows only
+    assert len(panels) == 5  # BIPEFT and S3Delta at two budgets, AutoPEFT at one
+    names = {"AutoPEFT": "autopeft", "BIPEFT": "bipeft", "S3Delta": "s3delta"}
+    for ax in panels:
+        colour = method_style(names[method_of(ax.get_title())]).colour
+        image = ax.get_images()[0]
+        assert colors.to_hex(ax.title.get_color()) == colour
+        assert colors.to_hex(image.cmap(1.0)) == colour and colors.to_hex(image.cmap(0.0)) == "#ffffff"

@@ -23,8 +23,9 @@ from suite.report import task_blocks, write_reports
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 RECORDS = FIXTURES / "records"
 GOLDEN = FIXTURES / "golden"
-TABLES = ("leaderboard.csv", "summary.csv", "comparison.csv", "accuracy.md", "efficiency.md", "comparison.md")
-WRITTEN = [*TABLES, "comparison.png", "ranks.png", "pareto.png", "budget.png", "report.html"]
+TABLES = ("leaderboard.csv", "summary.csv", "comparison.csv", "accuracy.md", "efficiency.md", "comparison.md",
+          "architectures.md")
+WRITTEN = [*TABLES, "comparison.png", "ranks.png", "pareto.png", "budget.png", "placements.png", "report.html"]
 FAILED = "bipeft--s2--glue_stsb--seed2--b12629"
 
 
@@ -372,3 +373,158 @@ def test_predictions_cut_short_are_one_line_naming_the_file(run, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: {path} cannot be read as lora--manual--glue_mrpc--seed0--bnone's predictions: ")
     assert err.count("\n") == 1
+
+
+# ---- what each searched method chose ------------------------------------------------------------------
+def test_architectures_by_hand(run):
+    """architectures.md: a row's op-type shares are the mean over its seeds of each record's parameters per
+    op type as % of its own (counted here from the op's formula at each site), its parameters those of the
+    records, its all-tasks row the mean of its task rows; manual baselines have no row."""
+    from spaces.architecture import Architecture
+    from spaces.ops import OPS
+    from suite.backbones import backbone_sites
+
+    write_reports(run)
+    text = (run / "architectures.md").read_text()
+    header = table_row(text, "Task")
+    assert header[4:] == ["LoRA", "Adapter-LR", "Parallel adapter", "Prefix", "BitFit", "LNFit"]
+    columns = {"lora": "LoRA", "adapter_lr": "Adapter-LR", "bitfit": "BitFit", "lnfit": "LNFit"}
+    sites = backbone_sites("all-MiniLM-L6-v2")
+
+    def cells(label: str, task: str) -> dict[str, str]:
+        row = next(cells for line in text.splitlines() if line.startswith(f"| {label}")
+                   and (cells := [c.strip() for c in line.strip().strip("|").split("|")])[1] == task)
+        return dict(zip(header, row))
+
+    by_task = {}
+    for task in ("glue_mrpc", "glue_stsb"):
+        records = [load(f"bipeft--s2--{task}--seed{s}--b3157") for s in (0, 1, 2)]
+        shares = []
+        for r in records:
+            params = {}
+            for p in Architecture.from_dict(r["architecture"]).placements:
+                params[p.op] = params.get(p.op, 0) + OPS[p.op].count(sites.spec(p.site), p.size)
+            assert sum(params.values()) == r["params"]["peft"]  # the counts are the records' parameters
+            shares.append({op: 100 * n / r["params"]["peft"] for op, n in params.items()})
+        by_task[task] = {op: sum(s.get(op, 0) for s in shares) / 3 for op in columns}
+        row = cells("BIPEFT (S2, ≤1.39‱)", task.split("_")[1].upper())
+        assert (row["Runs"], row["Parameters"]) == ("3", f"{sum(r['params']['peft'] for r in records) / 3:,.0f}")
+        assert [row[name] for name in columns.values()] == [f"{by_task[task][op]:.1f}" for op in columns]
+        assert row["Parallel adapter"] == row["Prefix"] == ""  # not in S2
+    both = cells("BIPEFT (S2, ≤1.39‱)", "all tasks")
+    assert [both[name] for name in columns.values()] == [
+        f"{(by_task['glue_mrpc'][op] + by_task['glue_stsb'][op]) / 2:.1f}" for op in columns]
+    assert "LoRA(r=8)" not in text and "Fine-tune" not in text
+    layers = [line.split("|")[1].strip() for line in text.split("## Parameters by layer")[1].splitlines()
+              if line.startswith("| enc")]
+    assert layers == [f"enc.{i}" for i in range(6)]
+
+
+def test_architectures_only_with_a_searched_row(run):
+    write_reports(run)
+    for path in (run / "records").glob("*.json"):
+        if not path.name.startswith(("lora", "bitfit", "full")):
+            path.unlink()
+    written = {p.name for p in write_reports(run)}
+    assert "architectures.md" not in written and "placements.png" not in written
+    assert not (run / "architectures.md").exists() and not (run / "placements.png").exists()  # stale ones gone
+
+
+# ---- a method's own training ----------------------------------------------------------------------
+def adalora_records(run: Path) -> list[dict]:
+    """BIPEFT's S2 records at 1.39‱ as AdaLoRA's, with own validation scores of their own."""
+    records = []
+    for task in ("glue_mrpc", "glue_stsb"):
+        for seed in (0, 1, 2):
+            record = load(f"bipeft--s2--{task}--seed{seed}--b3157")
+            record["method"], record["method_config"] = "adalora", {}
+            record["run_id"] = record["run_id"].replace("bipeft", "adalora")
+            metrics = record["metrics"]["validation"]
+            record["search"] = {"own_validation": {m: v - 7.5 - seed for m, v in metrics.items()}}
+            record["files"] = {}
+            (run / "records" / f"{record['run_id']}.json").write_text(json.dumps(record))
+            records.append(record)
+    return records
+
+
+def test_own_training_is_a_validation_table_of_its_own(run):
+    """AdaLoRA's own score (its search info's own_validation) is a separate, labelled validation row beside the
+    harness retrain's validation score; the measured tables read the retrain's test scores only."""
+    records = adalora_records(run)
+    write_reports(run, reference="bipeft")
+    accuracy = (run / "accuracy.md").read_text()
+    measured, own = accuracy.split("## Methods' own training (validation split)")
+    mrpc = [r for r in records if r["task"] == "glue/mrpc"]
+    own = own.replace("| AdaLoRA", "| | AdaLoRA")  # its label is its first column
+    assert table_row(own, "AdaLoRA (S2, ≤1.39‱), own training")[2] == cell_by_hand(
+        [r["search"]["own_validation"]["f1"] for r in mrpc])
+    assert table_row(own, "AdaLoRA (S2, ≤1.39‱), harness retrain")[2] == cell_by_hand(
+        [r["metrics"]["validation"]["f1"] for r in mrpc])
+    assert table_row(measured, "AdaLoRA (S2, ≤1.39‱)")[2] == cell_by_hand([r["metrics"]["test"]["f1"] for r in mrpc])
+    assert "own training" not in measured.split("## Methods' own")[0] and "own training" not in (
+        run / "summary.csv").read_text() + (run / "comparison.csv").read_text()
+    assert "BIPEFT" not in own  # only rows that report an own score
+    for path in (run / "records").glob("adalora--*.json"):  # without it: no such table
+        path.unlink()
+    write_reports(run, reference="bipeft")
+    assert "own training" not in (run / "accuracy.md").read_text()
+
+
+# ---- reported by the paper ------------------------------------------------------------------------
+def on_t5_large(run: Path, backbone: str = "t5-large", params: int = 737_639_424) -> None:
+    """The fixture records as if run on T5-large (its parameter count, the ratios with it)."""
+    for path in (run / "records").glob("*.json"):
+        record = json.loads(path.read_text())
+        record["backbone"], record["backbone_params"] = backbone, params
+        if record["params"].get("peft") is not None:
+            record["params"]["ratio"] = record["params"]["peft"] / params
+            record["params"]["permyriad"] = record["params"]["ratio"] * 1e4
+        path.write_text(json.dumps(record))
+
+
+def test_reported_paper_is_refused_on_another_backbone(run, capsys):
+    assert main(["table", "--out", str(run), "--reported", "paper"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--reported paper: the paper's numbers are on T5-large" in err
+    assert "all-MiniLM-L6-v2 (22,713,216 parameters)" in err
+    assert not any((run / name).exists() for name in WRITTEN)  # nothing written
+    with pytest.raises(SystemExit):  # an unknown source: argparse's own refusal
+        main(["table", "--out", str(run), "--reported", "authors"])
+    assert "invalid choice: 'authors' (choose from 'paper')" in capsys.readouterr().err
+
+
+def test_reported_paper_is_a_document_apart_on_t5_large(run):
+    on_t5_large(run)
+    assert main(["table", "--out", str(run), "--reference", "bipeft"]) == 0
+    measured = {name: (run / name).read_text() for name in TABLES if name != "architectures.md"}
+    assert not (run / "reported.md").exists()
+    assert main(["table", "--out", str(run), "--reference", "bipeft", "--reported", "paper"]) == 0
+    assert {name: (run / name).read_text() for name in measured} == measured  # never mixed into them
+    reported = (run / "reported.md").read_text()
+    rows = {cells[0]: cells for line in reported.splitlines() if line.startswith("| Table")
+            for cells in [[c.strip() for c in line.strip().strip("|").split("|")]]}
+    assert rows["Table 1, GLUE, row 7"][:5] == ["Table 1, GLUE, row 7", "1.39‱", "BIPEFT", "S1", "59.04 ± 8.20"]
+    assert rows["Table 1, GLUE, row 10"][2:5] == ["BIPEFT", "S2", "62.97 ± 3.72"]
+    assert rows["Table 1, GLUE, row 10"][-1] == "88.07" and rows["Table 1, SuperGLUE, row 9"][-1] == "n/a"
+    assert rows["Table 3, row 5"][1:] == ["S2", "BIPEFT", "13", "20", "0.65"]
+    assert len(rows) == 10 + 9 + 5
+    assert "not measured by this run" in reported
+    assert 'id="reported"' in (run / "report.html").read_text()
+    assert "reported.md" not in {p.name for p in write_reports(run, reference="bipeft")}
+    assert not (run / "reported.md").exists()  # rebuilt without it: the stale one is gone
+    on_t5_large(run, params=22_713_216)  # the name alone is not T5-large
+    with pytest.raises(ValueError, match="this run is on t5-large \\(22,713,216 parameters\\)"):
+        write_reports(run, reported="paper")
+
+
+def test_reported_rows_add_up_to_their_printed_averages():
+    """A check of the copying: every Table 1 row whose means the text gives whole has an AVG within rounding of its cells'
+    mean (the paper averages unrounded values: 0.011 at most)."""
+    from suite.report.reported import TABLE1_GLUE, TABLE1_SUPERGLUE
+
+    whole = [r for r in TABLE1_GLUE + TABLE1_SUPERGLUE if r.avg and all(c and not c.startswith("n/a") for c in r.cells)]
+    assert len(whole) == 16
+    for r in whole:
+        means = [float(c.split(" ± ")[0]) for c in r.cells]
+        assert abs(sum(means) / len(means) - float(r.avg)) <= 0.011, (r.block, r.number, r.method)
+    assert [r.number for r in TABLE1_GLUE] == list(range(1, 11)) and [r.number for r in TABLE1_SUPERGLUE] == list(range(1, 10))

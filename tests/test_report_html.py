@@ -59,7 +59,8 @@ def test_report_page_loads_holds_the_numbers_and_renders(tmp_path, browser):
     assert "win" in cells and "loss" in cells  # the comparison table
     assert page.index('id="comparison"') < page.index("Paired differences") < page.index('id="plots"')
     images = browser.find_elements(By.TAG_NAME, "img")
-    assert len(images) == 4  # paired differences (in the comparison section), ranks, pareto, budget
+    assert len(images) == 5  # paired differences, placements (beside their tables), ranks, pareto, budget
+    assert page.index('id="architectures"') < page.index("Placements: ") < page.index('id="plots"')
     assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
                for img in images)
     heat_maps = browser.find_elements(By.CSS_SELECTOR, "table.heat")

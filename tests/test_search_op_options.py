@@ -93,7 +93,7 @@ def searched_options(name: str, spec: dict, monkeypatch, tmp_path) -> dict[str, 
         monkeypatch.setattr("suite.harness.inject_fixed", recorded)
         space = build_space("s2", describe(tiny_model(BACKBONE)))
         with pytest.raises(Built):  # every op of the space: the full architecture as a candidate
-            trials.proxy_trial(space.to_tune_config(space.full()), spec, cpus=1)
+            trials.proxy_trial({"trial": spec, "candidate": space.to_tune_config(space.full())}, cpus=1)
     return options_of(built)
 
 

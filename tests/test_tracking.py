@@ -181,12 +181,13 @@ def test_run_logs_each_trial_live_and_each_record_at_its_end(tmp_path, ray_sessi
     assert json.loads((out / "run.json").read_text())["log"] == ["mlflow", "tensorboard"]
     (record,) = load_records(out)
     (trial,) = mlflow_store.runs("trial")  # Ray Tune's MLflowLoggerCallback: the retrain trial
-    assert trial.info.run_name == record["run_id"] and trial.data.params["trial/job/method"] == "lora"
+    # the one experiment names each retrain trial after its record (suite.schedule)
+    assert trial.info.run_name == f"retrain-{record['run_id']}" and trial.data.params["trial/job/method"] == "lora"
     curve = mlflow_store.get_metric_history(trial.info.run_id, "val_accuracy")
     assert curve and curve[-1].value == pytest.approx(record["metrics"]["validation"]["accuracy"])
     (summary,) = mlflow_store.runs("record")
     assert summary.data.metrics["test_accuracy"] == pytest.approx(record["metrics"]["test"]["accuracy"])
-    (trial_events,) = (out / "ray").rglob(f"{record['run_id']}/events.out.tfevents.*")  # TBXLoggerCallback
+    (trial_events,) = (out / "ray").rglob(f"retrain-{record['run_id']}-*/events.out.tfevents.*")  # TBXLoggerCallback
     assert "ray/tune/val_accuracy" in tensorboard_scalars(trial_events.parent)[0]
     scalars, _ = tensorboard_scalars(out / "tensorboard" / record["run_id"])
     assert scalars["test_accuracy"] == pytest.approx(record["metrics"]["test"]["accuracy"])

@@ -89,7 +89,7 @@ def heat_map(architecture: dict[str, Any]) -> str:
 
 
 def _architectures(records: list[dict[str, Any]]) -> str:
-    parts = ['<h2 id="architectures">Architectures</h2>',
+    parts = ['<h2 id="runs">Each run\'s architecture</h2>',
              '<p class="note">Each run\'s architecture: a row per op and position, a column per layer '
              "(enc / dec stack); the number is the size (rank, bottleneck width, prefix length), a dot a "
              "size-less op (BitFit, LNFit).</p>"]
@@ -114,7 +114,7 @@ def write_html(path: Path, title: str, documents: dict[str, Document], images: d
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title><style>{STYLE}</style></head>
 <body>
 <h1>{html.escape(title)}</h1>
-<p>{nav} · <a href="#plots">Plots</a> · <a href="#architectures">Architectures</a></p>
+<p>{nav} · <a href="#plots">Plots</a> · <a href="#runs">Each run's architecture</a></p>
 {''.join(sections)}
 <h2 id="plots">Plots</h2>
 {''.join(figures) or '<p>(no plots)</p>'}

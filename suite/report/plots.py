@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from suite.report.aggregate import AVG, method_label, ordered_keys, ordered_tasks, row_key, task_label
@@ -254,3 +255,36 @@ def _metric_name(task: str) -> str:
     from suite.tasks import TASKS
 
     return TASKS.get(task).selection_metric if task in TASKS else "score"
+
+
+def placements_plot(matrices: dict[str, pd.DataFrame], styles: dict[str, Style], path: Path) -> None:
+    """A heat map per table row (``matrices``: row label -> layer × op type shares in %, as
+    :mod:`suite.report.choices` computes them), shaded from white to the row's method colour
+    (``styles``: row label -> style) and each cell's share printed in it."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    plt = _pyplot()
+    n = len(matrices)
+    columns = min(n, 4)
+    rows = -(-n // columns)
+    n_layers, n_ops = next(iter(matrices.values())).shape  # every row's table has the run's layers and op types
+    fig, axes = plt.subplots(rows, columns, squeeze=False, layout="constrained",
+                             figsize=(columns * (1.4 + 0.55 * n_ops), rows * (1.6 + 0.28 * n_layers)))
+    for ax, (label, matrix) in zip(axes.flat, matrices.items()):
+        style = styles[label]
+        shares = matrix.to_numpy()
+        largest = max(float(shares.max()), 1e-9)
+        cmap = LinearSegmentedColormap.from_list(label, ["white", style.colour])
+        ax.imshow(shares, cmap=cmap, vmin=0, vmax=largest, aspect="auto")
+        for (i, j), value in np.ndenumerate(shares):
+            if value >= 0.05:  # what prints as 0.1 or more
+                ax.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7,
+                        color="white" if value > 0.6 * largest else "black")
+        ax.set_xticks(range(matrix.shape[1]), matrix.columns, rotation=45, ha="right", fontsize="small")
+        ax.set_yticks(range(matrix.shape[0]), matrix.index, fontsize="small")
+        ax.set_title(label, color=style.colour, fontsize=9)
+    for ax in list(axes.flat)[n:]:
+        ax.set_visible(False)
+    fig.suptitle("% of the kept parameters per layer and op type (mean over seeds, then tasks)", fontsize=9)
+    fig.savefig(path, dpi=120, metadata={"Software": None})
+    plt.close(fig)
