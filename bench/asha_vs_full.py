@@ -7,14 +7,21 @@ candidates, the same proxy (validated every ``--proxy-eval-every`` steps in both
 pays the same validations per step trained), into ``OUT/full`` and ``OUT/asha``. Per seed and on
 average it prints the search compute (the sum of the candidates' trial seconds, ``trial_seconds_total``),
 the search's wall time, how many candidates ASHA stopped early, and the test score and parameters of
-the architecture each search selected (retrained by the suite's one harness). A run folder that
-exists is resumed (``run --resume``), so an interrupted measurement goes on where it stopped and a
-finished one is only read again. Arguments this script does not know go to both runs as they are.
+the architecture each search selected (retrained by the suite's one harness), and writes them to
+``OUT/asha_vs_full.json``. A run folder that exists is resumed (``run --resume``), so an interrupted
+measurement goes on where it stopped and a finished one is only read again. Arguments this script does
+not know go to both runs as they are (e.g. ``--method-option autopeft.n_restarts=2``).
 
-    python bench/asha_vs_full.py --out results/asha                 # MiniLM, demo/rotten_tomatoes, 3 seeds
+The defaults (MiniLM, demo/rotten_tomatoes, 3 seeds, 8 candidates of which 4 random, each proxy one
+epoch on 256 training examples validated every 4 steps: 4 rounds, rungs at 1 and 3; retrain on 512
+examples for 2 epochs; 200 validation and test examples) are sized to finish within 15 minutes on 2
+CPU cores (not yet timed); their test scores are on 200 examples, so only large differences show.
+
+    python bench/asha_vs_full.py --out results/asha                 # the defaults above
     python bench/asha_vs_full.py --tasks glue/rte --out results/asha-rte  # reads --data-dir (../shared/data)
     python bench/asha_vs_full.py --out /tmp/asha-smoke --backbone tiny-bert --seeds 0 --candidates 4 \\
-        --n-init 2 --max-train-samples 64 --max-eval-samples 24 --epochs 1 --proxy-eval-every 1
+        --n-init 2 --max-train-samples 64 --max-eval-samples 24 --epochs 1 --proxy-train-samples 32 \\
+        --proxy-eval-every 1
 """
 
 from __future__ import annotations
@@ -28,18 +35,21 @@ from pathlib import Path
 from _common import ROOT, bench_parser
 
 MODES = {"full": [], "asha": ["autopeft.scheduler=asha"]}
-# the plan both runs share: `python -m suite run` flags and their defaults (the offline default's sizes)
+# the plan both runs share: `python -m suite run` flags and their defaults (sized as the docstring says)
 PLAN = {"--tasks": "demo/rotten_tomatoes", "--backbone": "all-MiniLM-L6-v2", "--seeds": "0,1,2", "--space": "s2",
-        "--budget": "1e-3", "--max-train-samples": "2000", "--max-eval-samples": "500", "--epochs": "2",
+        "--budget": "1e-3", "--max-train-samples": "512", "--max-eval-samples": "200", "--epochs": "2",
         "--batch-size": "16"}
+# AutoPEFT's options in both runs: bench flag -> autopeft option (the proxy and the number of candidates)
+SEARCH = {"candidates": "candidates", "n_init": "n_init", "proxy_train_samples": "max_train_samples",
+          "proxy_epochs": "epochs", "proxy_eval_every": "eval_every"}
 
 
 def suite_args(args, extra: list[str]) -> list[str]:
     """The ``python -m suite run`` arguments of both runs: the plan, AutoPEFT's options, ``extra``."""
     argv = [arg for flag in PLAN for arg in (flag, getattr(args, flag[2:].replace("-", "_")))]
     argv += ["--methods", "autopeft"] + ([] if args.tasks.startswith("demo/") else ["--data-dir", args.data_dir])
-    for option in (f"candidates={args.candidates}", f"n_init={args.n_init}", f"eval_every={args.proxy_eval_every}"):
-        argv += ["--method-option", f"autopeft.{option}"]
+    for flag, option in SEARCH.items():
+        argv += ["--method-option", f"autopeft.{option}={getattr(args, flag)}"]
     return argv + extra
 
 
@@ -74,9 +84,12 @@ def main() -> None:
     parser.add_argument("--out", required=True, help="a folder for the two runs (OUT/full, OUT/asha) and the figures")
     for flag, default in PLAN.items():
         parser.add_argument(flag, default=default, help="as `python -m suite run`'s (default %(default)s)")
-    parser.add_argument("--candidates", type=int, default=32, help="candidates of each search (default %(default)s)")
-    parser.add_argument("--n-init", type=int, default=16, help="AutoPEFT's random initial candidates (default %(default)s)")
-    parser.add_argument("--proxy-eval-every", type=int, default=25,
+    parser.add_argument("--candidates", type=int, default=8, help="candidates of each search (default %(default)s)")
+    parser.add_argument("--n-init", type=int, default=4, help="AutoPEFT's random initial candidates (default %(default)s)")
+    parser.add_argument("--proxy-train-samples", type=int, default=256,
+                        help="training examples of each candidate's proxy (default %(default)s)")
+    parser.add_argument("--proxy-epochs", type=int, default=1, help="epochs of each proxy (default %(default)s)")
+    parser.add_argument("--proxy-eval-every", type=int, default=4,
                         help="validate each candidate every N steps: ASHA's rounds (default %(default)s)")
     args, extra = parser.parse_known_args()
 

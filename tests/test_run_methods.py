@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -89,11 +90,19 @@ ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": str(ROOT)}
 
 
 def interrupt(argv: list[str], ready, out) -> None:
-    """Start the run of ``argv``, SIGINT it once ``ready()`` (or after 10 minutes): it stops, records nothing."""
-    proc = subprocess.Popen(argv, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    """Start the run of ``argv``, SIGINT it once ``ready(lines)`` (``lines``: what it printed so far; or
+    after 10 minutes): it stops, records nothing."""
+    proc = subprocess.Popen(argv, cwd=ROOT, env={**ENV, "PYTHONUNBUFFERED": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:  # as they come: a pipe, read line by line
+            lines.append(line)
+
+    threading.Thread(target=read, daemon=True).start()
     deadline = time.time() + 600
-    while time.time() < deadline and not ready():
+    while time.time() < deadline and not ready(lines):
         time.sleep(0.2)
     os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=300) == 130, "an interrupted run must stop, not go on to retrain a partial search"
@@ -122,7 +131,7 @@ def test_interrupted_black_box_search_resumes_its_observations(tmp_path):
     def finished_trials() -> list:
         return [p for p in out.glob("ray/*/candidate-*/result.json") if p.read_text().strip()]
 
-    interrupt(argv, lambda: len(finished_trials()) >= 2, out)
+    interrupt(argv, lambda lines: len(finished_trials()) >= 2, out)
     before = {p.parent.name: p.read_text() for p in finished_trials()}
     assert len(before) >= 2, "the search did not get two candidates in before the deadline"
     record = resume(out)
@@ -202,8 +211,8 @@ def test_an_interrupted_asha_search_resumes_its_rungs(tmp_path):
     out = tmp_path / "run"
     argv = [sys.executable, "-m", "suite", "run", "--methods", "apet", *STSB, "--data-dir", str(tmp_path / "data"),
             "--out", str(out), *options(*APET_ASHA)]
-    # one at a time: once the third candidate reports, the first two have ended
-    interrupt(argv, lambda: any(p.read_text().strip() for p in out.glob("ray/*/candidate-*-2-*/result.json")), out)
+    # one at a time: once two candidates have ended (the run prints a line for each), the third trains
+    interrupt(argv, lambda lines: sum(line.startswith("[candidate] ") for line in lines) >= 2, out)
     record = resume(out)
     assert record["status"] == "ok" and record["search"]["candidates"] == 6
     state = max(out.glob("ray/*/searcher-state-*.pkl"))  # the latest session's, as Ray Tune restores it
