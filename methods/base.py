@@ -35,6 +35,7 @@ from core.configs import config_to_dict, load_config
 from spaces.architecture import Architecture
 
 if TYPE_CHECKING:
+    from ray.tune.schedulers import TrialScheduler
     from ray.tune.search import Searcher
 
     from methods.blackbox import BlackBoxConfig
@@ -266,6 +267,7 @@ class OneShotMethod(Method):
 SCORE = "score"        # the validation selection metric of the proxy-trained candidate (×100; maximise)
 RATIO = "param_ratio"  # trainable PEFT parameters / backbone parameters (minimise)
 PARAMS = "params"      # trainable PEFT parameters
+ROUND = "training_iteration"  # validation rounds so far: Ray Tune's count of reports, one per validation
 
 
 def finite(value: Any) -> bool:
@@ -296,6 +298,8 @@ class BlackBoxMethod(Method):
     its config with :meth:`candidate`, proxy-trains the architecture with the harness at the fidelity of
     :meth:`fidelity` (train split, no test), and reports ``{SCORE, RATIO, PARAMS}``; a failed or
     NaN trial is completed with ``error=True`` / a NaN score. The stage then calls :meth:`select`.
+    A proxy reports its score at every validation; :meth:`make_scheduler` may stop a candidate early
+    (ASHA), and then its last report is its result.
     With ``num_candidates() == 1`` no selection is needed and the stage takes the one suggestion
     without proxy-training it. All three numbers come from the config, whose class must derive from
     :class:`methods.blackbox.BlackBoxConfig` (checked when the method is made).
@@ -325,6 +329,18 @@ class BlackBoxMethod(Method):
         """Candidates evaluated in parallel (the stage wraps the searcher in a ConcurrencyLimiter):
         ``config.concurrency()``."""
         return self.config.concurrency()
+
+    def make_scheduler(self) -> TrialScheduler | None:
+        """A new Ray Tune scheduler for one job's candidates, which may stop them early (None: each trains
+        its whole proxy): ``config.scheduler``, built by :func:`methods.blackbox.candidate_scheduler`."""
+        from methods.blackbox import candidate_scheduler
+
+        return candidate_scheduler(self.config)
+
+    def settings(self) -> list[str]:
+        """The row label of the candidates' scheduling ("ASHA"), if not the default."""
+        label = self.config.scheduler_label()
+        return [label] if label else []
 
     def fidelity(self) -> dict[str, Any]:
         """``HarnessConfig`` overrides for proxy trials (e.g. ``max_train_samples``, ``max_steps``):

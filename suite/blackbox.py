@@ -1,12 +1,15 @@
 """One black-box job's search inside a run: its method's ``Searcher`` proposes candidates, each a trial
 of the run's one experiment, at most the method's ``max_concurrent()`` at once (Ray Tune's
 ``ConcurrencyLimiter``: the limit bounds this job's candidates, not the run); once every candidate
-has ended, the method's ``select`` picks the architecture.
+has ended, the method's ``select`` picks the architecture. A method may stop its candidates early
+(``BlackBoxMethod.make_scheduler``: ASHA): the search holds its job's own scheduler, which the run's
+trial scheduler (:mod:`suite.rungs`) consults for this job's candidates only, and the record keeps
+each candidate's last rung (``rungs``: the validation round and step it reached and its score there).
 
 :class:`BlackBoxSearch` is driven by the run's searcher (:class:`suite.schedule.PlanSearcher`), and
 saved with it (:meth:`BlackBoxSearch.state`: the candidates suggested, the results of those that
-ended, the limiter's and the method's searcher's own state), so a resumed run keeps its finished
-candidates and its searcher's observations. A method with one candidate needs no trial:
+ended, the limiter's and the method's searcher's own state, and its scheduler's rungs), so a resumed
+run keeps its finished candidates, its searcher's observations and the scores its rungs recorded. A method with one candidate needs no trial:
 :func:`single_draw` takes its searcher's one suggestion as it is.
 """
 
@@ -19,7 +22,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from methods.base import PARAMS, RATIO, SCORE, SearchProblem
+from methods.base import PARAMS, RATIO, ROUND, SCORE, SearchProblem
 from suite.outcomes import SearchOutcome
 from suite.plan import Job, Plan
 from suite.trials import PLACEMENT
@@ -44,15 +47,25 @@ def single_draw(job: Job, plan: Plan, sites) -> SearchOutcome:
 
 
 def candidate_result(config: dict[str, Any], result: dict[str, Any] | None, error: bool) -> dict[str, Any]:
-    """What ``BlackBoxMethod.select`` reads of one ended candidate (a failed one: a NaN score), and
-    where and how long it ran."""
+    """What ``BlackBoxMethod.select`` reads of one ended candidate (a failed one: a NaN score), where
+    and how long it ran, and how far it trained: its last report's validation ``round`` and ``step``
+    of the proxy's ``steps`` (fewer when its scheduler stopped it)."""
     metrics = result or {}
     score = metrics.get(SCORE)
     placement = metrics.get(PLACEMENT)
     return {"config": config, SCORE: math.nan if error or score is None else float(score),
             RATIO: metrics.get(RATIO, math.nan), PARAMS: metrics.get(PARAMS, math.inf),
             "error": "the candidate's trial failed" if error else None, "seconds": metrics.get("time_total_s"),
-            "peak_memory_mb": metrics.get("peak_memory_mb"), PLACEMENT: json.loads(placement) if placement else None}
+            "peak_memory_mb": metrics.get("peak_memory_mb"), PLACEMENT: json.loads(placement) if placement else None,
+            "round": metrics.get(ROUND), "step": metrics.get("step"), "steps": metrics.get("total")}
+
+
+def last_rung(index: int, result: dict[str, Any]) -> dict[str, Any]:
+    """Where candidate ``index`` ended: its round, step, planned steps, score and whether it was stopped
+    before the end of its proxy."""
+    step, steps = result["step"], result["steps"]
+    return {"index": index, "round": result["round"], "step": step, "steps": steps, "score": result[SCORE],
+            "stopped_early": step is not None and steps is not None and step < steps}
 
 
 def span_seconds(placements: list[dict[str, Any]]) -> float:
@@ -74,6 +87,7 @@ class BlackBoxSearch:
         self.size = self.method.num_candidates()
         self.limiter = ConcurrencyLimiter(self.method.make_searcher(self.problem, metric=SCORE, mode="max"),
                                           max_concurrent=self.method.max_concurrent())
+        self.scheduler = self.method.make_scheduler()  # this job's own rungs, or None
         self.suggested: dict[str, tuple[int, dict[str, Any]]] = {}  # trial id -> (index, suggestion)
         self.results: dict[int, dict[str, Any]] = {}                 # index -> its candidate_result
         self.exhausted = False  # the method's searcher has nothing more to propose
@@ -116,7 +130,9 @@ class BlackBoxSearch:
         info = {**selected.info, "op_options": self.op_options,  # the retrain recipe's: the proxies trained those
                 "trial_seconds_total": sum(r["seconds"] or 0 for r in results),
                 "peak_memory_mb": max(peaks) if peaks else None,  # the largest candidate trial's
-                "placements": placements}
+                "placements": placements, "scheduler": self.method.config.scheduler,
+                "rungs": [last_rung(i, self.results[i]) for i in sorted(self.results)]}
+        info["stopped_early"] = sum(r["stopped_early"] for r in info["rungs"])
         return SearchOutcome(selected.architecture.to_dict(), span_seconds(placements), info)
 
     # ---- saved with the run's searcher -------------------------------------------------------------
@@ -126,7 +142,8 @@ class BlackBoxSearch:
             self.limiter.save(str(path))
             searcher = path.read_bytes()
         return {"suggested": self.suggested, "results": self.results, "exhausted": self.exhausted,
-                "failed": self.failed, "limiter": self.limiter.get_state(), "searcher": searcher}
+                "failed": self.failed, "limiter": self.limiter.get_state(), "searcher": searcher,
+                "scheduler": self.scheduler}
 
     @classmethod
     def from_state(cls, job: Job, plan: Plan, sites, state: dict[str, Any]) -> BlackBoxSearch:
@@ -138,4 +155,5 @@ class BlackBoxSearch:
         search.limiter.set_state(state["limiter"])
         search.suggested, search.results = state["suggested"], state["results"]
         search.exhausted, search.failed = state["exhausted"], state["failed"]
+        search.scheduler = state.get("scheduler", search.scheduler)  # a state saved before schedulers: new rungs
         return search

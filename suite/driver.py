@@ -12,7 +12,8 @@ finished. One trainable (:func:`suite.trials.run_trial`) runs a trial of each ki
 trainable that takes its spec from its config. This is Ray Tune's own contract, so its scheduling,
 ``FailureConfig`` retries (a lost node, a crashed trial), placement, loggers and ``Tuner.restore``
 serve all of it; the other designs considered (a Tuner per job in threads, or Ray tasks and a
-home-made queue) would each rebuild part of that.
+home-made queue) would each rebuild part of that. Its ``TrialScheduler`` (:mod:`suite.rungs`) stops a
+black-box job's weak candidates early where its method asks for it (ASHA), each job under its own rungs.
 
 **Resume.** The experiment's name is the same for every session of a plan (:attr:`Runner.experiment`),
 and ``resume=True`` restores it with ``Tuner.restore``: unfinished trials run again under their ids,
@@ -50,6 +51,7 @@ from pathlib import Path
 from suite.plan import Plan
 from suite.progress import RunView
 from suite.rundir import RunDir
+from suite.rungs import job_scheduler
 from suite.schedule import plan_search
 from suite.tracking import logger_callbacks
 from suite.trials import run_trial
@@ -166,7 +168,8 @@ class Runner:
             failure_config=tune.FailureConfig(max_failures=self.cluster.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest only (suite.checkpoints)
         )
-        tune_config = tune.TuneConfig(search_alg=plan_search(self.recorder), num_samples=-1,
+        search = plan_search(self.recorder)
+        tune_config = tune.TuneConfig(search_alg=search, scheduler=job_scheduler(search), num_samples=-1,
                                       trial_name_creator=_trial_name, trial_dirname_creator=_trial_dirname,
                                       reuse_actors=REUSE_PROCESSES)
         return tune.Tuner(trainable, run_config=run_config, tune_config=tune_config)

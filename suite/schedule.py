@@ -22,9 +22,10 @@ A trial's config is ``{"kind", "name", "trial": <trial spec>}`` (and a candidate
 runs it. Under ``--lr-grid`` a job's retrain is one ``RETRAIN`` trial per learning rate
 (``Plan.retrain_lrs``), all ready at once; those that ended are read from the run folder
 (``Recorder.lr_results``), so a resumed run starts only the others, and the pick is the Recorder's once
-all have ended (:mod:`suite.learning_rate`). What comes next fits here: a per-job ASHA over candidates
-is a Tune ``TrialScheduler`` that routes each candidate trial to its job's own rungs (by
-``config["trial"]["run_id"]``) and lets searches and retrains run to their end.
+all have ended (:mod:`suite.learning_rate`). A black-box job's ASHA is the experiment's ``TrialScheduler``
+(:mod:`suite.rungs`), which routes each candidate trial to the rungs its job's search holds (saved with
+this searcher's state) and lets searches and retrains run to their end; a candidate it stops ends here
+like any other.
 
 Ray Tune starts up to as many trials at once as the cluster has slots (the driver sets
 ``TUNE_MAX_PENDING_TRIALS_PG``), so a suggestion may wait for a slot as a pending trial: the order

@@ -13,6 +13,7 @@ a retrain's weights and predictions into its checkpoint.
 from __future__ import annotations
 
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -174,7 +175,8 @@ def retrain_trial(config: dict[str, Any], cpus: float) -> None:
 
 def proxy_trial(config: dict[str, Any], cpus: float) -> None:
     """A black-box candidate (``config["candidate"]``: its searcher's suggestion): proxy-train it at the
-    method's fidelity; report score, ratio, params and where it ran."""
+    method's fidelity, reporting at every validation (a rung of its job's scheduler, if it has one:
+    :func:`suite.rungs.job_scheduler`) its score so far, ratio, params and where it runs."""
     from ray import tune
 
     spec = config["trial"]
@@ -182,14 +184,36 @@ def proxy_trial(config: dict[str, Any], cpus: float) -> None:
     _setup(spec, cpus)
     method = _method(spec)
     exp = _experiment(spec, method.fidelity())
-    arch = method.candidate(_space(spec, exp.sites), config["candidate"])
+    space = _space(spec, exp.sites)
+    arch = method.candidate(space, config["candidate"])
     if not arch.placements:  # nothing to train: a valid point of the space that scores nothing
         tune.report({SCORE: float("nan"), RATIO: 0.0, PARAMS: 0, PLACEMENT: json.dumps(placement(started_at))})
         return
-    result = exp.retrain(arch, test=False, op_options=spec["op_options"])
-    tune.report({SCORE: result.validation[exp.task.selection_metric], RATIO: result.ratio,
-                 PARAMS: result.peft_params, "peak_memory_mb": result.peak_memory_mb,
-                 PLACEMENT: json.dumps(placement(started_at))})
+    exp.retrain(arch, report=RungReport(exp, space.param_count(arch), started_at), test=False,
+                op_options=spec["op_options"])
+
+
+class RungReport:
+    """The report of a proxy trial at each validation: the harness's row, plus ``SCORE`` (the best
+    validation so far: the checkpoint the harness keeps, were the candidate stopped now), the
+    parameters (the space's analytic count, which equals the harness's) and the trial's peak memory
+    and placement so far. A candidate stopped early has its last such report as its result."""
+
+    def __init__(self, exp, params: int, started_at: str):
+        self.exp, self.started_at = exp, started_at
+        self.counts = {RATIO: params / exp.sites.backbone_params, PARAMS: params}
+        self.best = float("nan")
+
+    def __call__(self, row: dict[str, Any]) -> None:
+        from ray import tune
+
+        from suite.harness import peak_memory_mb
+
+        score = row[f"val_{self.exp.task.selection_metric}"]
+        if math.isnan(self.best) or score > self.best:  # NaN: no finite score yet
+            self.best = score
+        tune.report({**row, SCORE: self.best, **self.counts, "peak_memory_mb": peak_memory_mb(self.exp.device),
+                     PLACEMENT: json.dumps(placement(self.started_at))})
 
 
 def run_trial(config: dict[str, Any], out: str, cpus: float) -> None:

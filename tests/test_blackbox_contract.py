@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
 import cloudpickle
 import numpy as np
 import pytest
 from conftest import suggest_and_complete
+from ray.tune.schedulers import TrialScheduler
 
 from methods import METHODS, get_method
-from methods.base import PARAMS, RATIO, SCORE, BlackBoxMethod, SearchProblem
+from methods.base import PARAMS, RATIO, ROUND, SCORE, BlackBoxMethod, SearchProblem
 from methods.blackbox import BlackBoxConfig, ParetoSelect, ProxyFidelity
 from spaces import build_space
 from suite.backbones import backbone_sites
@@ -33,6 +35,7 @@ FAST = {
     "apet": {"candidates": 8},
 }
 STEPS = 6
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +174,51 @@ def test_the_stage_reads_candidates_concurrency_and_fidelity_from_a_black_box_co
     assert m.num_candidates() == m.config.candidates
     assert m.max_concurrent() == m.config.concurrency() >= 1
     assert m.fidelity() == m.config.overrides() and m.fidelity()["max_steps"] == 7
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_scheduler_asha_labels_the_rows_and_stops_weak_candidates_at_rungs_of_rounds(name):
+    full = get_method(name, {**FAST.get(name, {}), "candidates": 8})
+    assert full.make_scheduler() is None and "ASHA" not in " ".join(full.settings())
+    m = get_method(name, {**FAST.get(name, {}), "candidates": 8, "scheduler": "asha"})
+    assert m.settings()[-1] == "ASHA"
+    scheduler = m.make_scheduler()
+    assert scheduler is not m.make_scheduler()  # each job its own rungs
+    a, b, c = (SimpleNamespace(trial_id=t) for t in "abc")
+    for trial in (a, b, c):
+        scheduler.on_trial_add(None, trial)
+
+    def report(trial, score: float, round: int) -> str:
+        return scheduler.on_trial_result(None, trial, {SCORE: score, ROUND: round})
+
+    # rungs at rounds 1, 3, 9, ...: the first to reach a rung goes on, then only the top third there
+    assert [report(a, 80.0, 1), report(b, 70.0, 1), report(c, 90.0, 1)] == [CONTINUE, STOP, CONTINUE]
+    assert report(c, 10.0, 2) == CONTINUE  # between rungs, no verdict
+    assert [report(a, 80.0, 3), report(c, 75.0, 3)] == [CONTINUE, STOP]
+    assert report(a, 80.0, 10**5) == CONTINUE  # no cap by default: the proxy's own end ends it
+
+    tuned = get_method(name, {**FAST.get(name, {}), "candidates": 8, "scheduler": "asha", "asha_grace_period": 2,
+                              "asha_reduction_factor": 2, "asha_max_t": 4})
+    assert tuned.settings()[-1] == "ASHA grace_period=2 reduction_factor=2 max_t=4"
+    scheduler = tuned.make_scheduler()
+    for trial in (a, b):
+        scheduler.on_trial_add(None, trial)
+    assert [report(a, 80.0, 1), report(b, 10.0, 1)] == [CONTINUE, CONTINUE]  # before the grace period
+    assert [report(a, 80.0, 2), report(b, 10.0, 2)] == [CONTINUE, STOP]
+    assert report(a, 80.0, 4) == STOP  # max_t: every candidate stops there
+
+
+@pytest.mark.parametrize("name", BLACK_BOX)
+def test_scheduler_options_are_checked(name):
+    base = {**FAST.get(name, {}), "candidates": 8}
+    with pytest.raises(ValueError, match="unknown scheduler 'hyperband'; valid: fifo, asha"):
+        get_method(name, {**base, "scheduler": "hyperband"})
+    with pytest.raises(ValueError, match=r"grace_period=2: only read with scheduler='asha', and scheduler is 'fifo'"):
+        get_method(name, {**base, "asha_grace_period": 2})
+    with pytest.raises(ValueError, match=r"asha_max_t \(2\) cannot be below asha_grace_period \(3\)"):
+        get_method(name, {**base, "scheduler": "asha", "asha_grace_period": 3, "asha_max_t": 2})
+    with pytest.raises(ValueError, match="asha_reduction_factor must be an int >= 2, got 1"):
+        get_method(name, {**base, "scheduler": "asha", "asha_reduction_factor": 1})
 
 
 def test_a_black_box_method_whose_config_is_not_a_black_box_config_is_refused():

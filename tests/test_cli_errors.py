@@ -50,6 +50,12 @@ def one_line_error(capsys, argv: list[str], out: Path, message: str, ray_starts:
     (["--methods", "lora", *TINY, "--max-failures", "-1"], "--max-failures must be >= 0"),
     (["--methods", "lora", *TINY, "--checkpoint-every", "10x"],
      "checkpoint_every must be a number of steps (500), a time (90s, 10m, 1.5h) or off, got '10x'"),
+    (["--methods", "apet", *TINY, "--method-option", "apet.scheduler=asha"],
+     "scheduler='asha' needs candidates > 1 (one candidate is not proxy-trained), got candidates=1"),
+    (["--methods", "autopeft", *TINY, "--method-option", "autopeft.scheduler=hyperband"],
+     "unknown scheduler 'hyperband'; valid: fifo, asha"),
+    (["--methods", "optuna", *TINY, "--method-option", "optuna.asha_reduction_factor=2"],
+     "reduction_factor=2: only read with scheduler='asha', and scheduler is 'fifo'"),
     (["--methods", "bipeft", "--backbone", "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--epochs", "1",
       "--max-train-samples", "48"], "bipeft needs at least 105 search steps on demo/rotten_tomatoes"),
 ])

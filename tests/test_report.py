@@ -562,3 +562,24 @@ def test_reported_rows_add_up_to_their_printed_averages():
         means = [float(c.split(" ± ")[0]) for c in r.cells]
         assert abs(sum(means) / len(means) - float(r.avg)) <= 0.011, (r.block, r.number, r.method)
     assert [r.number for r in TABLE1_GLUE] == list(range(1, 11)) and [r.number for r in TABLE1_SUPERGLUE] == list(range(1, 10))
+
+
+def test_asha_rows_are_labelled_and_never_averaged_with_full_fidelity(run):
+    """AutoPEFT searched under ASHA too (seeds 3-5, other scores): a row of its own, labelled "ASHA", and
+    the full-fidelity row as it was."""
+    asha_f1 = []
+    for seed in (0, 1, 2):
+        record = load(f"autopeft--s1--glue_mrpc--seed{seed}--b3157")
+        record["seed"] += 3
+        record["run_id"] = record["run_id"].replace(f"seed{seed}", f"seed{seed + 3}")
+        record["method_config"] = {"candidates": 20, "n_init": 5, "scheduler": "asha"}
+        for split in ("validation", "test"):
+            record["metrics"][split] = {m: v - 10.0 - seed for m, v in record["metrics"][split].items()}
+        record["files"] = {}
+        (run / "records" / f"{record['run_id']}.json").write_text(json.dumps(record))
+        asha_f1.append(record["metrics"]["test"]["f1"])
+    write_reports(run)
+    accuracy = (run / "accuracy.md").read_text()
+    full_f1 = [load(f"autopeft--s1--glue_mrpc--seed{s}--b3157")["metrics"]["test"]["f1"] for s in (0, 1, 2)]
+    assert table_row(accuracy, "AutoPEFT (S1, ≤1.39‱)")[2] == f"{cell_by_hand(full_f1)} (n=3)"
+    assert table_row(accuracy, "AutoPEFT (S1, ≤1.39‱; ASHA)")[2] == f"{cell_by_hand(asha_f1)} (n=3)"

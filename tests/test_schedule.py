@@ -4,11 +4,13 @@ it: which trial it suggests while others run, per-job limits, no barrier, its sa
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
+from ray.tune.schedulers import TrialScheduler
 from ray.tune.search import Searcher
 
-from methods.base import PARAMS, RATIO, SCORE
+from methods.base import PARAMS, RATIO, ROUND, SCORE
 from suite.cli import build_parser
 from suite.inputs import make_plan
 from suite.outcomes import SearchOutcome
@@ -25,6 +27,9 @@ ARGV = ["run", "--methods", "lora,s3delta,apet", "--seeds", "0,1", "--space", "s
 @pytest.fixture(scope="module")
 def plan():
     return make_plan(build_parser().parse_args(ARGV))
+
+
+CONTINUE, STOP = TrialScheduler.CONTINUE, TrialScheduler.STOP
 
 
 def searcher_for(plan, out) -> PlanSearcher:
@@ -262,3 +267,117 @@ def test_a_grid_trial_that_ends_again_is_not_kept_twice_and_a_failed_one_names_i
     (record,) = load_records(out)
     assert record["status"] == "failed" and record["error"].startswith("retrain at lr 1e-3 failed: Boom")
     assert record["retrain"]["attempts"] == 2
+
+
+# ---- each black-box job's candidates under its own ASHA (suite.rungs) ------------------------------
+# two APET jobs under ASHA (best of 5, 4 at once), two optuna jobs at full fidelity, one-shot and manual jobs
+ASHA_ARGV = ["run", "--methods", "lora,s3delta,apet,optuna", "--seeds", "0,1", "--space", "s2", "--backbone",
+             "tiny-bert", "--tasks", "demo/rotten_tomatoes", "--budget-params", "1000", "--allow-step-cap",
+             *[arg for option in ("apet.candidates=5", "apet.max_concurrent=4", "apet.scheduler=asha",
+                                  "optuna.candidates=4", "optuna.max_concurrent=4", "optuna.population_size=2")
+               for arg in ("--method-option", option)]]
+
+
+@pytest.fixture(scope="module")
+def asha_plan():
+    return make_plan(build_parser().parse_args(ASHA_ARGV))
+
+
+class Tune:
+    """Ray Tune's side of the trial scheduler: each suggested trial added, its results and its end."""
+
+    def __init__(self, driver: Driver):
+        from suite.rungs import JobScheduler
+
+        self.driver, self.scheduler, self.trials = driver, JobScheduler(driver.searcher), {}
+
+    def add_running(self) -> None:
+        from ray.tune.experiment import Trial
+
+        for trial_id, config in self.driver.running.items():
+            if trial_id not in self.trials:
+                self.trials[trial_id] = SimpleNamespace(trial_id=trial_id, config=config, status=Trial.PENDING)
+                self.scheduler.on_trial_add(None, self.trials[trial_id])
+
+    def of(self, kind: str, method: str, seed: int) -> list[SimpleNamespace]:
+        return [t for t in self.trials.values()
+                if (t.config["kind"], t.config["trial"]["job"]["method"], t.config["trial"]["job"]["seed"])
+                == (kind, method, seed)]
+
+    def report(self, trial, score: float, round: int = 1) -> str:
+        return self.scheduler.on_trial_result(None, trial, {SCORE: score, ROUND: round})
+
+    def stop(self, trial, score: float, round: int = 1) -> None:
+        """The trial ends at ``round`` of 3 (as a stopped candidate: its last result)."""
+        search = self.driver.searcher.searches[trial.config["trial"]["run_id"]]
+        arch = search.method.candidate(search.problem.space, trial.config["candidate"])
+        params = search.problem.space.param_count(arch)
+        result = {SCORE: score, ROUND: round, "step": round, "total": 3, RATIO: 0.001, PARAMS: params,
+                  "time_total_s": 1.0 * round}
+        self.scheduler.on_trial_complete(None, trial, result)  # Tune tells its scheduler, then its searcher
+        del self.driver.running[trial.trial_id]
+        self.driver.searcher.on_trial_complete(trial.trial_id, result)
+
+
+def test_each_black_box_job_is_stopped_by_its_own_rungs_only(asha_plan, tmp_path):
+    tune = Tune(Driver(searcher_for(asha_plan, tmp_path)))
+    tune.driver.fill(slots=20)
+    tune.add_running()
+    apet0, apet1 = tune.of(CANDIDATE, "apet", 0), tune.of(CANDIDATE, "apet", 1)
+    assert len(apet0) == len(apet1) == 4
+    # at the first rung of its job, the first candidate goes on; later ones go on only in the top third
+    assert [tune.report(t, s) for t, s in zip(apet0, (90, 10, 95, 5))] == [CONTINUE, STOP, CONTINUE, STOP]
+    # the other APET job has its own rungs: its weak first candidate is the first there
+    assert [tune.report(t, s) for t, s in zip(apet1, (20, 50))] == [CONTINUE, CONTINUE]
+    # a full-fidelity job's candidates, one-shot searches and manual retrains are never stopped
+    others = [*tune.of(CANDIDATE, "optuna", 0), *tune.of(SEARCH, "s3delta", 1), *tune.of(RETRAIN, "lora", 0)]
+    assert len(others) == 6
+    assert {tune.report(t, 0.0, round) for t in others for round in (1, 3, 9)} == {CONTINUE}
+
+
+def test_a_stopped_candidate_ends_with_its_last_rung_in_the_record(asha_plan, tmp_path):
+    tune = Tune(Driver(searcher_for(asha_plan, tmp_path)))
+    tune.driver.fill(slots=20)
+    tune.add_running()
+    apet0 = tune.of(CANDIDATE, "apet", 0)
+    run_id = apet0[0].config["trial"]["run_id"]
+    assert tune.report(apet0[0], 90) == CONTINUE and tune.report(apet0[1], 10) == STOP
+    tune.stop(apet0[1], 10.0)  # stopped at round 1: its searcher and select see its score there
+    tune.driver.fill(slots=20)  # the job's fifth candidate
+    tune.add_running()
+    assert tune.report(tune.of(CANDIDATE, "apet", 0)[-1], 5) == STOP
+    for trial, score in zip(tune.of(CANDIDATE, "apet", 0), (90, None, 80, 70, 5)):
+        if trial.trial_id in tune.driver.running:
+            tune.stop(trial, score, round=1 if score == 5 else 3)
+    tune.driver.fill(slots=20)  # the job's candidates have all ended: APET selects
+    rungs = tune.driver.searcher.recorder.found[run_id].info["rungs"]
+    assert [(r["index"], r["round"], r["step"], r["steps"], r["score"], r["stopped_early"]) for r in rungs] == [
+        (0, 3, 3, 3, 90, False), (1, 1, 1, 3, 10, True), (2, 3, 3, 3, 80, False),
+        (3, 3, 3, 3, 70, False), (4, 1, 1, 3, 5, True)]
+    info = tune.driver.searcher.recorder.found[run_id].info
+    assert info["scheduler"] == "asha" and info["stopped_early"] == 2
+
+
+def test_the_rungs_resume_with_the_searcher(asha_plan, tmp_path):
+    tune = Tune(Driver(searcher_for(asha_plan, tmp_path)))
+    tune.driver.fill(slots=20)
+    tune.add_running()
+    apet0 = tune.of(CANDIDATE, "apet", 0)
+    assert [tune.report(t, s) for t, s in zip(apet0, (90, 10, 95, 96))] == [CONTINUE, STOP, CONTINUE, CONTINUE]
+    tune.stop(apet0[1], 10.0)
+    state = tmp_path / "searcher.pkl"
+    tune.driver.searcher.save(str(state))
+
+    again = searcher_for(asha_plan, tmp_path)  # --resume: the searcher restored, the trials added again
+    again.restore(str(state))
+    driver = Driver(again)
+    driver.running, driver.n = dict(tune.driver.running), tune.driver.n
+    resumed = Tune(driver)
+    resumed.add_running()
+    restarted = resumed.trials[apet0[0].trial_id]  # a running candidate trains again from the start:
+    assert resumed.report(restarted, 1.0) == CONTINUE  # its rung-1 verdict was given before
+    driver.fill(slots=20)
+    resumed.add_running()
+    fifth = resumed.of(CANDIDATE, "apet", 0)[-1]
+    assert fifth.config["index"] == 4
+    assert resumed.report(fifth, 50.0) == STOP  # judged against the rung's scores from before the resume

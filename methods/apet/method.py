@@ -29,7 +29,7 @@ class APET(BlackBoxMethod):
         return {"lora": {"scaling": 2.0}}  # APET's LoRA: r=8, alpha=16 (modeling_t5.py:412-423)
 
     def settings(self) -> list[str]:
-        return [f"best of {self.config.candidates}"] if self.config.candidates > 1 else []
+        return ([f"best of {self.config.candidates}"] if self.config.candidates > 1 else []) + super().settings()
 
     def make_searcher(self, problem: SearchProblem, metric: str = SCORE, mode: str = "max") -> APETSearcher:
         return APETSearcher(problem, self.config, metric=metric, mode=mode)

@@ -39,7 +39,9 @@ Deviations from the paper and the authors' code (each behind an option where bot
 * **Fidelity.** The paper advertises low-fidelity proxies but its code only keeps a commented-out
   1 % subsample (methods.md §4.3); the proxy settings (``train_fraction``, ``max_train_samples``,
   ``max_steps``, ``epochs``) default to the harness's full training and are for the run config to
-  set. The authors' 1e-4 Gaussian jitter on the objectives is not reproduced.
+  set. The authors' 1e-4 Gaussian jitter on the objectives is not reproduced. ``scheduler="asha"``
+  stops weak candidates early (multi-fidelity, not in the authors' code; rows labelled "ASHA", see
+  :mod:`methods.blackbox`): the GP then observes a stopped candidate's last-rung score as its score.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ class AutoPEFT(ParetoSelect, BlackBoxMethod):
         return {"adapter_serial": {"activation": "relu"}, "adapter_parallel": {"activation": "relu", "scaling": 4.0}}
 
     def settings(self) -> list[str]:
-        return ["per-layer space"] if self.config.space_form == "per_layer" else []
+        return (["per-layer space"] if self.config.space_form == "per_layer" else []) + super().settings()
 
     def make_searcher(self, problem: SearchProblem, metric: str = SCORE, mode: str = "max") -> AutoPEFTSearcher:
         return AutoPEFTSearcher(problem, self.config, metric=metric, mode=mode)
