@@ -2,7 +2,7 @@
 
 A retrain trial saves its loop's whole state every ``--checkpoint-every`` (:attr:`HarnessConfig.
 checkpoint_every <suite.harness.HarnessConfig.checkpoint_every>`: a number of steps or a time), as the
-trial's Ray Tune checkpoint; Ray keeps the latest only (``CheckpointConfig(num_to_keep=1)`` in
+trial's Ray Tune checkpoint; Ray keeps the latest two (``CheckpointConfig(num_to_keep=2)`` in
 :mod:`suite.driver`). A trial that starts again (``--resume`` after Ctrl+C or ``kill -9`` of the
 driver, a retry after a lost node or a crash) reads it back with ``tune.get_checkpoint()`` and goes on
 from there, bit for bit as if it had never stopped (on the same device and thread count): the

@@ -166,7 +166,9 @@ class Runner:
             callbacks=[callback(self.recorder), RunView(self.recorder.progress),
                        *logger_callbacks(self.plan.log, self.out)],
             failure_config=tune.FailureConfig(max_failures=self.cluster.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),  # the latest only (suite.checkpoints)
+            # The latest two (suite.checkpoints): the experiment state saved last may still name the one
+            # before the latest (a run that ended on an error, or was killed, between the two saves).
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         )
         search = plan_search(self.recorder)
         tune_config = tune.TuneConfig(search_alg=search, scheduler=job_scheduler(search), num_samples=-1,
