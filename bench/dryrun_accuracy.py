@@ -87,11 +87,12 @@ def main() -> None:
     from occupancy import SWEEP
 
     run_args = args.run_args or SWEEP
+    if args.cluster:  # read when Ray is first imported, which the projection already does
+        os.environ.setdefault("RAY_AUTH_MODE", "token")
     load = os.getloadavg()[0]
     wall_p, lengths, slots = projected(run_args, 2 * args.cluster if args.cluster else args.slots)
     with tempfile.TemporaryDirectory(prefix="dra", dir="/tmp") as tmp:
         if args.cluster:  # a cluster of its own, as bench/occupancy.py starts one: token auth, short socket paths
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
             os.environ["RAY_TMPDIR"] = tmp
         wall_r, by_kind, begin, end = real(run_args, Path(tmp) / "run", args.cluster)
     print(f"run {' '.join(run_args)} on {slots} slot(s) (load average {load:.1f} before, "
