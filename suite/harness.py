@@ -283,7 +283,7 @@ class Experiment:
                 if val[selection] > loop.best_score:
                     loop.best_score, loop.best_step, loop.best_val = val[selection], loop.step, val
                     loop.best_state = [p.detach().clone() for p in params.values()]
-            checkpointer.after_step(loop, total, phase, time.perf_counter() - start)
+            checkpointer.after_step(loop, total, phase, start)
         train_time = loop.train_time + time.perf_counter() - start
         if loop.best_state is not None:
             with torch.no_grad():
