@@ -10,7 +10,7 @@
   training step (:class:`core.training.Trainer`: AdamW with linear decay, paper App. B, gradient
   clipping, autocast, a non-finite-loss guard) with the context's lr and autocast.
 * :func:`batch_loss`: the loss of a batch under the current gates (for the Θ/Φ/α steps, and the
-  losses of S3Delta's unrolled gradient).
+  losses of S3Delta's unrolled gradient); :func:`loss_and_value` with its value.
 """
 
 from __future__ import annotations
@@ -66,7 +66,12 @@ class WeightTrainer(Trainer):
 
 def batch_loss(task_model: TaskModel, batch: dict, ctx: SearchContext) -> torch.Tensor:
     """The task loss of a batch on ``ctx.device`` under autocast; raises on a non-finite loss."""
+    return loss_and_value(task_model, batch, ctx)[0]
+
+
+def loss_and_value(task_model: TaskModel, batch: dict, ctx: SearchContext) -> tuple[torch.Tensor, float]:
+    """:func:`batch_loss` and its value, read once by the non-finite guard (before any backward pass:
+    a caller that returns the value needs no second sync after its update)."""
     with ctx.autocast():
         loss = task_model(to_device(batch, ctx.device))
-    finite_loss(loss, "search")
-    return loss
+    return loss, finite_loss(loss, "search")

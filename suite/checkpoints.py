@@ -182,12 +182,15 @@ class Checkpointer:
         self.last = time.perf_counter()
         return loop
 
-    def after_step(self, loop: LoopState, total: int, phase: str, seconds: float) -> None:
+    def after_step(self, loop: LoopState, total: int, phase: str, started: float) -> None:
         """Save ``loop`` if a save is due and it has not reached ``total`` steps (the trial's last
-        report holds what it ends in); ``seconds``: how long this attempt has trained."""
-        since = time.perf_counter() - self.last
-        if self.store is not None and loop.step < total and self.interval.due(loop.step, since):
-            state = loop.capture(self.params, self.trainer, self.device, seconds)
+        report holds what it ends in); ``started``: when this attempt began training
+        (``time.perf_counter()``). Without a store it returns at once: called every step."""
+        if self.store is None or loop.step >= total:
+            return
+        now = time.perf_counter()
+        if self.interval.due(loop.step, now - self.last):
+            state = loop.capture(self.params, self.trainer, self.device, now - started)
             self.store.save(state, {"step": loop.step, "total": total, "phase": phase})
             self.last = time.perf_counter()
 

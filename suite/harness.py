@@ -36,6 +36,7 @@ from spaces.inject import inject_fixed, peft_parameters
 from spaces.sites import describe
 from suite.checkpoints import DEFAULT_EVERY, Checkpointer, CheckpointStore, Interval
 from suite.data import Splits, make_loader, search_halves, subsample
+from suite.learning_rate import DEFAULT_LR
 from suite.modeling import POOLINGS, SCORINGS, Collator, make_task_model
 from suite.outcomes import RetrainResult
 from suite.tasks.base import Task
@@ -45,7 +46,7 @@ from suite.tasks.base import Task
 class HarnessConfig:
     """How the harness trains and evaluates (defaults: the paper's settings)."""
 
-    lr: float = option(3e-4, "AdamW learning rate of the PEFT weights (and a task head)")
+    lr: float = option(DEFAULT_LR, "AdamW learning rate of the PEFT weights (and a task head)")
     weight_decay: float = option(0.0, "AdamW weight decay")
     batch_size: int | None = option(None, "training batch size (None: the task's, 32 GLUE / 16 SuperGLUE)")
     eval_batch_size: int = option(64, "evaluation batch size")
@@ -283,7 +284,7 @@ class Experiment:
                 if val[selection] > loop.best_score:
                     loop.best_score, loop.best_step, loop.best_val = val[selection], loop.step, val
                     loop.best_state = [p.detach().clone() for p in params.values()]
-            checkpointer.after_step(loop, total, phase, time.perf_counter() - start)
+            checkpointer.after_step(loop, total, phase, start)
         train_time = loop.train_time + time.perf_counter() - start
         if loop.best_state is not None:
             with torch.no_grad():

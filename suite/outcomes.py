@@ -9,7 +9,7 @@ them back with :func:`unpacked`, so every field is named by its class, never by 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
@@ -75,7 +75,10 @@ class RetrainResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The record's values (not the weights and predictions), with the derived ``ratio``."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("weights", "predictions")}
+        # asdict deep-copies every field: left out before it, the weights are never copied (a full
+        # fine-tuning's weights are the backbone's size)
+        out = asdict(replace(self, weights=None, predictions=None))
+        del out["weights"], out["predictions"]
         return {**out, "ratio": self.ratio}
 
     @classmethod

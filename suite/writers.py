@@ -74,15 +74,9 @@ class Recorder:
     # ---- records -----------------------------------------------------------------------------------
     def done(self) -> set[str]:
         """Run ids that have an ``ok`` record in the folder now."""
-        return self._records("ok")
-
-    def failed(self) -> set[str]:
-        return self._records("failed")
-
-    def _records(self, status: str) -> set[str]:
         if not self.run.records.is_dir():
             return set()
-        return {r["run_id"] for r in load_records(self.run.root, status=status)}
+        return {r["run_id"] for r in load_records(self.run.root, status="ok")}
 
     def finished(self, run_id: str) -> bool:
         """An ok record from before this session, or any record written in it (a failed job is tried
@@ -132,7 +126,6 @@ class Recorder:
         write_record(self.run.root, record)
         self._ended[job.run_id] = "failed"
         self.log(f"record {job.run_id}: FAILED ({error.splitlines()[0][:200]})")
-
 
     # ---- a learning-rate grid -----------------------------------------------------------------------
     def lr_results(self, job: Job) -> dict:

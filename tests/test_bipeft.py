@@ -676,3 +676,26 @@ def test_the_trace_shows_the_search_converge(tmp_path):
     with open(tmp_path / info["trace_csv"]) as f:
         assert {"theta_keep", "theta_entropy", "phi_top", "phi_entropy", "removed_keys", "fixed_sizes"} <= set(
             next(csv.DictReader(f)))
+
+
+def test_an_architecture_step_reads_its_loss_once(monkeypatch):
+    """The loss an architecture step returns is the value the non-finite guard read before the
+    backward pass: no second host sync that waits for the update (two or three a BIPEFT step)."""
+    from methods.bipeft.gates import DisentangledWeights
+    from methods.bipeft.session import SearchSession
+
+    exp = experiment("tiny-bert")
+    space = build_space("s2", exp.sites)
+    run = SearchSession(capped_context(exp, space, 2500, max_steps=4), BIPEFTConfig(), DisentangledWeights)
+    run.arch.configure(run.net, keep="st", sizes="sample", temperature=5.0)
+    batch, reads, item = run.next_arch_batch(), [], torch.Tensor.item
+
+    def counted(tensor):  # a value of the autograd graph read on the host (not Adam's CPU step count)
+        value = item(tensor)
+        if tensor.grad_fn is not None:
+            reads.append(value)
+        return value
+
+    monkeypatch.setattr(torch.Tensor, "item", counted)
+    loss = run.arch_step(batch, [run.arch.theta])
+    assert reads == [loss] and run.arch.theta.grad is not None  # one read, and the step did update

@@ -28,3 +28,19 @@ def test_a_retrain_result_crosses_without_its_tensors_and_with_the_trial_facts()
     assert back.ratio == result.ratio and back.attempts == 1
     with pytest.raises(TypeError, match="unexpected keyword argument 'peft'"):
         RetrainResult.from_dict({**result.to_dict(), "peft": 1})
+
+
+class Uncopyable:
+    """A weight that fails when copied."""
+
+    def __deepcopy__(self, memo):
+        raise AssertionError("the weights were copied")
+
+
+def test_a_retrain_result_packs_without_copying_its_weights():
+    """``to_dict`` leaves the weights out before anything copies them (a full fine-tuning's weights
+    are the backbone's size: a deep copy of them cost seconds to minutes and as much memory again)."""
+    result = RetrainResult(validation={"accuracy": 50.0}, test={}, best_step=1, steps=1, train_time_s=1.0,
+                           eval_time_s=0.5, peak_memory_mb=1.0, peft_params=1, head_params=1, backbone_params=2,
+                           weights={"w": Uncopyable()}, predictions=[{"p": Uncopyable()}])
+    assert json.loads(packed(result))["steps"] == 1 and result.to_dict()["ratio"] == 0.5

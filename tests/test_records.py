@@ -93,8 +93,7 @@ def test_a_record_with_nan_or_infinity_fails_validate_and_table_names_it(tmp_pat
 
 
 def test_a_record_keeps_the_learning_rate_its_retrain_trained_at():
-    from suite.harness import RetrainResult
-    from suite.outcomes import SearchOutcome
+    from suite.outcomes import RetrainResult, SearchOutcome
     from suite.plan import Job
     from suite.records import build_record
 

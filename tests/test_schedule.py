@@ -160,8 +160,8 @@ def end_grid_trial(searcher: PlanSearcher, trial_id: str, config: dict, folder, 
     (its validation from GRID_VALIDATION, its test score 100 minus it) and a checkpoint whose predictions
     file names the rate, handed to the Recorder (``killed``: the run died before it could do more than
     keep the trial)."""
-    from suite.harness import RetrainResult
     from suite.learning_rate import LrTrials
+    from suite.outcomes import RetrainResult
     from suite.rundir import CHECKPOINT_FILES, PREDICTIONS
 
     lr = config["trial"]["harness"]["lr"]

@@ -20,7 +20,7 @@ from methods.base import SearchContext
 from methods.bipeft.budget import BudgetFit, fit_budget
 from methods.bipeft.config import SearchConfig
 from methods.bipeft.gumbel import temperature
-from methods.training import WeightTrainer, batch_loss, build_supernet
+from methods.training import WeightTrainer, build_supernet, loss_and_value
 from spaces.architecture import Architecture
 
 
@@ -82,14 +82,14 @@ class SearchSession:
         gradient. ``regulariser`` adds ``regulariser * arch.regulariser()`` to the loss (the
         authors' ``arch_reg``). Returns the task loss.
         """
-        loss = batch_loss(self.task_model, batch, self.ctx)
+        loss, value = loss_and_value(self.task_model, batch, self.ctx)  # the step's one sync
         objective = loss + regulariser * self.arch.regulariser() if regulariser else loss
         self.arch_optimizer.zero_grad(set_to_none=True)
         self.trainer.optimizer.zero_grad(set_to_none=True)
         if objective.requires_grad:  # nothing is gated by a target when every module is gone
             objective.backward(inputs=[*targets, *weights])
             self.arch_optimizer.step()
-        return loss.item()
+        return value
 
     # ---- bookkeeping -----------------------------------------------------------------------------
     def active_params(self) -> int:
