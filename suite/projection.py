@@ -5,6 +5,7 @@ plans; :func:`pipelines` turns each job of a plan into a :class:`Pipeline` of tr
 
 * a retrain: the data and model set-up, the harness's planned steps (its epochs over the train split,
   capped by ``--max-steps``), a validation every ``eval_every`` steps and the test split's predictions;
+  a job retrains once per learning rate of ``Plan.retrain_lrs`` (``--lr-grid``: one trial per rate);
 * a black-box candidate: the same at its method's proxy fidelity, without the test split;
 * a one-shot search: its set-up (the supernet), its steps (the planned steps over the batches that
   drive its loop; a method with ``min_steps`` above 1, BIPEFT, stops there: the steps its Z triggers
@@ -217,11 +218,6 @@ RUN_END_S = 6.0
 TRIAL_GAP_S = 0.3
 
 
-def retrain_trials(plan: Plan, job: Job) -> int:
-    """How many retrain trials ``job`` runs (one; a learning-rate grid would make it one per rate)."""
-    return 1
-
-
 def arch_key(job: Job) -> str:
     """The ``retrain_step`` key of a job's architecture (:mod:`suite.stepcosts`)."""
     return {"manual": job.method, "transfer": "transfer"}.get(job.kind, "searched")
@@ -294,7 +290,7 @@ def pipelines(plan: Plan, sizes: dict[str, dict[str, int]], costs: dict[str, dic
         setup = c["data_setup"].seconds + c["retrain_setup"].seconds + TRIAL_GAP_S
         retrain = setup + training_seconds(plan.harness, task, size, c[f"retrain_step:{arch_key(job)}"].seconds,
                                            c["eval_example"].seconds, test=True)
-        fields: dict[str, Any] = {"retrains": (retrain,) * retrain_trials(plan, job)}
+        fields: dict[str, Any] = {"retrains": (retrain,) * len(plan.retrain_lrs())}  # --lr-grid: one per rate
         if job.kind == "one-shot":
             fields["search"] = search_seconds(plan, job, size, c) + TRIAL_GAP_S
         elif job.kind == "black-box":
