@@ -20,7 +20,7 @@ candidates that end early (a multi-fidelity scheduler would shorten their ``Pipe
 **The schedule**: :func:`simulate` is a discrete-event simulation that replays what
 :class:`suite.schedule.PlanSearcher` and Ray Tune do with trials of known length:
 
-* the searcher hands out the first ready work, in the order of :data:`suite.schedule.ORDER`: a
+* the searcher hands out the first ready work, in the order of :data:`suite.trials.ORDER`: a
   black-box candidate of any job under its own method's concurrency limit (in the plan's job order),
   then a one-shot search, then a retrain of a job whose architecture is known; a manual job's
   architecture is known at once, a black-box job's once all its candidates have ended, a one-shot
@@ -42,9 +42,7 @@ from typing import Any
 
 from suite.plan import Job, Plan
 from suite.stepcosts import Cost
-
-CANDIDATE, SEARCH, RETRAIN = "candidate", "search", "retrain"
-ORDER = (CANDIDATE, SEARCH, RETRAIN)  # as suite.schedule.ORDER (a test keeps the two equal)
+from suite.trials import CANDIDATE, ORDER, RETRAIN, SEARCH  # not from suite.schedule, which imports Ray
 
 
 @dataclass(frozen=True)
