@@ -40,7 +40,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.plan import Job, Plan
+from suite.plan import Job, Plan, planned_search_steps
 from suite.stepcosts import Cost
 from suite.trials import CANDIDATE, ORDER, RETRAIN, SEARCH  # not from suite.schedule, which imports Ray
 
@@ -257,12 +257,7 @@ def capped(n: int, cfg) -> int:
 def search_steps(plan: Plan, job: Job, sizes: dict[str, int], over: str) -> tuple[int, int, int]:
     """``(expected steps, planned steps, steps per epoch of the weight-train half)`` of a one-shot search
     whose loop is driven by the ``over`` batches (see the module docstring)."""
-    from suite.data import weight_half_size
-    from suite.tasks import get_task
-
-    cfg, task, n = plan.harness, get_task(job.task), plan.harness.train_size(sizes["train"])
-    half = cfg.steps_per_epoch(weight_half_size(n), task)
-    planned = cfg.planned_steps(half if over == "weight_train" else cfg.steps_per_epoch(n, task), cfg.search_epochs(task))
+    half, planned = planned_search_steps(plan, job.task, sizes["train"], over)
     need = plan.method(job.method).min_steps(half)
     return (min(planned, need) if need > 1 else planned), planned, half
 
