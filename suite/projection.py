@@ -240,10 +240,16 @@ def evaluations(total: int, every: int) -> int:
     return 0 if every <= 0 else total // every + (1 if total % every else 0)
 
 
+def training_steps(cfg, task, n_train: int) -> tuple[int, int]:
+    """``(steps per epoch, planned steps)`` of a harness training of ``cfg`` (a retrain, or a candidate at
+    its fidelity) on ``task`` with ``n_train`` training examples (before the harness subsamples them)."""
+    per_epoch = cfg.steps_per_epoch(cfg.train_size(n_train), task)
+    return per_epoch, cfg.planned_steps(per_epoch, cfg.retrain_epochs(task))
+
+
 def training_seconds(cfg, task, sizes: dict[str, int], step: float, eval_example: float, test: bool) -> float:
     """A harness training of ``cfg`` (a retrain, or a candidate at its fidelity): steps, validations, test."""
-    per_epoch = cfg.steps_per_epoch(cfg.train_size(sizes["train"]), task)
-    total = cfg.planned_steps(per_epoch, cfg.retrain_epochs(task))
+    per_epoch, total = training_steps(cfg, task, sizes["train"])
     every = min(cfg.eval_every or task.eval_every or per_epoch, total)
     evaluated = evaluations(total, every) * capped(sizes["validation"], cfg) + (capped(sizes["test"], cfg) if test else 0)
     return total * step + evaluated * eval_example
