@@ -21,11 +21,12 @@ gives ``eval_example``. A one-shot method's search step is its first steps' (BIP
 later, which makes its later steps cheaper: its projection leans high).
 
 :func:`load_step_costs` reads given costs: a ``bench/gpu_check.py --out`` JSON (its suite LoRA row is
-``retrain_step:lora``, its BIPEFT row ``search_step:bipeft``), or this module's own format::
+``retrain_step:lora``, its BIPEFT row ``search_step:bipeft``), or this module's own format (the one
+``bench/configs/t5-large-h200.costs.json`` is written in, with the sources of its numbers)::
 
-    {"batch": [32, 128], "device": "NVIDIA H200",
-     "costs": {"retrain_step:lora": {"seconds": 0.246, "source": "gpu_check, H200"},
-               "search_step:s3delta": {"times": "search_step:bipeft", "factor": 1.9, "source": "..."}}}
+    {"batch": [SIZE, TOKENS], "device": "...",
+     "costs": {"retrain_step:lora": {"seconds": S, "source": "..."},
+               "search_step:s3delta": {"times": "search_step:bipeft", "factor": F, "source": "..."}}}
 
 An entry may say ``"over": "train"``: the search step it gives is driven by the whole train split's
 batches (PrunePEFT), not the weight-train half's. ``batch`` is the batch size and source length the
@@ -63,11 +64,17 @@ class Cost:
 
 
 class Stopwatch:
-    """An iterable of batches that notes when each batch is drawn (its length is the wrapped one's)."""
+    """A loader that notes when each batch is drawn, and is otherwise the loader it wraps: its length and
+    every other attribute a training loop may read (the resumable retrain loop reads ``generator``), so
+    that timing needs no knowledge of a loop's internals."""
 
     def __init__(self, batches: Iterable):
         self.batches, self.marks = batches, []
-        self.generator = getattr(batches, "generator", None)  # the harness's resumable loop reads it
+
+    def __getattr__(self, name: str) -> Any:  # called only for what a Stopwatch does not hold itself
+        if name == "batches":  # not set yet (an instance being copied): no endless recursion
+            raise AttributeError(name)
+        return getattr(self.batches, name)
 
     def __len__(self) -> int:
         return len(self.batches)  # type: ignore[arg-type]
@@ -102,10 +109,9 @@ class GivenCosts:
         cost = self.get(key)
         if cost is None:
             return None
-        kind = key.partition(":")[0]
-        scale = {"retrain_step": batch_size * source_length / (self.batch_size * self.source_length),
-                 "search_step": batch_size * source_length / (self.batch_size * self.source_length),
-                 "eval_example": source_length / self.source_length}.get(kind, 1.0)
+        tokens = batch_size * source_length / (self.batch_size * self.source_length)
+        scale = {"retrain_step": tokens, "search_step": tokens,
+                 "eval_example": source_length / self.source_length}.get(key.partition(":")[0], 1.0)
         if scale == 1.0 or not cost.seconds:
             return cost
         return replace(cost, seconds=cost.seconds * scale,
