@@ -15,7 +15,8 @@ plans; :func:`pipelines` turns each job of a plan into a :class:`Pipeline` of tr
 
 Not in the projection: the driver's own time per black-box suggestion (AutoPEFT fits its surrogate
 for each, serially in the driver), BIPEFT's later, cheaper steps (its projection leans high), and
-candidates that end early (a multi-fidelity scheduler would shorten their ``Pipeline`` entries).
+candidates that a job's ASHA stops early (``scheduler=asha``, :mod:`suite.rungs`): each is projected at
+its whole proxy, so such a job's projection leans high.
 
 **The schedule**: :func:`simulate` is a discrete-event simulation that replays what
 :class:`suite.schedule.PlanSearcher` and Ray Tune do with trials of known length:
