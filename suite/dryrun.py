@@ -44,16 +44,16 @@ def local_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
     """The trials a local Ray instance would run at once (its CPUs and GPUs, as Ray counts them)."""
     import torch
 
+    from suite.driver import Cluster
+
     try:
         from ray._private.utils import get_num_cpus  # what ray.init() gives a local instance
         cpus = get_num_cpus()
     except ImportError:
         import os
         cpus = os.cpu_count() or 1
-    counts = [int(cpus // cpus_per_trial)]
-    if gpus_per_trial:
-        counts.append(int(torch.cuda.device_count() // gpus_per_trial))
-    return max(1, min(counts))
+    node = {"CPU": cpus, "GPU": torch.cuda.device_count()}
+    return max(1, Cluster(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial).fits(node))
 
 
 def load_split_sizes(path: str | None) -> dict[str, dict[str, int]]:
