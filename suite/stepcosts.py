@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.harness import Experiment
-from suite.plan import UsageError
+from suite.plan import Plan, UsageError
 
 WARMUP, TIMED = 1, 3  # steps left out, steps timed (a handful: the dry run takes seconds)
 ANCHOR = "retrain_step:lora"  # what a given file and this machine both time, to scale one to the other
@@ -195,7 +195,7 @@ def extrapolate(measured: Cost, anchor_here: Cost, anchor_given: Cost) -> Cost:
 
 
 # ---- timed here ------------------------------------------------------------------------------------
-def measure_task(plan, task_name: str, keys: list[str], device_label: str, log=print) -> dict[str, Cost]:
+def measure_task(plan: Plan, task_name: str, keys: list[str], device_label: str, log=print) -> dict[str, Cost]:
     """Time ``keys`` (see the module docstring) on ``plan``'s backbone and ``task_name``'s real batches;
     also ``data_setup``, ``retrain_setup`` (with a retrain step), ``eval_example`` and ``search_setup:M``
     (with a search step)."""
@@ -235,7 +235,7 @@ def measure_task(plan, task_name: str, keys: list[str], device_label: str, log=p
     return out
 
 
-def _op_options(plan, method: str) -> dict:
+def _op_options(plan: Plan, method: str) -> dict:
     """The op settings a trial of ``method`` builds its ops with (the run's retrain recipe)."""
     from suite.recipe import op_options
 
@@ -257,7 +257,7 @@ class TimedExperiment(Experiment):
         return self.watches[-1]
 
 
-def _architecture(plan, what: str, space, budget: int | None, sites):
+def _architecture(plan: Plan, what: str, space, budget: int | None, sites):
     """The architecture whose retrain step ``retrain_step:WHAT`` times."""
     from spaces.architecture import Architecture
 
