@@ -9,8 +9,8 @@ each candidate's last rung (``rungs``: the validation round and step it reached 
 :class:`BlackBoxSearch` is driven by the run's searcher (:class:`suite.schedule.PlanSearcher`), and
 saved with it (:meth:`BlackBoxSearch.state`: the candidates suggested, the results of those that
 ended, the limiter's and the method's searcher's own state, and its scheduler's rungs), so a resumed
-run keeps its finished candidates, its searcher's observations and the scores its rungs recorded. A method with one candidate needs no trial:
-:func:`single_draw` takes its searcher's one suggestion as it is.
+run keeps its finished candidates, its searcher's observations and the scores its rungs recorded. A
+method with one candidate needs no trial: :func:`single_draw` takes its searcher's one suggestion as it is.
 """
 
 from __future__ import annotations

@@ -71,6 +71,13 @@ class Cluster:
     def resources(self) -> dict[str, float]:
         return {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
 
+    def fits(self, node: dict[str, float]) -> int:
+        """How many trials one node of these resources (Ray's ``{"CPU": n, "GPU": n}``) holds at once."""
+        counts = [node.get("CPU", 0) // self.cpus_per_trial]
+        if self.gpus_per_trial:
+            counts.append(node.get("GPU", 0) // self.gpus_per_trial)
+        return int(min(counts))
+
     def slots(self) -> int:
         """How many trials the connected cluster's nodes hold at once (1 before Ray is started)."""
         import ray
@@ -79,14 +86,7 @@ class Cluster:
 
         if not ray.is_initialized():
             return 1
-
-        def fits(node: dict[str, float]) -> int:
-            counts = [node.get("CPU", 0) // self.cpus_per_trial]
-            if self.gpus_per_trial:
-                counts.append(node.get("GPU", 0) // self.gpus_per_trial)
-            return int(min(counts))
-
-        return max(1, sum(fits(node) for node in node_resources()))
+        return max(1, sum(self.fits(node) for node in node_resources()))
 
 
 class Interrupted(RuntimeError):

@@ -44,16 +44,16 @@ def local_slots(cpus_per_trial: float, gpus_per_trial: float) -> int:
     """The trials a local Ray instance would run at once (its CPUs and GPUs, as Ray counts them)."""
     import torch
 
+    from suite.driver import Cluster
+
     try:
         from ray._private.utils import get_num_cpus  # what ray.init() gives a local instance
         cpus = get_num_cpus()
     except ImportError:
         import os
         cpus = os.cpu_count() or 1
-    counts = [int(cpus // cpus_per_trial)]
-    if gpus_per_trial:
-        counts.append(int(torch.cuda.device_count() // gpus_per_trial))
-    return max(1, min(counts))
+    node = {"CPU": cpus, "GPU": torch.cuda.device_count()}
+    return max(1, Cluster(cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial).fits(node))
 
 
 def load_split_sizes(path: str | None) -> dict[str, dict[str, int]]:
@@ -151,16 +151,15 @@ def task_lines(plan: Plan, sizes: dict[str, dict[str, int]], given_sizes: set[st
                costs: dict[str, dict[str, Cost]]) -> list[str]:
     """Per task: the examples used of its splits (of all, where the harness caps them) and the steps of a
     retrain and of each one-shot search (expected of planned, where a search stops early)."""
-    from suite.projection import capped
     from suite.tasks import get_task
 
     lines = []
     for name in plan.tasks:
         size, cfg, task = sizes[name], plan.harness, get_task(name)
-        used = {"train": cfg.train_size(size["train"]), **{k: capped(size[k], cfg) for k in ("validation", "test")}}
+        used = {"train": cfg.train_size(size["train"]),
+                **{k: projection.capped(size[k], cfg) for k in ("validation", "test")}}
         counts = " / ".join(f"{used[k]:,}" + (f" of {size[k]:,}" if used[k] < size[k] else "") for k in used)
-        per_epoch = cfg.steps_per_epoch(used["train"], task)
-        steps = {"retrain": f"{cfg.planned_steps(per_epoch, cfg.retrain_epochs(task)):,}"}
+        steps = {"retrain": f"{projection.training_steps(cfg, task, size['train'])[1]:,}"}
         for job in [j for j in plan.jobs() if j.task == name and j.kind == "one-shot"]:
             expected, planned, _ = search_steps(plan, job, size, costs[name][f"search_step:{job.method}"].over)
             steps[job.method] = f"{expected:,}" + (f" of {planned:,}" if expected < planned else "")

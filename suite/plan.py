@@ -188,17 +188,20 @@ def transfer_space(source: dict[str, Any]) -> str:
     return "from_" + (source.get("task") or "file").replace("/", "_")
 
 
-def planned_search_steps(plan: Plan, task: str, n_train: int) -> tuple[int, int]:
-    """``(steps per epoch, planned steps)`` of a one-shot search on ``task`` with ``n_train``
-    training examples: batches of the weight-train half of the (subsampled) train split, the
-    harness's epochs, its step cap."""
+def planned_search_steps(plan: Plan, task: str, n_train: int, over: str = "weight_train") -> tuple[int, int]:
+    """``(steps per epoch of the weight-train half, planned steps)`` of a one-shot search on ``task``
+    with ``n_train`` training examples (before the harness subsamples the split): the harness's epochs
+    over the batches that drive the search's loop, capped by its step cap. ``over``: those batches,
+    the weight-train half's (``SearchContext.total_steps``) or the whole train split's (``"train"``:
+    ``SearchContext.train_steps``, PrunePEFT's)."""
     from suite.data import weight_half_size
     from suite.tasks import get_task
 
     task_obj = get_task(task)
-    cfg = plan.harness
-    per_epoch = cfg.steps_per_epoch(weight_half_size(cfg.train_size(n_train)), task_obj)
-    return per_epoch, cfg.planned_steps(per_epoch, cfg.search_epochs(task_obj))
+    cfg, n = plan.harness, plan.harness.train_size(n_train)
+    per_epoch = cfg.steps_per_epoch(weight_half_size(n), task_obj)
+    driving = per_epoch if over == "weight_train" else cfg.steps_per_epoch(n, task_obj)
+    return per_epoch, cfg.planned_steps(driving, cfg.search_epochs(task_obj))
 
 
 def check_search_steps(plan: Plan, train_sizes: dict[str, int]) -> None:

@@ -5,6 +5,7 @@ plans; :func:`pipelines` turns each job of a plan into a :class:`Pipeline` of tr
 
 * a retrain: the data and model set-up, the harness's planned steps (its epochs over the train split,
   capped by ``--max-steps``), a validation every ``eval_every`` steps and the test split's predictions;
+  a job retrains once per learning rate of ``Plan.retrain_lrs`` (``--lr-grid``: one trial per rate);
 * a black-box candidate: the same at its method's proxy fidelity, without the test split;
 * a one-shot search: its set-up (the supernet), its steps (the planned steps over the batches that
   drive its loop; a method with ``min_steps`` above 1, BIPEFT, stops there: the steps its Z triggers
@@ -14,12 +15,13 @@ plans; :func:`pipelines` turns each job of a plan into a :class:`Pipeline` of tr
 
 Not in the projection: the driver's own time per black-box suggestion (AutoPEFT fits its surrogate
 for each, serially in the driver), BIPEFT's later, cheaper steps (its projection leans high), and
-candidates that end early (a multi-fidelity scheduler would shorten their ``Pipeline`` entries).
+candidates that a job's ASHA stops early (``scheduler=asha``, :mod:`suite.rungs`): each is projected at
+its whole proxy, so such a job's projection leans high.
 
 **The schedule**: :func:`simulate` is a discrete-event simulation that replays what
 :class:`suite.schedule.PlanSearcher` and Ray Tune do with trials of known length:
 
-* the searcher hands out the first ready work, in the order of :data:`suite.schedule.ORDER`: a
+* the searcher hands out the first ready work, in the order of :data:`suite.trials.ORDER`: a
   black-box candidate of any job under its own method's concurrency limit (in the plan's job order),
   then a one-shot search, then a retrain of a job whose architecture is known; a manual job's
   architecture is known at once, a black-box job's once all its candidates have ended, a one-shot
@@ -39,11 +41,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from suite.plan import Job, Plan
+from suite.plan import Job, Plan, planned_search_steps
 from suite.stepcosts import Cost
-
-CANDIDATE, SEARCH, RETRAIN = "candidate", "search", "retrain"
-ORDER = (CANDIDATE, SEARCH, RETRAIN)  # as suite.schedule.ORDER (a test keeps the two equal)
+from suite.trials import CANDIDATE, ORDER, RETRAIN, SEARCH  # not from suite.schedule, which imports Ray
 
 
 @dataclass(frozen=True)
@@ -217,11 +217,6 @@ RUN_END_S = 6.0
 TRIAL_GAP_S = 0.3
 
 
-def retrain_trials(plan: Plan, job: Job) -> int:
-    """How many retrain trials ``job`` runs (one; a learning-rate grid would make it one per rate)."""
-    return 1
-
-
 def arch_key(job: Job) -> str:
     """The ``retrain_step`` key of a job's architecture (:mod:`suite.stepcosts`)."""
     return {"manual": job.method, "transfer": "transfer"}.get(job.kind, "searched")
@@ -246,10 +241,16 @@ def evaluations(total: int, every: int) -> int:
     return 0 if every <= 0 else total // every + (1 if total % every else 0)
 
 
+def training_steps(cfg, task, n_train: int) -> tuple[int, int]:
+    """``(steps per epoch, planned steps)`` of a harness training of ``cfg`` (a retrain, or a candidate at
+    its fidelity) on ``task`` with ``n_train`` training examples (before the harness subsamples them)."""
+    per_epoch = cfg.steps_per_epoch(cfg.train_size(n_train), task)
+    return per_epoch, cfg.planned_steps(per_epoch, cfg.retrain_epochs(task))
+
+
 def training_seconds(cfg, task, sizes: dict[str, int], step: float, eval_example: float, test: bool) -> float:
     """A harness training of ``cfg`` (a retrain, or a candidate at its fidelity): steps, validations, test."""
-    per_epoch = cfg.steps_per_epoch(cfg.train_size(sizes["train"]), task)
-    total = cfg.planned_steps(per_epoch, cfg.retrain_epochs(task))
+    per_epoch, total = training_steps(cfg, task, sizes["train"])
     every = min(cfg.eval_every or task.eval_every or per_epoch, total)
     evaluated = evaluations(total, every) * capped(sizes["validation"], cfg) + (capped(sizes["test"], cfg) if test else 0)
     return total * step + evaluated * eval_example
@@ -263,12 +264,7 @@ def capped(n: int, cfg) -> int:
 def search_steps(plan: Plan, job: Job, sizes: dict[str, int], over: str) -> tuple[int, int, int]:
     """``(expected steps, planned steps, steps per epoch of the weight-train half)`` of a one-shot search
     whose loop is driven by the ``over`` batches (see the module docstring)."""
-    from suite.data import weight_half_size
-    from suite.tasks import get_task
-
-    cfg, task, n = plan.harness, get_task(job.task), plan.harness.train_size(sizes["train"])
-    half = cfg.steps_per_epoch(weight_half_size(n), task)
-    planned = cfg.planned_steps(half if over == "weight_train" else cfg.steps_per_epoch(n, task), cfg.search_epochs(task))
+    half, planned = planned_search_steps(plan, job.task, sizes["train"], over)
     need = plan.method(job.method).min_steps(half)
     return (min(planned, need) if need > 1 else planned), planned, half
 
@@ -294,7 +290,7 @@ def pipelines(plan: Plan, sizes: dict[str, dict[str, int]], costs: dict[str, dic
         setup = c["data_setup"].seconds + c["retrain_setup"].seconds + TRIAL_GAP_S
         retrain = setup + training_seconds(plan.harness, task, size, c[f"retrain_step:{arch_key(job)}"].seconds,
                                            c["eval_example"].seconds, test=True)
-        fields: dict[str, Any] = {"retrains": (retrain,) * retrain_trials(plan, job)}
+        fields: dict[str, Any] = {"retrains": (retrain,) * len(plan.retrain_lrs())}  # --lr-grid: one per rate
         if job.kind == "one-shot":
             fields["search"] = search_seconds(plan, job, size, c) + TRIAL_GAP_S
         elif job.kind == "black-box":

@@ -44,10 +44,8 @@ from suite.blackbox import BlackBoxSearch, single_draw
 from suite.learning_rate import lr_text
 from suite.outcomes import SearchOutcome
 from suite.plan import Job
-from suite.trials import CANDIDATE, RETRAIN, SEARCH
+from suite.trials import CANDIDATE, ORDER, RETRAIN, SEARCH
 from suite.writers import Recorder
-
-ORDER = (CANDIDATE, SEARCH, RETRAIN)  # which ready work takes a free slot first
 
 
 def plan_search(recorder: Recorder) -> SearchGenerator:

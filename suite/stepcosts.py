@@ -21,11 +21,12 @@ gives ``eval_example``. A one-shot method's search step is its first steps' (BIP
 later, which makes its later steps cheaper: its projection leans high).
 
 :func:`load_step_costs` reads given costs: a ``bench/gpu_check.py --out`` JSON (its suite LoRA row is
-``retrain_step:lora``, its BIPEFT row ``search_step:bipeft``), or this module's own format::
+``retrain_step:lora``, its BIPEFT row ``search_step:bipeft``), or this module's own format (the one
+``bench/configs/t5-large-h200.costs.json`` is written in, with the sources of its numbers)::
 
-    {"batch": [32, 128], "device": "NVIDIA H200",
-     "costs": {"retrain_step:lora": {"seconds": 0.246, "source": "gpu_check, H200"},
-               "search_step:s3delta": {"times": "search_step:bipeft", "factor": 1.9, "source": "..."}}}
+    {"batch": [SIZE, TOKENS], "device": "...",
+     "costs": {"retrain_step:lora": {"seconds": S, "source": "..."},
+               "search_step:s3delta": {"times": "search_step:bipeft", "factor": F, "source": "..."}}}
 
 An entry may say ``"over": "train"``: the search step it gives is driven by the whole train split's
 batches (PrunePEFT), not the weight-train half's. ``batch`` is the batch size and source length the
@@ -45,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from suite.harness import Experiment
-from suite.plan import UsageError
+from suite.plan import Plan, UsageError
 
 WARMUP, TIMED = 1, 3  # steps left out, steps timed (a handful: the dry run takes seconds)
 ANCHOR = "retrain_step:lora"  # what a given file and this machine both time, to scale one to the other
@@ -63,11 +64,17 @@ class Cost:
 
 
 class Stopwatch:
-    """An iterable of batches that notes when each batch is drawn (its length is the wrapped one's)."""
+    """A loader that notes when each batch is drawn, and is otherwise the loader it wraps: its length and
+    every other attribute a training loop may read (the resumable retrain loop reads ``generator``), so
+    that timing needs no knowledge of a loop's internals."""
 
     def __init__(self, batches: Iterable):
         self.batches, self.marks = batches, []
-        self.generator = getattr(batches, "generator", None)  # the harness's resumable loop reads it
+
+    def __getattr__(self, name: str) -> Any:  # called only for what a Stopwatch does not hold itself
+        if name == "batches":  # not set yet (an instance being copied): no endless recursion
+            raise AttributeError(name)
+        return getattr(self.batches, name)
 
     def __len__(self) -> int:
         return len(self.batches)  # type: ignore[arg-type]
@@ -102,10 +109,9 @@ class GivenCosts:
         cost = self.get(key)
         if cost is None:
             return None
-        kind = key.partition(":")[0]
-        scale = {"retrain_step": batch_size * source_length / (self.batch_size * self.source_length),
-                 "search_step": batch_size * source_length / (self.batch_size * self.source_length),
-                 "eval_example": source_length / self.source_length}.get(kind, 1.0)
+        tokens = batch_size * source_length / (self.batch_size * self.source_length)
+        scale = {"retrain_step": tokens, "search_step": tokens,
+                 "eval_example": source_length / self.source_length}.get(key.partition(":")[0], 1.0)
         if scale == 1.0 or not cost.seconds:
             return cost
         return replace(cost, seconds=cost.seconds * scale,
@@ -189,7 +195,7 @@ def extrapolate(measured: Cost, anchor_here: Cost, anchor_given: Cost) -> Cost:
 
 
 # ---- timed here ------------------------------------------------------------------------------------
-def measure_task(plan, task_name: str, keys: list[str], device_label: str, log=print) -> dict[str, Cost]:
+def measure_task(plan: Plan, task_name: str, keys: list[str], device_label: str, log=print) -> dict[str, Cost]:
     """Time ``keys`` (see the module docstring) on ``plan``'s backbone and ``task_name``'s real batches;
     also ``data_setup``, ``retrain_setup`` (with a retrain step), ``eval_example`` and ``search_setup:M``
     (with a search step)."""
@@ -229,7 +235,7 @@ def measure_task(plan, task_name: str, keys: list[str], device_label: str, log=p
     return out
 
 
-def _op_options(plan, method: str) -> dict:
+def _op_options(plan: Plan, method: str) -> dict:
     """The op settings a trial of ``method`` builds its ops with (the run's retrain recipe)."""
     from suite.recipe import op_options
 
@@ -251,7 +257,7 @@ class TimedExperiment(Experiment):
         return self.watches[-1]
 
 
-def _architecture(plan, what: str, space, budget: int | None, sites):
+def _architecture(plan: Plan, what: str, space, budget: int | None, sites):
     """The architecture whose retrain step ``retrain_step:WHAT`` times."""
     from spaces.architecture import Architecture
 

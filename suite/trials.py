@@ -23,6 +23,7 @@ from suite.outcomes import RETRAIN_KEY, SEARCH_KEY, SearchOutcome, packed
 from suite.rundir import CHECKPOINT_FILES, PREDICTIONS, TRACES, WEIGHTS, RunDir, entry
 
 SEARCH, CANDIDATE, RETRAIN = "search", "candidate", "retrain"  # the kinds of trial
+ORDER = (CANDIDATE, SEARCH, RETRAIN)  # which ready work takes a free slot first (suite.schedule, the dry run)
 PLACEMENT = "placement"  # a candidate's placement, reported as a JSON string (Tune flattens dicts)
 
 

@@ -68,13 +68,10 @@ def test_a_dry_run_prints_the_plan_and_a_projection_writes_nothing_and_starts_no
     assert "nothing written" in text and not out.exists()
 
 
-def test_the_projection_on_given_costs_is_the_trials_arithmetic(tmp_path, capsys):
-    """One LoRA retrain on a task whose data are not here (QQP): 3,200 training examples at batch 32 for
-    one epoch = 100 steps of 1 s; QQP validates every 500 steps, so once, at the last step: 100
-    validation and 100 test examples of 10 ms; set-ups 2 + 3 s; Tune's gap; the run's start and end."""
-    from suite.dryrun import duration
-    from suite.projection import RUN_END_S, RUN_START_S, TRIAL_GAP_S
-
+def lora_on_qqp(tmp_path) -> list[str]:
+    """A dry run of one LoRA job on a task whose data are not here (QQP), on given costs and split sizes:
+    3,200 training examples at batch 32 for one epoch = 100 steps of 1 s; QQP validates every 500 steps,
+    so once, at the last step: 100 validation and 100 test examples of 10 ms; set-ups 2 + 3 s."""
     costs = tmp_path / "costs.json"
     costs.write_text(json.dumps({"batch": [32, 128], "costs": {
         "retrain_step": {"seconds": 0.5, "source": "a test"},
@@ -82,14 +79,41 @@ def test_the_projection_on_given_costs_is_the_trials_arithmetic(tmp_path, capsys
         "eval_example": {"seconds": 0.01}, "data_setup": {"seconds": 2}, "retrain_setup": {"seconds": 3}}}))
     sizes = tmp_path / "sizes.json"
     sizes.write_text(json.dumps({"glue/qqp": {"train": 3200, "validation": 100, "test": 100}}))
-    argv = ["run", "--dry-run", "--methods", "lora", "--backbone", "tiny-bert", "--tasks", "glue/qqp", "--epochs", "1",
-            "--step-costs", str(costs), "--split-sizes", str(sizes), "--slots", "3"]
+    return ["run", "--dry-run", "--methods", "lora", "--backbone", "tiny-bert", "--tasks", "glue/qqp", "--epochs", "1",
+            "--step-costs", str(costs), "--split-sizes", str(sizes)]
+
+
+LORA_ON_QQP_TRIAL = 2 + 3 + 100 * 1.0 + 200 * 0.01  # seconds of its retrain trial (Tune's gap aside)
+
+
+def test_the_projection_on_given_costs_is_the_trials_arithmetic(tmp_path, capsys):
+    """:func:`lora_on_qqp`'s one retrain; Tune's gap; the run's start and end."""
+    from suite.dryrun import duration
+    from suite.projection import RUN_END_S, RUN_START_S, TRIAL_GAP_S
+
+    argv = [*lora_on_qqp(tmp_path), "--slots", "3"]
     with refused_before_ray(tmp_path):
         assert main(argv) == 0
     text = capsys.readouterr().out
-    trial = 2 + 3 + TRIAL_GAP_S + 100 * 1.0 + 200 * 0.01
+    trial = LORA_ON_QQP_TRIAL + TRIAL_GAP_S
     assert f"     3 {duration(trial + RUN_START_S + RUN_END_S):>14s}" in text, text
     assert "extrapolated: 2 x retrain_step" in text and "given by --split-sizes" in text
+
+
+def test_a_learning_rate_grid_is_one_retrain_trial_per_rate(tmp_path, capsys):
+    """As the run (``Plan.retrain_lrs``), the projection retrains :func:`lora_on_qqp`'s job once per rate of
+    ``--lr-grid``: three trials, one after the other on one slot, side by side on three."""
+    from suite.dryrun import duration
+    from suite.projection import RUN_END_S, RUN_START_S, TRIAL_GAP_S
+
+    argv = [*lora_on_qqp(tmp_path), "--lr-grid", "1e-4,3e-4,1e-3", "--slots", "1,3"]
+    with refused_before_ray(tmp_path):
+        assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "plan: 1 jobs, 3 trials" in text, text
+    trial = LORA_ON_QQP_TRIAL + TRIAL_GAP_S
+    assert f"     1 {duration(3 * trial + RUN_START_S + RUN_END_S):>14s}" in text, text
+    assert f"     3 {duration(trial + RUN_START_S + RUN_END_S):>14s}" in text, text
 
 
 def test_a_gpu_check_json_gives_its_steps_and_the_rest_is_timed_here_and_carried_over(tmp_path, capsys):

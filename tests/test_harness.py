@@ -159,7 +159,10 @@ def test_the_plan_and_the_harness_agree_on_the_search_steps():
                     harness=HarnessConfig(**harness))
         assert len(exp.splits.train) == HarnessConfig(**harness).train_size(64) == 32
         assert planned_search_steps(plan, task, 64) == (ctx.steps_per_epoch, ctx.total_steps)
+        # a search driven by the whole train split's batches (PrunePEFT)
+        assert planned_search_steps(plan, task, 64, over="train") == (ctx.steps_per_epoch, ctx.train_steps)
     assert ctx.total_steps == 4 * 3
+    assert ctx.train_steps == 8 * 3
 
 
 def test_the_training_step_is_adamw_with_linear_decay_and_clipping_in_that_order():
