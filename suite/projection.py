@@ -209,11 +209,13 @@ def simulate(pipelines: list[Pipeline], slots: int, pending: int | None = None) 
 # ---- trial lengths ---------------------------------------------------------------------------------
 # A run's fixed costs: from the command's start to the first trial's work (imports, Ray's start, the
 # trial processes' imports), from the last trial's end to the command's end (tables, plots), and
-# between two trials on one slot. Estimates, not measured: set them from what
-# `python bench/dryrun_accuracy.py` prints as it measures the first two (a tiny-bert lora,bitfit run
-# on this project's 2-core machine under a load average of 7-11: 43.6 s and 11.4 s).
-RUN_START_S = 20.0
-RUN_END_S = 6.0
+# between two trials on one slot. The first two measured by `python bench/dryrun_accuracy.py` on this
+# project's 2-core machine (2026-12-04): 13.6 s before the first trial's start and 4.6 s after the
+# last one's end on the offline default (MiniLM, 2 slots), 8.5 s and 4.8 s on the local-cluster sweep;
+# plus the first trial's own imports of torch, transformers and the suite (2.2 s, warm file cache).
+# The gap between trials is an estimate, not measured.
+RUN_START_S = 16.0
+RUN_END_S = 5.0
 TRIAL_GAP_S = 0.3
 
 
