@@ -85,20 +85,15 @@ def merge_runs(sources: Sequence[Path | str], to: Path | str) -> Merged:
 
     Raises:
         FileNotFoundError: a source holds no run (no records).
-        MergeError: invalid records, settings that differ, or a ``to`` that is not a new folder.
+        ValueError: a source holds an invalid record (:func:`suite.records.valid_records`' one line).
+        MergeError: settings that differ, or a ``to`` that is not a new folder.
     """
-    from suite.records import read_records
+    from suite.records import valid_records
 
     paths = list(dict.fromkeys(Path(s).resolve() for s in sources))
     to = Path(to).resolve()
     _check_target(paths, to)
-    entries: list[tuple[Path, dict[str, Any]]] = []
-    for source in paths:
-        records, problems = read_records(source)
-        if problems:
-            raise MergeError(f"{len(problems)} invalid record(s) in {source}, e.g. {problems[0]}; "
-                             f"`python -m suite validate --out {source}` lists them")
-        entries += [(source, r) for r in records]
+    entries = [(source, r) for source in paths for r in valid_records(source)]
     check_settings(entries)
     kept, duplicates = _deduplicated(entries)
     for source, record in kept:  # the statistics need every prediction file a record names
