@@ -178,10 +178,10 @@ def record_callback(kinds: Sequence[str], out: Path):
 def record_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     """A record as ``(parameters, metrics)``: its leaderboard row split into what it is (and its
     harness settings and method options) and the numbers it measured."""
-    from suite.report.aggregate import leaderboard
+    from suite.report.aggregate import leaderboard, missing
 
     row = leaderboard([record]).iloc[0].to_dict()
-    params = {k: _param(row[k]) for k in IDENTITY if k in row and not _missing(row[k])}
+    params = {k: _param(row[k]) for k in IDENTITY if k in row and not missing(row[k])}
     if "error" in params:
         params["error"] = params["error"].splitlines()[0][:250]
     params |= {f"harness.{k}": _param(v) for k, v in (record.get("harness") or {}).items() if v is not None}
@@ -189,10 +189,6 @@ def record_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, flo
                if v is not None}
     metrics = {k: float(v) for k, v in row.items() if k not in IDENTITY and _number(v)}
     return params, metrics
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _number(value: Any) -> bool:

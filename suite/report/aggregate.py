@@ -142,7 +142,8 @@ def metric_names(lb: pd.DataFrame) -> list[str]:
 
 
 # ---- grouping and order -----------------------------------------------------------------------------
-def _missing(value: Any) -> bool:
+def missing(value: Any) -> bool:
+    """None, or a float NaN (pandas' missing value in a number column)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
@@ -152,7 +153,7 @@ def row_key(row: pd.Series | dict[str, Any]) -> tuple:
     fraction, params = row["budget_fraction"], row["budget_params"]
     setting = row["setting"] if isinstance(row["setting"], str) else ""
     return (row["backbone"], row["method"], row["method_kind"], setting, row["space"],
-            None if _missing(fraction) else float(fraction), None if _missing(params) else int(params))
+            None if missing(fraction) else float(fraction), None if missing(params) else int(params))
 
 
 def row_keys(lb: pd.DataFrame) -> pd.Series:

@@ -16,6 +16,7 @@ from suite.report.aggregate import (
     lr_label,
     method_label,
     method_name_label,
+    missing,
     ordered_keys,
     ordered_tasks,
     row_key,
@@ -77,7 +78,7 @@ def markdown_table(header: list[str], rows: list[list[str]], align: str) -> str:
 
 
 def num(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+    return "–" if missing(value) else f"{value:,.{digits}f}"
 
 
 TOO_FEW_NOTE = "`[–]`: no interval, the cell's one run was scored on a single test example. "
