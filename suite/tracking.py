@@ -46,7 +46,8 @@ REQUIRES = {"tensorboard": ("tensorboardX", "pip install tensorboardX (a depende
 PROJECT = "autopeft-suite"  # the MLflow experiment and W&B project unless the environment names one
 # The leaderboard's columns that say what a record is (logged as parameters); its other numbers are metrics.
 IDENTITY = ("run_id", "status", "method", "method_kind", "setting", "space", "task", "seed", "backbone",
-            "budget_fraction", "budget_params", "selection_metric", "step_capped", "hardware", "digest", "error")
+            "budget_fraction", "budget_params", "selection_metric", "step_capped", "precision", "hardware", "digest",
+            "error")
 
 
 def parse_log(values: Sequence[str] | None) -> tuple[str, ...]:
