@@ -219,7 +219,7 @@ class RecordLog:
         ledger_path = self.run.root / TRACKING_FILE
         ledger = read_json(ledger_path, "the tracking ledger") if ledger_path.is_file() else {}
         logged = 0
-        for path in sorted(self.run.records.glob("*.json")):
+        for path in self.run.record_files(empty_ok=True):
             stamp = path.stat().st_mtime_ns  # records are written by a rename: a rewritten record is new
             todo = [k for k in self.kinds if k not in self._broken and ledger.get(k, {}).get(path.stem) != stamp]
             if not todo:
