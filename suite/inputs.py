@@ -91,31 +91,33 @@ def unique(option: str, values: list, key: Callable[[Any], Any] = lambda v: v) -
     return list(first.values())
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
-    seeds = []
+def comma_numbers(option: str, text: str, read: Callable[[str], Any], takes: str) -> list:
+    """The comma-separated values of ``--option``, each read by ``read`` (``int``, ``float``); one line
+    naming the first it cannot read and what the option ``takes``."""
+    values = []
     for item in split_list(text):
         try:
-            seed = int(item)
+            values.append(read(item))
         except ValueError:
-            raise UsageError(f"--seeds takes comma-separated integers (e.g. 0,1,2), got {item!r}") from None
+            raise UsageError(f"--{option} takes comma-separated {takes}, got {item!r}") from None
+    return values
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    seeds = comma_numbers("seeds", text, int, "integers (e.g. 0,1,2)")
+    for seed in seeds:
         if not 0 <= seed <= MAX_SEED:
-            raise UsageError(f"--seeds takes integers from 0 to {MAX_SEED} (what numpy's seeding accepts), got {item}")
-        seeds.append(seed)
+            raise UsageError(f"--seeds takes integers from 0 to {MAX_SEED} (what numpy's seeding accepts), got {seed}")
     if not seeds:
         raise UsageError("--seeds is empty")
     return tuple(unique("seeds", seeds))
 
 
 def parse_budgets(text: str) -> tuple[float, ...]:
-    out = []
-    for item in split_list(text):
-        try:
-            value = float(item)
-        except ValueError:
-            raise UsageError(f"--budget takes comma-separated fractions (e.g. 1.39e-4), got {item!r}") from None
-        absolute_budget(value, None, 1)
-        out.append(value)
-    return tuple(out)
+    budgets = comma_numbers("budget", text, float, "fractions (e.g. 1.39e-4)")
+    for budget in budgets:
+        absolute_budget(budget, None, 1)
+    return tuple(budgets)
 
 
 def plan_tasks(spec: str | None) -> tuple[str, ...]:
