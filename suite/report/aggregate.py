@@ -136,6 +136,11 @@ def leaderboard(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def backbone_sizes(lb: pd.DataFrame) -> dict[str, int | None]:
+    """Each backbone of the leaderboard and its parameter count (None where no record gives it)."""
+    return {b: None if missing(n) else int(n) for b, n in lb.groupby("backbone").backbone_params.max().items()}
+
+
 def metric_names(lb: pd.DataFrame) -> list[str]:
     """The metric names of the leaderboard's ``test_<metric>`` columns."""
     return [c[len("test_"):] for c in lb.columns if c.startswith("test_") and c != "test_score"]

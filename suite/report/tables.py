@@ -12,6 +12,7 @@ import pandas as pd
 
 from suite.report.aggregate import (
     AVG,
+    backbone_sizes,
     capped_keys,
     lr_label,
     method_label,
@@ -191,8 +192,7 @@ def accuracy(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]] =
         doc.tables.append(Table(title, header, rows, "rl" + "r" * (len(tasks) + 1)))
     metric_text = ", ".join(f"{task_label(t) if t.split('/')[0] in GROUPS else t} {m}" for t, m in
                             lb.groupby("task").selection_metric.first().reindex(ordered_tasks(lb.task)).items())
-    backbones = ", ".join(f"{b} ({int(n):,} parameters)" for b, n in
-                          lb.groupby("backbone").backbone_params.max().dropna().items())
+    backbones = ", ".join(f"{b} ({n:,} parameters)" for b, n in backbone_sizes(lb).items() if n is not None)
     doc.notes += [
         f"Cells: the test-split selection metric ×100 ({metric_text}), mean over {len(seeds)} "
         f"seed{'s' if len(seeds) > 1 else ''} ({', '.join(str(s) for s in seeds)}). {interval_note(sm)}"
