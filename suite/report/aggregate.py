@@ -218,6 +218,18 @@ def capped_keys(lb: pd.DataFrame) -> set[tuple]:
     return {k for k, capped in zip(row_keys(lb), lb.step_capped) if capped}
 
 
+def several_backbones(lb: pd.DataFrame) -> bool:
+    """Whether the run has more than one backbone: then every row label names its own (``[t5-large]``)."""
+    return lb.backbone.nunique() > 1
+
+
+def row_labels(lb: pd.DataFrame) -> dict[tuple, str]:
+    """Every table row's :func:`method_label` by its key, in table order (the tables', plots' and
+    ``architectures.md``'s names of a row)."""
+    several = several_backbones(lb)
+    return {key: method_label(key, several) for key in ordered_keys(lb)}
+
+
 def method_label(key: tuple, several_backbones: bool = False, budget: bool = True, space: bool = True) -> str:
     """``LoRA(r=8)`` for a manual baseline; ``BIPEFT (S2, ≤1.39‱)`` for a searched method (its
     space and budget, each optional); a setting that departs from the published method or the

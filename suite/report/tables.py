@@ -22,6 +22,7 @@ from suite.report.aggregate import (
     ordered_tasks,
     row_key,
     row_keys,
+    several_backbones,
     step_capped,
     task_blocks,
     task_label,
@@ -166,7 +167,7 @@ def accuracy(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]] =
     """The paper's Table 1: per benchmark, Ratio | Method | tasks | AVG; manual baselines first."""
     cells = {(row_key(r), r["task"]): r for r in sm.to_dict("records")}
     keys = ordered_keys(lb)
-    several = lb.backbone.nunique() > 1
+    several = several_backbones(lb)
     seeds = sorted(lb.seed.unique())
     doc = Document("Accuracy (test split)")
     capped = capped_keys(lb)
@@ -220,7 +221,7 @@ def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]]
     """The paper's Table 3: per space × searched method, average search and re-train minutes and
     their ratio (the summary's AVG row: seeds averaged per task, then the row's tasks), plus peaks."""
     run_tasks = ordered_tasks(lb.task)
-    several = lb.backbone.nunique() > 1
+    several = several_backbones(lb)
     averages = {row_key(r): r for r in sm[sm.task == AVG].to_dict("records")}
     header = ["Setting", "Method", "Search wall (min)", "Search compute (min)", "Re-train (min)", "Ratio",
               "Search peak (MB)", "Re-train peak (MB)", "Tasks", "Runs"]
@@ -306,7 +307,7 @@ def throughput(lb: pd.DataFrame, averages: dict[tuple, dict], keys: pd.Series) -
         if ok.empty:
             continue
         avg = averages[key]
-        rows.append([method_label(key, lb.backbone.nunique() > 1), ", ".join(sorted(ok.precision.dropna().unique())),
+        rows.append([method_label(key, several_backbones(lb)), ", ".join(sorted(ok.precision.dropna().unique())),
                      num(avg["train_examples_per_s_mean"], 1), num(avg["train_tokens_per_s_mean"], 0),
                      num(avg["adapter_bytes_mean"], 0), f"{len(ok)} ok"])
     header = ["Method", "Precision", "Re-train examples/s", "Re-train tokens/s", "Adapter (bytes)", "Runs"]
