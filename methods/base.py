@@ -256,6 +256,11 @@ class OneShotMethod(Method):
         module at one size)."""
         return space
 
+    def capacity(self, space: SearchSpace) -> int:
+        """The whole of :meth:`searched_space` at its largest: what an architecture of this method can
+        hold in ``space`` (S3Delta-M: every module at ``module_size``; AdaLoRA: its own space)."""
+        return self.searched_space(space).full_size()
+
     def min_steps(self, steps_per_epoch: int) -> int:
         """The fewest planned search steps (over ``weight_train``) with which this method can do what
         it is (BIPEFT: reach its Z triggers); the CLI refuses a shorter plan unless told to accept a

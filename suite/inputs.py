@@ -26,10 +26,10 @@ OFFLINE_BACKBONE = "all-MiniLM-L6-v2"
 OFFLINE_TASK = "demo/rotten_tomatoes"
 PAPER_BUDGET = 1.39e-4  # 1.39‱ of the backbone (BIPEFT Table 1)
 # The offline default is sized to finish `run --methods lora,bitfit` (or bipeft,s3delta) within 10
-# minutes on 2 CPU cores: a subsample of the demo task's train split, 2 epochs, 500 eval examples.
-# Batch 16 gives a one-shot search 63 steps per epoch over the weight-train half (1,000 reviews), so
-# BIPEFT reaches its Z triggers (it needs warm-up + H + Z = 105 steps) within the 2 epochs. 3,000
-# reviews took 11.5 minutes for bipeft,s3delta (S3Delta's second-order search two thirds of it).
+# minutes on 2 CPU cores (README, "Set-up: two commands", has the measured wall times): a subsample
+# of the demo task's train split, 2 epochs, 500 eval examples. Batch 16 gives a one-shot search 63
+# steps per epoch over the weight-train half (1,000 reviews), so BIPEFT reaches its Z triggers (it
+# needs warm-up + H + Z = 105 steps: BIPEFT.min_steps) within the 2 epochs.
 OFFLINE_HARNESS = {"max_train_samples": 2000, "max_eval_samples": 500, "epochs": 2, "batch_size": 16}
 # The paper's 1.39e-4 of MiniLM is 3,157 parameters, 23x fewer than LoRA r=8 there (73,728): the
 # offline default searches at 1e-3 (22,713), near BitFit's size, so that searched and manual
@@ -91,31 +91,33 @@ def unique(option: str, values: list, key: Callable[[Any], Any] = lambda v: v) -
     return list(first.values())
 
 
-def parse_seeds(text: str) -> tuple[int, ...]:
-    seeds = []
+def comma_numbers(option: str, text: str, read: Callable[[str], Any], takes: str) -> list:
+    """The comma-separated values of ``--option``, each read by ``read`` (``int``, ``float``); one line
+    naming the first it cannot read and what the option ``takes``."""
+    values = []
     for item in split_list(text):
         try:
-            seed = int(item)
+            values.append(read(item))
         except ValueError:
-            raise UsageError(f"--seeds takes comma-separated integers (e.g. 0,1,2), got {item!r}") from None
+            raise UsageError(f"--{option} takes comma-separated {takes}, got {item!r}") from None
+    return values
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    seeds = comma_numbers("seeds", text, int, "integers (e.g. 0,1,2)")
+    for seed in seeds:
         if not 0 <= seed <= MAX_SEED:
-            raise UsageError(f"--seeds takes integers from 0 to {MAX_SEED} (what numpy's seeding accepts), got {item}")
-        seeds.append(seed)
+            raise UsageError(f"--seeds takes integers from 0 to {MAX_SEED} (what numpy's seeding accepts), got {seed}")
     if not seeds:
         raise UsageError("--seeds is empty")
     return tuple(unique("seeds", seeds))
 
 
 def parse_budgets(text: str) -> tuple[float, ...]:
-    out = []
-    for item in split_list(text):
-        try:
-            value = float(item)
-        except ValueError:
-            raise UsageError(f"--budget takes comma-separated fractions (e.g. 1.39e-4), got {item!r}") from None
-        absolute_budget(value, None, 1)
-        out.append(value)
-    return tuple(out)
+    budgets = comma_numbers("budget", text, float, "fractions (e.g. 1.39e-4)")
+    for budget in budgets:
+        absolute_budget(budget, None, 1)
+    return tuple(budgets)
 
 
 def plan_tasks(spec: str | None) -> tuple[str, ...]:

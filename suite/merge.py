@@ -43,7 +43,7 @@ from suite.rundir import MERGED_FILE, PREDICTIONS, WEIGHTS, RunDir, write_json_a
 
 # harness settings that say where a run ran and how often it saved its state, not what it did (a retrain
 # run again from a mid-trial checkpoint ends bit for bit as an unbroken one: suite.checkpoints)
-WHERE = ("device", "checkpoint_every")
+NOT_COMPARED = ("device", "checkpoint_every")
 
 
 class MergeError(ValueError):
@@ -85,20 +85,15 @@ def merge_runs(sources: Sequence[Path | str], to: Path | str) -> Merged:
 
     Raises:
         FileNotFoundError: a source holds no run (no records).
-        MergeError: invalid records, settings that differ, or a ``to`` that is not a new folder.
+        ValueError: a source holds an invalid record (:func:`suite.records.valid_records`' one line).
+        MergeError: settings that differ, or a ``to`` that is not a new folder.
     """
-    from suite.records import read_records
+    from suite.records import valid_records
 
     paths = list(dict.fromkeys(Path(s).resolve() for s in sources))
     to = Path(to).resolve()
     _check_target(paths, to)
-    entries: list[tuple[Path, dict[str, Any]]] = []
-    for source in paths:
-        records, problems = read_records(source)
-        if problems:
-            raise MergeError(f"{len(problems)} invalid record(s) in {source}, e.g. {problems[0]}; "
-                             f"`python -m suite validate --out {source}` lists them")
-        entries += [(source, r) for r in records]
+    entries = [(source, r) for source in paths for r in valid_records(source)]
     check_settings(entries)
     kept, duplicates = _deduplicated(entries)
     for source, record in kept:  # the statistics need every prediction file a record names
@@ -109,7 +104,7 @@ def merge_runs(sources: Sequence[Path | str], to: Path | str) -> Merged:
     return Merged(to, paths, len(kept), duplicates)
 
 
-def settings(record: dict[str, Any]) -> dict[str, Any]:
+def compared_settings(record: dict[str, Any]) -> dict[str, Any]:
     """What two records in one merged report must agree on, by a name that says it."""
     from suite.harness import HarnessConfig
     from suite.learning_rate import protocol
@@ -118,7 +113,7 @@ def settings(record: dict[str, Any]) -> dict[str, Any]:
     recipe = ((record.get("retrain") or {}).get("recipe") or {}).get("name", "suite")
     out = {"backbone": record["backbone"], "retrain recipe": recipe,
            f"{record['method']} learning-rate protocol": protocol(record)}
-    out |= {f"harness {k}": v for k, v in harness.items() if k not in WHERE}
+    out |= {f"harness {k}": v for k, v in harness.items() if k not in NOT_COMPARED}
     return out | {f"{record['method']} option {k}": v for k, v in (record.get("method_config") or {}).items()}
 
 
@@ -128,7 +123,7 @@ def check_settings(entries: Sequence[tuple[Path, dict[str, Any]]]) -> None:
     for source, record in entries:
         if record["status"] != "ok":
             continue
-        for name, value in settings(record).items():
+        for name, value in compared_settings(record).items():
             seen, where, run_id = first.setdefault(name, (value, source, record["run_id"]))
             if value != seen:
                 raise MergeError(f"cannot merge: {name} is {seen!r} in {where} (e.g. {run_id}) and {value!r} in "

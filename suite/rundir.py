@@ -172,12 +172,13 @@ class RunDir:
         return files
 
     # ---- records -----------------------------------------------------------------------------------
-    def record_files(self) -> list[Path]:
-        """The record files, sorted; ``FileNotFoundError`` if the folder holds no run."""
+    def record_files(self, empty_ok: bool = False) -> list[Path]:
+        """The record files, sorted; ``FileNotFoundError`` if the folder holds no run (no ``records/``,
+        or, unless ``empty_ok``, no record in it)."""
         if not self.records.is_dir():
             raise FileNotFoundError(f"{self.root} holds no run: {self.records} does not exist")
         files = sorted(self.records.glob("*.json"))
-        if not files:
+        if not files and not empty_ok:
             raise FileNotFoundError(f"{self.root} holds no run: {self.records} has no records")
         return files
 
@@ -191,10 +192,7 @@ class RunDir:
 def load_records(out: Path | str, status: str | None = None) -> list[dict[str, Any]]:
     """Every record under ``<out>/records`` (optionally only those with ``status``), sorted by run id
     (not validated: :func:`suite.records.read_records` does that)."""
-    run = RunDir(out)
-    if not run.records.is_dir():
-        raise FileNotFoundError(f"{out} holds no run: {run.records} does not exist")
-    records = [read_json(p, "a record") for p in sorted(run.records.glob("*.json"))]
+    records = [read_json(p, "a record") for p in RunDir(out).record_files(empty_ok=True)]
     return [r for r in records if status is None or r.get("status") == status]
 
 

@@ -46,7 +46,8 @@ REQUIRES = {"tensorboard": ("tensorboardX", "pip install tensorboardX (a depende
 PROJECT = "autopeft-suite"  # the MLflow experiment and W&B project unless the environment names one
 # The leaderboard's columns that say what a record is (logged as parameters); its other numbers are metrics.
 IDENTITY = ("run_id", "status", "method", "method_kind", "setting", "space", "task", "seed", "backbone",
-            "budget_fraction", "budget_params", "selection_metric", "step_capped", "hardware", "digest", "error")
+            "budget_fraction", "budget_params", "selection_metric", "step_capped", "precision", "hardware", "digest",
+            "error")
 
 
 def parse_log(values: Sequence[str] | None) -> tuple[str, ...]:
@@ -178,10 +179,10 @@ def record_callback(kinds: Sequence[str], out: Path):
 def record_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, float]]:
     """A record as ``(parameters, metrics)``: its leaderboard row split into what it is (and its
     harness settings and method options) and the numbers it measured."""
-    from suite.report.aggregate import leaderboard
+    from suite.report.aggregate import leaderboard, missing
 
     row = leaderboard([record]).iloc[0].to_dict()
-    params = {k: _param(row[k]) for k in IDENTITY if k in row and not _missing(row[k])}
+    params = {k: _param(row[k]) for k in IDENTITY if k in row and not missing(row[k])}
     if "error" in params:
         params["error"] = params["error"].splitlines()[0][:250]
     params |= {f"harness.{k}": _param(v) for k, v in (record.get("harness") or {}).items() if v is not None}
@@ -189,10 +190,6 @@ def record_fields(record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, flo
                if v is not None}
     metrics = {k: float(v) for k, v in row.items() if k not in IDENTITY and _number(v)}
     return params, metrics
-
-
-def _missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
 
 
 def _number(value: Any) -> bool:
@@ -222,7 +219,7 @@ class RecordLog:
         ledger_path = self.run.root / TRACKING_FILE
         ledger = read_json(ledger_path, "the tracking ledger") if ledger_path.is_file() else {}
         logged = 0
-        for path in sorted(self.run.records.glob("*.json")):
+        for path in self.run.record_files(empty_ok=True):
             stamp = path.stat().st_mtime_ns  # records are written by a rename: a rewritten record is new
             todo = [k for k in self.kinds if k not in self._broken and ledger.get(k, {}).get(path.stem) != stamp]
             if not todo:

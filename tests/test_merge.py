@@ -160,9 +160,13 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     empty.mkdir()
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
+    invalid = tmp_path / "invalid" / "records"
+    invalid.mkdir(parents=True)
+    (invalid / "notes.json").write_text("{}")
     a_b = ["--out", str(a), "--out", str(b)]
     cases = [
         (["--out", str(a), "--out", str(empty), "--to", str(tmp_path / "m")], "holds no run"),
+        (["--out", str(a), "--out", str(invalid.parent), "--to", str(tmp_path / "m")], "1 invalid record(s) in"),
         ([*a_b, "--to", str(a)], "is the run"),
         ([*a_b, "--to", str(a / "merged")], "is inside the run"),
         ([*a_b, "--to", str(tmp_path)], "holds the run"),

@@ -154,6 +154,18 @@ def test_each_record_is_logged_once_with_its_final_metrics(fixture_run, mlflow_s
     assert len(mlflow_store.runs("record")) == len(records) + 1
 
 
+def test_every_text_column_of_the_leaderboard_is_a_parameter(fixture_run):
+    from suite.report.aggregate import leaderboard
+    from suite.tracking import record_fields
+
+    for record in load_records(fixture_run, status="ok"):
+        params, metrics = record_fields(record)
+        row = leaderboard([record]).iloc[0]
+        text = {k for k, v in row.items() if isinstance(v, str)}
+        assert text <= set(params), text - set(params)  # e.g. the precision it trained at
+        assert params["precision"] == row["precision"] and not set(params) & set(metrics)
+
+
 def test_a_failing_tracker_costs_its_logs_not_the_run(fixture_run, mlflow_store, monkeypatch, capsys):
     from suite import tracking
 

@@ -119,10 +119,6 @@ class AdaLoRA(OneShotMethod):
         """AdaLoRA's own space on the run's backbone: LoRA at any rank on the targeted linears."""
         return AdaLoRASpace(space.sites, self.config.target_modules, backbone_name=space.backbone_name)
 
-    def capacity(self, space) -> int:
-        """Every targeted linear at the largest rank of AdaLoRA's space."""
-        return self.searched_space(space).full_size()
-
     def run_search(self, ctx: SearchContext) -> SearchResult:
         """Train AdaLoRA on the train split under ``ctx.budget`` and return its final ranks.
 

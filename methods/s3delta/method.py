@@ -130,10 +130,6 @@ class S3Delta(OneShotMethod):
     paper = "Hu et al., Sparse Structure Search for Delta Tuning, NeurIPS 2022"
     Config = S3DeltaConfig
 
-    def capacity(self, space) -> int:
-        """S3Delta-M spends at most its fixed-size space: every module at ``module_size``."""
-        return self.searched_space(space).full_size()
-
     def searched_space(self, space):
         """S3Delta-M searches ``space`` with every sized module at ``module_size``."""
         return fixed_size_space(space, self.config.module_size)

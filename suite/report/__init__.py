@@ -37,6 +37,7 @@ from pathlib import Path
 from suite.report.aggregate import (
     LEADERBOARD_FORMAT,
     SUMMARY_FORMAT,
+    backbone_sizes,
     leaderboard,
     summary,
     task_blocks,
@@ -116,9 +117,9 @@ def make_reports(out_dir: Path | str, reference: str | None = None, paired_inter
     records = valid_records(out)
     predictions = {r["run_id"]: rows for r in records if r["status"] == "ok"
                    if (rows := stats.load_predictions(out, r)) is not None}
-    if reported is not None:  # before anything is written
-        paper_numbers.check(reported, paper_numbers.backbones(records))
     lb = leaderboard(records)
+    if reported is not None:  # before anything is written
+        paper_numbers.check(reported, backbone_sizes(lb))
     sm = summary(lb, predictions)
     reference = reference or default_reference(out, records)
     compared = comparison.compare(lb, predictions, reference, paired_interval)

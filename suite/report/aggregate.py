@@ -136,13 +136,19 @@ def leaderboard(records: Iterable[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def backbone_sizes(lb: pd.DataFrame) -> dict[str, int | None]:
+    """Each backbone of the leaderboard and its parameter count (None where no record gives it)."""
+    return {b: None if missing(n) else int(n) for b, n in lb.groupby("backbone").backbone_params.max().items()}
+
+
 def metric_names(lb: pd.DataFrame) -> list[str]:
     """The metric names of the leaderboard's ``test_<metric>`` columns."""
     return [c[len("test_"):] for c in lb.columns if c.startswith("test_") and c != "test_score"]
 
 
 # ---- grouping and order -----------------------------------------------------------------------------
-def _missing(value: Any) -> bool:
+def missing(value: Any) -> bool:
+    """None, or a float NaN (pandas' missing value in a number column)."""
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
@@ -152,7 +158,7 @@ def row_key(row: pd.Series | dict[str, Any]) -> tuple:
     fraction, params = row["budget_fraction"], row["budget_params"]
     setting = row["setting"] if isinstance(row["setting"], str) else ""
     return (row["backbone"], row["method"], row["method_kind"], setting, row["space"],
-            None if _missing(fraction) else float(fraction), None if _missing(params) else int(params))
+            None if missing(fraction) else float(fraction), None if missing(params) else int(params))
 
 
 def row_keys(lb: pd.DataFrame) -> pd.Series:
@@ -210,6 +216,18 @@ def ordered_keys(lb: pd.DataFrame) -> list[tuple]:
 def capped_keys(lb: pd.DataFrame) -> set[tuple]:
     """Table rows with a step-capped search among their runs (their labels carry a †)."""
     return {k for k, capped in zip(row_keys(lb), lb.step_capped) if capped}
+
+
+def several_backbones(lb: pd.DataFrame) -> bool:
+    """Whether the run has more than one backbone: then every row label names its own (``[t5-large]``)."""
+    return lb.backbone.nunique() > 1
+
+
+def row_labels(lb: pd.DataFrame) -> dict[tuple, str]:
+    """Every table row's :func:`method_label` by its key, in table order (the tables', plots' and
+    ``architectures.md``'s names of a row)."""
+    several = several_backbones(lb)
+    return {key: method_label(key, several) for key in ordered_keys(lb)}
 
 
 def method_label(key: tuple, several_backbones: bool = False, budget: bool = True, space: bool = True) -> str:

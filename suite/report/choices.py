@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from spaces.architecture import STACK_LEVEL, Site
-from suite.report.aggregate import method_label, ordered_keys, ordered_tasks, row_keys, task_label
+from suite.report.aggregate import ordered_tasks, row_keys, row_labels, task_label
 from suite.report.tables import Document, Table
 
 # How the tables name each op type (an op registered elsewhere: its own name).
@@ -103,16 +103,13 @@ def _mean_shares(long: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 def choices(records: list[dict[str, Any]], lb: pd.DataFrame) -> Choices | None:
     """The shares of every searched or transferred row of the run; None when it has none (and no
     backbone failed to load: then no row, and the problem)."""
-    keys = row_keys(lb)
-    several = lb.backbone.nunique() > 1
-    chosen = [k for k in ordered_keys(lb) if k[2] != "manual"]
-    label_of = {k: method_label(k, several) for k in chosen}
-    labels = {run_id: label_of[k] for run_id, k, status in zip(lb.run_id, keys, lb.status)
+    label_of = {k: label for k, label in row_labels(lb).items() if k[2] != "manual"}
+    labels = {run_id: label_of[k] for run_id, k, status in zip(lb.run_id, row_keys(lb), lb.status)
               if status == "ok" and k in label_of}
     long, problems = placements(records, labels)
     if long.empty:
         return Choices([], {}, {}, {}, pd.DataFrame(), pd.DataFrame(), {}, problems) if problems else None
-    order = [label_of[k] for k in chosen if label_of[k] in set(long.label)]
+    order = [label for label in label_of.values() if label in set(long.label)]
     tasks = {label: ordered_tasks(long[long.label == label].task) for label in order}
     totals = long.groupby(["label", "task", "run_id"]).params.sum()
     runs = totals.groupby(level=["label", "task"]).size().to_dict()

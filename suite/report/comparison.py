@@ -24,6 +24,7 @@ from suite.report.aggregate import (
     ordered_tasks,
     row_key,
     row_keys,
+    several_backbones,
     task_label,
 )
 from suite.report.tables import Document, Table, num
@@ -70,7 +71,7 @@ def compare(lb: pd.DataFrame, predictions: dict[str, list], reference: str, inte
         run_id = ok.at[index, "run_id"]
         if run_id in predictions:
             runs.setdefault((key, ok.at[index, "task"]), {})[int(ok.at[index, "seed"])] = predictions[run_id]
-    several = lb.backbone.nunique() > 1
+    several = several_backbones(lb)
     rows = []
     for task in ordered_tasks(lb.task):
         for key in keys:
@@ -96,7 +97,7 @@ def compare(lb: pd.DataFrame, predictions: dict[str, list], reference: str, inte
 
 def rank_scores(lb: pd.DataFrame, sm: pd.DataFrame) -> pd.DataFrame:
     """Tasks × table rows of mean test scores, for the rows scored on every task of the run."""
-    several = lb.backbone.nunique() > 1
+    several = several_backbones(lb)
     tasks = ordered_tasks(lb.task)
     cells = sm[(sm.task != AVG)].dropna(subset=["test_score_mean"])
     table = {}

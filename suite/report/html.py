@@ -12,6 +12,7 @@ from typing import Any
 
 from spaces.architecture import Site
 from suite.report.aggregate import method_name_label, task_label
+from suite.report.choices import layer_label, layer_order
 from suite.report.tables import Document
 
 STYLE = """
@@ -59,20 +60,20 @@ def _figure(caption: str, path: Path) -> str:
 def heat_map(architecture: dict[str, Any]) -> str:
     """Placements per layer: a row per (op, position), a column per stack and layer; a cell shows the
     size (a dot for size-less ops), darker for larger."""
-    cells: dict[tuple[str, str], dict[tuple[str, int], Any]] = defaultdict(dict)
+    cells: dict[tuple[str, str], dict[str, Any]] = defaultdict(dict)
     columns = set()
     for p in architecture.get("placements", []):
         site = Site.parse(p["site"])
-        column = (site.stack, site.layer)
+        column = layer_label(site)
         columns.add(column)
         cells[(p["op"], site.position)][column] = p["size"]
     if architecture.get("full_finetune"):
         return "<p>every backbone parameter (full fine-tuning)</p>"
     if not cells:
         return "<p>no placements</p>"
-    columns = sorted(columns, key=lambda c: (c[0] != "enc", c[1] if c[1] >= 0 else 10**6))
+    columns = sorted(columns, key=layer_order)
     largest = max((s for row in cells.values() for s in row.values() if s), default=1)
-    head = "".join(f"<th>{s}.{'final' if layer < 0 else layer}</th>" for s, layer in columns)
+    head = "".join(f"<th>{column}</th>" for column in columns)
     body = []
     for (op, position), row in sorted(cells.items()):
         tds = []

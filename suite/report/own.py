@@ -15,7 +15,14 @@ from typing import Any
 
 import pandas as pd
 
-from suite.report.aggregate import method_label, ordered_keys, ordered_tasks, row_keys, task_label
+from suite.report.aggregate import (
+    method_label,
+    ordered_keys,
+    ordered_tasks,
+    row_keys,
+    several_backbones,
+    task_label,
+)
 from suite.report.tables import Table, cell
 
 OWN_SCORE = "own_validation"  # the search info's key: validation metrics ×100 of the method's own model
@@ -52,7 +59,7 @@ def own_training(lb: pd.DataFrame, records: list[dict[str, Any]]) -> list[Table]
     if not runs:
         return []
     tasks = ordered_tasks(by_id[run_id]["task"] for run_id in runs)
-    several, seeds = lb.backbone.nunique() > 1, lb.seed.nunique()
+    several, seeds = several_backbones(lb), lb.seed.nunique()
     rows = []
     for key in [k for k in ordered_keys(lb) if k in set(runs.values())]:
         mine = [by_id[run_id] for run_id, k in runs.items() if k == key]

@@ -17,7 +17,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from suite.report.aggregate import AVG, method_label, ordered_keys, ordered_tasks, row_key, task_label
+from suite.report.aggregate import (
+    AVG,
+    method_label,
+    ordered_keys,
+    ordered_tasks,
+    row_key,
+    row_labels,
+    several_backbones,
+    task_label,
+)
 from suite.tasks import GROUPS
 
 # matplotlib's tab10, then the darkest shade of each tab20b group and five of ColorBrewer's Dark2: 20
@@ -72,9 +81,9 @@ def row_styles(keys: list[tuple]) -> dict[tuple, Style]:
 
 def label_styles(lb: pd.DataFrame) -> dict[str, Style]:
     """The style of each row label as the tables and ``comparison.csv`` print it (with its budget)."""
-    keys, several = ordered_keys(lb), lb.backbone.nunique() > 1
-    styles = row_styles(keys)
-    return {method_label(k, several): styles[k[:5]] for k in keys}
+    labels = row_labels(lb)
+    styles = row_styles(list(labels))
+    return {label: styles[k[:5]] for k, label in labels.items()}
 
 
 def _pyplot():
@@ -140,7 +149,7 @@ def budget_plot(lb: pd.DataFrame, sm: pd.DataFrame, path: Path) -> None:
     fine-tuning as a dashed level (as the paper's Figure 3)."""
     data = _points(sm)
     tasks, line_keys, styles, axes = _panels(lb, data)
-    several = lb.backbone.nunique() > 1
+    several = several_backbones(lb)
     for ax, task in zip(axes, tasks):
         rows = [r for r in data if r["task"] == task]
         for line_key in line_keys:
@@ -173,7 +182,7 @@ def pareto_plot(lb: pd.DataFrame, sm: pd.DataFrame, path: Path) -> None:
     and one panel per task: the Pareto view of the run."""
     data = [r for r in _points(sm) if r["ratio_permyriad_mean"] < 1e4]  # full fine-tuning: off this scale
     tasks, _, styles, axes = _panels(lb, data)
-    several = lb.backbone.nunique() > 1
+    several = several_backbones(lb)
     for ax, task in zip(axes, tasks):
         rows = [r for r in data if r["task"] == task]
         for r in rows:

@@ -13,7 +13,6 @@ mean, rank or comparison ever reads them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 # The paper's backbone: T5-large with the tokenizer's 32,100 embeddings (the paper's ratios), or
 # the config's 32,128 (``python -m suite count --backbone <t5-large dir> [--vocab-size 32100]``).
@@ -92,14 +91,6 @@ TABLE3 = (("S1", "AutoPEFT", "348", "22", "15.80"), ("S1", "BIPEFT", "13", "22",
           ("S2", "S3Delta", "125", "20", "6.30"), ("S2", "PrunePEFT", "20", "20", "1.00"),
           ("S2", "BIPEFT", "13", "20", "0.65"))
 REPORTED = ("paper",)
-
-
-def backbones(records: list[dict[str, Any]]) -> dict[str, int | None]:
-    """Each backbone of ``records`` and its parameter count (None where no record gives it)."""
-    out: dict[str, int | None] = {}
-    for r in records:
-        out[r["backbone"]] = out.get(r["backbone"]) or r.get("backbone_params")
-    return out
 
 
 def on_t5_large(backbones: dict[str, int | None]) -> bool:

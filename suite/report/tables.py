@@ -12,14 +12,17 @@ import pandas as pd
 
 from suite.report.aggregate import (
     AVG,
+    backbone_sizes,
     capped_keys,
     lr_label,
     method_label,
     method_name_label,
+    missing,
     ordered_keys,
     ordered_tasks,
     row_key,
     row_keys,
+    several_backbones,
     step_capped,
     task_blocks,
     task_label,
@@ -77,7 +80,7 @@ def markdown_table(header: list[str], rows: list[list[str]], align: str) -> str:
 
 
 def num(value: float | None, digits: int = 2) -> str:
-    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:,.{digits}f}"
+    return "–" if missing(value) else f"{value:,.{digits}f}"
 
 
 TOO_FEW_NOTE = "`[–]`: no interval, the cell's one run was scored on a single test example. "
@@ -164,7 +167,7 @@ def accuracy(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]] =
     """The paper's Table 1: per benchmark, Ratio | Method | tasks | AVG; manual baselines first."""
     cells = {(row_key(r), r["task"]): r for r in sm.to_dict("records")}
     keys = ordered_keys(lb)
-    several = lb.backbone.nunique() > 1
+    several = several_backbones(lb)
     seeds = sorted(lb.seed.unique())
     doc = Document("Accuracy (test split)")
     capped = capped_keys(lb)
@@ -190,8 +193,7 @@ def accuracy(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]] =
         doc.tables.append(Table(title, header, rows, "rl" + "r" * (len(tasks) + 1)))
     metric_text = ", ".join(f"{task_label(t) if t.split('/')[0] in GROUPS else t} {m}" for t, m in
                             lb.groupby("task").selection_metric.first().reindex(ordered_tasks(lb.task)).items())
-    backbones = ", ".join(f"{b} ({int(n):,} parameters)" for b, n in
-                          lb.groupby("backbone").backbone_params.max().dropna().items())
+    backbones = ", ".join(f"{b} ({n:,} parameters)" for b, n in backbone_sizes(lb).items() if n is not None)
     doc.notes += [
         f"Cells: the test-split selection metric ×100 ({metric_text}), mean over {len(seeds)} "
         f"seed{'s' if len(seeds) > 1 else ''} ({', '.join(str(s) for s in seeds)}). {interval_note(sm)}"
@@ -219,7 +221,7 @@ def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]]
     """The paper's Table 3: per space × searched method, average search and re-train minutes and
     their ratio (the summary's AVG row: seeds averaged per task, then the row's tasks), plus peaks."""
     run_tasks = ordered_tasks(lb.task)
-    several = lb.backbone.nunique() > 1
+    several = several_backbones(lb)
     averages = {row_key(r): r for r in sm[sm.task == AVG].to_dict("records")}
     header = ["Setting", "Method", "Search wall (min)", "Search compute (min)", "Re-train (min)", "Ratio",
               "Search peak (MB)", "Re-train peak (MB)", "Tasks", "Runs"]
@@ -305,7 +307,7 @@ def throughput(lb: pd.DataFrame, averages: dict[tuple, dict], keys: pd.Series) -
         if ok.empty:
             continue
         avg = averages[key]
-        rows.append([method_label(key, lb.backbone.nunique() > 1), ", ".join(sorted(ok.precision.dropna().unique())),
+        rows.append([method_label(key, several_backbones(lb)), ", ".join(sorted(ok.precision.dropna().unique())),
                      num(avg["train_examples_per_s_mean"], 1), num(avg["train_tokens_per_s_mean"], 0),
                      num(avg["adapter_bytes_mean"], 0), f"{len(ok)} ok"])
     header = ["Method", "Precision", "Re-train examples/s", "Re-train tokens/s", "Adapter (bytes)", "Runs"]
