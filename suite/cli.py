@@ -242,7 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="search and retrain methods on tasks (Ray Tune stages)",
                          description="With no --tasks/--backbone: the offline default, all-MiniLM-L6-v2 on "
-                                     "2,000 demo/rotten_tomatoes reviews, 2 epochs, batch 16, budget 1e-3.")
+                                     "1,500 demo/rotten_tomatoes reviews, 2 epochs, batch 8, budget 1e-3.")
     run.add_argument("--methods", help="comma-separated methods, e.g. bipeft,s3delta or lora,bitfit")
     run.add_argument("--space", help="s1 or s2 (default s2)")
     run.add_argument("--tasks", help="comma-separated tasks or a group: glue, superglue (default demo/rotten_tomatoes)")
