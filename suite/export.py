@@ -19,7 +19,6 @@ failed export leaves nothing half-written.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import tempfile
@@ -28,7 +27,7 @@ from typing import Any
 
 from spaces.architecture import Architecture
 from spaces.pretrained import CONFIG_FILE, FORMAT, WEIGHTS_FILE, load_pretrained
-from suite.rundir import not_a_folder
+from suite.rundir import file_sha256, not_a_folder
 
 FORMATS = ("suite", "peft")
 PEFT_TUNERS = ("lora", "dora", "ia3")  # a peft adapter carries one of these ...
@@ -103,7 +102,7 @@ def export(out: Path | str, run_id: str, to: Path | str, fmt: str = "suite") -> 
     weights = out / record["files"]["weights"]["path"]
     if not weights.is_file():
         raise ExportError(f"{weights} (named by the record) is missing")
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest()
+    digest = file_sha256(weights)
     if digest != record["files"]["weights"]["sha256"]:
         raise ExportError(f"{weights} is corrupted: its sha256 is not the one its record names")
     if fmt == "peft":

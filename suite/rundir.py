@@ -160,15 +160,13 @@ class RunDir:
         ``weights/`` and ``predictions/``; their paths (relative to the run folder), sha256 and bytes."""
         files: dict[str, dict] = {}
         for key, name in CHECKPOINT_FILES.items():
-            source = Path(folder) / name
+            source, target = Path(folder) / name, self.path(key, run_id)
             if not source.is_file():
                 continue
-            target = self.path(key, run_id)
             with writing(target):
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(source, target)
-            files[key] = {"path": str(entry(key, run_id)), "sha256": hashlib.sha256(target.read_bytes()).hexdigest(),
-                          "bytes": target.stat().st_size}
+            files[key] = {"path": str(entry(key, run_id)), "sha256": file_sha256(target), "bytes": target.stat().st_size}
         return files
 
     # ---- records -----------------------------------------------------------------------------------
@@ -194,6 +192,15 @@ def load_records(out: Path | str, status: str | None = None) -> list[dict[str, A
     (not validated: :func:`suite.records.read_records` does that)."""
     records = [read_json(p, "a record") for p in RunDir(out).record_files(empty_ok=True)]
     return [r for r in records if status is None or r.get("status") == status]
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 of a file, read in 1 MiB blocks (a full fine-tuning's weights are the backbone's size)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json(path: Path, what: str = "a JSON file") -> Any:
