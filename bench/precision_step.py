@@ -60,8 +60,8 @@ def bipeft_stepper(exp, space, budget: int):
     state = {"step": 0}
 
     def step() -> None:
-        _, tra, val = BIPEFT._paper_step(run, tape, state["step"], run.temperature(state["step"]))
-        selector.update_scores(tape.scores(tra, val, selector.sensitivity_counts))
+        _, tra, val, drawn = BIPEFT._paper_step(run, tape, state["step"], run.temperature(state["step"]))
+        selector.update_scores(tape.scores(tra, val, selector.step_counts(drawn)))  # as BIPEFT's loop does
         selector.observe(run.arch.snapshot(), record=False)  # no trigger: the full supernet throughout
         state["step"] += 1
 
