@@ -131,7 +131,9 @@ def test_interrupted_black_box_search_resumes_its_observations(tmp_path):
     def finished_trials() -> list:
         return [p for p in out.glob("ray/*/candidate-*/result.json") if p.read_text().strip()]
 
-    interrupt(argv, lambda lines: len(finished_trials()) >= 2, out)
+    # the run prints a line as each candidate ends; its result file may be written later (Ray syncs them),
+    # and waiting for two files let the whole search end first on a fast machine
+    interrupt(argv, lambda lines: sum(line.startswith("[candidate] ") for line in lines) >= 2, out)
     before = {p.parent.name: p.read_text() for p in finished_trials()}
     assert len(before) >= 2, "the search did not get two candidates in before the deadline"
     record = resume(out)
