@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="all-MiniLM-L6-v2")
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--budget", default="1e-3", help="searched methods' budget (the offline default's)")
-    parser.add_argument("--max-train-samples", type=int, help="default: the offline default's 2,000")
+    parser.add_argument("--max-train-samples", type=int, help="default: the offline default's (suite.inputs.OFFLINE_HARNESS)")
     parser.add_argument("--max-eval-samples", type=int, help="default: the offline default's 500")
     parser.add_argument("--epochs", type=int, help="default: the offline default's 2")
     parser.add_argument("--allow-step-cap", action="store_true", help="pass --allow-step-cap (tiny smoke runs)")
