@@ -8,8 +8,9 @@
 # main: every searched method and the manual baselines on the three local tasks that learn on MiniLM
 # with more data (MRPC needs its whole train split: 2,000 examples gave LoRA F1 80.3-82.6 against the
 # majority class's 78.6, 3,668 gave 85.1), 5 seeds, one harness. cb: CB has 250 training examples, so
-# it runs with its own harness (its table stays apart). ablations: the paper's Table 2 variants beside
-# main's bipeft on SST-2, 3 seeds. budgets: the paper's Fig. 3 (main holds the 1e-3 point).
+# it runs with a harness of its own (8 epochs; a merge allows a task its own harness), the methods'
+# options as in main. ablations: the paper's Table 2 variants beside main's bipeft on SST-2, 3 seeds.
+# budgets: the paper's Fig. 3 (main holds the 1e-3 point). report: the four merged into one report.
 # Interrupt with Ctrl+C; run the same command again to continue. DATA_DIR: the GLUE/SuperGLUE files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,15 +20,17 @@ PY=${PYTHON:-python}
 MAIN=(--space s2 --data-dir "${DATA_DIR:-../shared/data}" --budget 1e-3 --max-train-samples 4000 --max-eval-samples 1000
       --epochs 2 --batch-size 8 --max-source-length 128)
 METHODS=bipeft,s3delta,prunepeft,autopeft,apet,adalora,lora,bitfit,ia3,dora
-# AutoPEFT under ASHA: 16 candidates (8 random), each proxy one epoch on 500 examples, validated every 16 steps
+# AutoPEFT under ASHA: 16 candidates (8 random), each proxy one epoch on at most 500 examples, validated
+# every 16 steps (one set of options for every task: a merge compares a method's options)
 AUTOPEFT=(--method-option autopeft.candidates=16 --method-option autopeft.n_init=8 --method-option autopeft.q=2
-          --method-option autopeft.scheduler=asha --method-option autopeft.eval_every=16)
+          --method-option autopeft.scheduler=asha --method-option autopeft.eval_every=16
+          --method-option autopeft.max_train_samples=500 --method-option autopeft.epochs=1)
 case "$RUN" in
   main) ARGS=("${MAIN[@]}" --methods "$METHODS" --tasks demo/rotten_tomatoes,glue/sst2,glue/mrpc --seeds 0,1,2,3,4
-              "${AUTOPEFT[@]}" --method-option autopeft.max_train_samples=500 --method-option autopeft.epochs=1);;
+              "${AUTOPEFT[@]}");;
   cb) ARGS=(--space s2 --data-dir "${DATA_DIR:-../shared/data}" --budget 1e-3 --max-train-samples 250 --max-eval-samples 500
             --epochs 8 --batch-size 8 --eval-every 64 --max-source-length 128 --methods "$METHODS" --tasks superglue/cb
-            --seeds 0,1,2,3,4 "${AUTOPEFT[@]}" --method-option autopeft.train_fraction=0.5 --method-option autopeft.epochs=4);;
+            --seeds 0,1,2,3,4 "${AUTOPEFT[@]}");;
   ablations) ARGS=("${MAIN[@]}" --methods bipeft-entangled,bipeft-b2d,bipeft-d2b,bipeft-noselect --tasks glue/sst2 --seeds 0,1,2);;
   budgets) ARGS=("${MAIN[@]}" --methods bipeft,s3delta,prunepeft,adalora --tasks glue/sst2 --seeds 0,1,2 --budget 5e-4,2e-3);;
   report) exec "$PY" -m suite table --out "$OUT/main" --out "$OUT/ablations" --out "$OUT/budgets" --out "$OUT/cb" --to "$OUT/report";;

@@ -6,14 +6,17 @@ like one run's, and ``suite.report`` builds every table from it; ``table --out D
 later. The source runs are only read.
 
 * **Settings.** Records whose settings differ are refused, with one line naming the setting, its two
-  values and a record of each: the harness (epochs or steps, sample counts, batch, lengths, learning
-  rate, precision, scoring: every ``HarnessConfig`` setting but the device), the backbone, the retrain
-  recipe, a method's learning-rate protocol (its retrain's one rate, or the grid that picked it:
-  ``suite.learning_rate.protocol``) and a method's options. Refusing, rather than keeping them apart
-  as separate rows: the tables compare every row with every other (paired differences, ranks), so one
-  table must be one harness and one backbone, as each of the paper's tables is; and a record is known by its run id
-  (method, space, task, seed, budget), which names none of these settings, so two settings of one
-  job could not even be told apart in one folder. Merge runs of one setting; one report per setting.
+  values and a record of each: the backbone, the retrain recipe, a method's learning-rate protocol (its
+  retrain's one rate, or the grid that picked it: ``suite.learning_rate.protocol``), a method's
+  options, and, among the records of one task, the harness (epochs or steps, sample counts, batch,
+  lengths, learning rate, precision, scoring: every ``HarnessConfig`` setting but the device).
+  Refusing, rather than keeping them apart as separate rows: the tables compare every row with every
+  other (paired differences, ranks), so within a task every row must have been trained and scored
+  alike; and a record is known by its run id (method, space, task, seed, budget), which names none of
+  these settings, so two settings of one job could not even be told apart in one folder. Tasks may
+  differ in their harness, as the paper's do (a small task trains more epochs): every method still
+  meets one harness per task, and the statistics over tasks (average ranks, the Friedman test) rank
+  methods within each task. Merge runs of one setting; one report per setting.
   Only ``ok`` records are compared: a failed record holds no score and may not have resolved every
   setting (its precision, say), and is counted, as in a run, as a failure of its row.
 * **Duplicates.** The same record reached twice (the same run id, and by the check above the same
@@ -22,8 +25,9 @@ later. The source runs are only read.
 * **Files.** Records are copied unchanged. Their paths are relative to their own run folder, so the
   merged folder gets each kept record's test predictions copied at the same relative path (the
   paired statistics read them; they are small) and its weights as a symbolic link to the source's
-  file (they can be gigabytes; ``suite export --out DIR`` reads through the link).
-  ``merged.json`` names the sources and where each record came from.
+  file (they can be gigabytes; ``suite export --out DIR`` reads through the link). The links and
+  ``merged.json`` (the sources and where each record came from) name the sources by their path
+  relative to ``DIR``: a merged report committed or moved together with its runs still reads them.
 * **The target.** ``DIR`` is a new folder (or empty, or an earlier merge, which is replaced); never a
   source run, inside one, or holding one. It is written in a temporary folder beside it and renamed,
   so an interrupted merge leaves any earlier one whole.
@@ -32,6 +36,7 @@ later. The source runs are only read.
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 import uuid
 from collections.abc import Sequence
@@ -105,7 +110,8 @@ def merge_runs(sources: Sequence[Path | str], to: Path | str) -> Merged:
 
 
 def compared_settings(record: dict[str, Any]) -> dict[str, Any]:
-    """What two records in one merged report must agree on, by a name that says it."""
+    """What two records in one merged report must agree on, by a name that says it (the harness: two
+    records of the same task)."""
     from suite.harness import HarnessConfig
     from suite.learning_rate import protocol
 
@@ -113,7 +119,7 @@ def compared_settings(record: dict[str, Any]) -> dict[str, Any]:
     recipe = ((record.get("retrain") or {}).get("recipe") or {}).get("name", "suite")
     out = {"backbone": record["backbone"], "retrain recipe": recipe,
            f"{record['method']} learning-rate protocol": protocol(record)}
-    out |= {f"harness {k}": v for k, v in harness.items() if k not in NOT_COMPARED}
+    out |= {f"harness {k} on {record['task']}": v for k, v in harness.items() if k not in NOT_COMPARED}
     return out | {f"{record['method']} option {k}": v for k, v in (record.get("method_config") or {}).items()}
 
 
@@ -176,11 +182,12 @@ def _write(to: Path, sources: list[Path], kept: list, duplicates: dict[str, list
                 copy.parent.mkdir(parents=True, exist_ok=True)
                 if key == PREDICTIONS:
                     shutil.copyfile(origin, copy)
-                else:
-                    copy.symlink_to(origin.resolve())
+                else:  # relative: staging and ``to`` are siblings, so the link holds once renamed
+                    copy.symlink_to(os.path.relpath(origin.resolve(), copy.parent))
+        where = {source: os.path.relpath(source, to) for source in sources}
         write_json_atomic(staging / MERGED_FILE, {
-            "sources": [str(s) for s in sources], "records": {r["run_id"]: str(s) for s, r in kept},
-            "duplicates": duplicates})
+            "sources": list(where.values()), "records": {r["run_id"]: where[s] for s, r in kept},
+            "duplicates": {run_id: [where[Path(s)] for s in copies] for run_id, copies in duplicates.items()}})
         if to.exists():
             shutil.rmtree(to)  # an earlier merge (checked) or an empty folder
         staging.rename(to)

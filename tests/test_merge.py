@@ -8,6 +8,7 @@ are never written.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -24,12 +25,14 @@ OK_STSB = "bipeft--s2--glue_stsb--seed1--b12629"
 
 def piece(out: Path, seeds: tuple[int, ...], change=None) -> Path:
     """A run folder holding the fixture records of ``seeds`` (and their predictions), each passed
-    through ``change`` if given."""
+    through ``change`` if given (a change that returns None leaves the record out)."""
     for path in sorted((FIXTURES / "records").glob("*.json")):
         record = json.loads(path.read_text())
         if record["seed"] not in seeds:
             continue
         record = change(record) if change else record
+        if record is None:
+            continue
         (out / "records").mkdir(parents=True, exist_ok=True)
         (out / "records" / path.name).write_text(json.dumps(record, indent=2))
         for key, info in record["files"].items():
@@ -71,9 +74,11 @@ def test_the_pieces_of_a_run_merge_into_the_whole_runs_tables(tmp_path, whole, c
     provenance = json.loads((merged / "merged.json").read_text())
     seed1 = {p.stem for p in (FIXTURES / "records").glob("*seed1*.json")}
     assert set(provenance["duplicates"]) == seed1 and len(seed1) == 15
-    assert all(provenance["records"][run_id] == str(a.resolve()) for run_id in seed1)  # the first --out's
+    assert all(provenance["records"][run_id] == "../a" for run_id in seed1)  # the first --out's, relative
+    assert provenance["sources"] == ["../a", "../b"] and provenance["duplicates"][OK_STSB] == ["../b"]
     link = merged / "weights" / f"{OK_STSB}.safetensors"
     assert link.is_symlink() and link.read_bytes() == b"weights"
+    assert os.readlink(link) == f"../../a/weights/{OK_STSB}.safetensors"  # moved with its runs, it still holds
     assert all(snapshot(folder) == before for folder, before in sources.items()), "a source run was written"
 
     # the merged folder holds all it needs: its tables rebuild from it alone, and it can be merged again
@@ -97,7 +102,7 @@ def test_an_ok_record_wins_over_a_failed_copy_of_the_same_job(tmp_path):
     merged = tmp_path / "merged"
     assert main(["table", "--out", str(a), "--out", str(b), "--to", str(merged)]) == 0
     assert json.loads((merged / "records" / f"{OK_STSB}.json").read_text())["status"] == "ok"
-    assert json.loads((merged / "merged.json").read_text())["records"][OK_STSB] == str(b.resolve())
+    assert json.loads((merged / "merged.json").read_text())["records"][OK_STSB] == "../b"
 
 
 def _harness(record):
@@ -129,7 +134,7 @@ def _full_lr(record):  # full fine-tuning at its own default (2e-5) beside a run
 
 
 @pytest.mark.parametrize("change, named", [
-    (_harness, "harness epochs is None"), (_backbone, "backbone"), (_recipe, "retrain recipe"),
+    (_harness, "harness epochs on glue/mrpc is None"), (_backbone, "backbone"), (_recipe, "retrain recipe"),
     (_option, "bipeft option z is 100"),
     (_lr_grid, "learning-rate protocol is 'lr 3e-4' in"),  # a record from before retrain.lr: its harness's
     (_lr_grid, "and 'lr grid {1e-4, 1e-3} by validation' in"),
@@ -144,6 +149,25 @@ def test_runs_of_different_settings_are_refused_in_one_line(tmp_path, capsys, ch
     assert str(a.resolve()) in err and str(b.resolve()) in err
     assert not merged.exists() and not list(tmp_path.glob(".merged.*"))
     assert all(snapshot(folder) == before for folder, before in sources.items())
+
+
+def test_tasks_may_differ_in_their_harness_and_the_merged_tables_are_the_whole_runs(tmp_path, whole):
+    """A small task trained for more epochs in its own run merges beside the others (the paper's tasks
+    differ so too): within each task every method still met one harness."""
+    def on(task, change=None):
+        return lambda record: (change(record) if change else record) if record["task"] == task else None
+
+    def pick(out: Path, task: str, change=None) -> Path:
+        piece(out, (0, 1, 2), on(task, change))
+        return out
+
+    a = pick(tmp_path / "mrpc", "glue/mrpc")
+    b = pick(tmp_path / "stsb", "glue/stsb", lambda record: _harness(with_weights(record)))  # as whole's
+    merged = tmp_path / "merged"
+    assert main(["table", "--out", str(a), "--out", str(b), "--to", str(merged)]) == 0
+    for name in TABLES:
+        assert (merged / name).read_text() == (whole / name).read_text(), name
+    assert "Friedman test over 2 tasks" in (merged / "comparison.md").read_text()
 
 
 def test_runs_that_differ_only_in_where_they_ran_or_how_often_they_saved_merge(tmp_path):
