@@ -320,3 +320,22 @@ def test_a_resumed_run_keeps_its_learning_rates(tmp_path, capsys):
     (out / "run.json").write_text("{}")
     for option in ("--lr", "--lr-grid"):
         one_line_error(capsys, ["--resume", option, "1e-4,1e-3"], out, f"drop {option}")
+
+
+def test_the_command_lines_choices_are_their_owners():
+    """The parser names its choices literally (``--help`` imports neither torch nor the report); each
+    list must be the one its owner checks, or a valid value would be refused, or an invalid one pass."""
+    from core.training import PRECISIONS
+    from suite.cli import build_parser
+    from suite.export import FORMATS
+    from suite.recipe import RECIPES
+    from suite.report.reported import REPORTED
+    from suite.report.stats import INTERVALS
+
+    def choices(command: str, option: str) -> tuple:
+        sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+        return tuple(next(a for a in sub._actions if option in a.option_strings).choices)
+
+    assert choices("run", "--precision") == PRECISIONS and choices("run", "--retrain-recipe") == RECIPES
+    assert choices("table", "--paired-interval") == INTERVALS and choices("table", "--reported") == REPORTED
+    assert choices("export", "--format") == FORMATS
