@@ -170,6 +170,17 @@ def test_tasks_may_differ_in_their_harness_and_the_merged_tables_are_the_whole_r
     assert "Friedman test over 2 tasks" in (merged / "comparison.md").read_text()
 
 
+def test_a_merged_report_compares_with_the_first_searched_method_of_its_runs_plans(tmp_path):
+    """Not with the first by run id (adalora before bipeft): a merged folder has no plan of its own."""
+    a, b = piece(tmp_path / "a", (0,)), piece(tmp_path / "b", (1, 2))
+    (b / "run.json").write_text(json.dumps({"methods": ["lora", "s3delta", "bipeft"]}))  # a has none
+    merged = tmp_path / "merged"
+    assert main(["table", "--out", str(a), "--out", str(b), "--to", str(merged)]) == 0
+    assert "minus reference (s3delta)" in (merged / "comparison.md").read_text()
+    assert main(["table", "--out", str(a)]) == 0  # a run without a plan: the first searched by run id
+    assert "minus reference (autopeft)" in (a / "comparison.md").read_text()
+
+
 def test_runs_that_differ_only_in_where_they_ran_or_how_often_they_saved_merge(tmp_path):
     def elsewhere(record):
         return {**record, "harness": {**record["harness"], "device": "cuda", "checkpoint_every": "500"}}

@@ -54,17 +54,26 @@ OPTIONAL_DOCUMENTS = {"architectures", "reported"}
 
 
 def default_reference(out: Path, records: list[dict]) -> str:
-    """The first searched method of the run's plan (``run.json``), else of the records."""
-    from suite.rundir import RunDir, read_json
-
+    """The first searched method of the run's plan (``run.json``; of a merged report, the plan of its
+    first source run that has one), else of the records (by run id: not the plan's first method)."""
     searched = [r["method"] for r in records if r["method_kind"] != "manual"]
-    plan = RunDir(out).plan
-    if plan.is_file():
-        methods = read_json(plan, "a run plan").get("methods", [])
+    for methods in _planned_methods(Path(out)):
         searched_in_plan = [m for m in methods if m in searched]
         if searched_in_plan:
             return searched_in_plan[0]
     return searched[0] if searched else records[0]["method"]
+
+
+def _planned_methods(out: Path):
+    """The method lists of ``out``'s plan, or of a merged report's source runs' plans, in order."""
+    from suite.rundir import MERGED_FILE, RunDir, read_json
+
+    runs = [out]
+    if not RunDir(out).plan.is_file() and (out / MERGED_FILE).is_file():
+        runs = [out / source for source in read_json(out / MERGED_FILE, "a merged report")["sources"]]
+    for run in runs:
+        if RunDir(run).plan.is_file():
+            yield read_json(RunDir(run).plan, "a run plan").get("methods", [])
 
 
 @dataclass
