@@ -143,6 +143,9 @@ def test_rank_test_by_hand_and_by_the_libraries():
     assert list(result["nemenyi"].index) == ["A", "B", "C"]
     too_few = stats.rank_test(scores[["A", "B"]])
     assert too_few["friedman"] is None and "at least 3 methods" in too_few["note"]
+    tied = stats.rank_test(pd.DataFrame({"A": [60.0, 50], "B": [60.0, 50], "C": [60.0, 50]}, index=["t1", "t2"]))
+    assert tied["friedman"] is None and tied["note"] == "no Friedman test: every method tied on each of the 2 tasks"
+    assert tied["average_rank"].to_dict() == {"A": 2.0, "B": 2.0, "C": 2.0}  # scipy would give nan
 
 
 @pytest.mark.parametrize("task_name", ["glue/sst2", "glue/mrpc", "glue/cola", "superglue/cb", "glue/stsb"])

@@ -250,8 +250,8 @@ def rank_test(scores) -> dict[str, Any]:
     """Average ranks (1 = best) over the rows of ``scores`` (a DataFrame: tasks x methods, higher is
     better), the Friedman test and the Nemenyi post-hoc p-values between methods.
 
-    With fewer than three methods or two tasks there is no test (``friedman`` is None) and the
-    ``note`` says why; ranks are still given.
+    With fewer than three methods or two tasks, or every method tied on every task, there is no test
+    (``friedman`` is None) and the ``note`` says why; ranks are still given.
     """
     import pandas as pd
 
@@ -261,6 +261,9 @@ def rank_test(scores) -> dict[str, Any]:
     if scores.shape[1] < 3 or scores.shape[0] < 2:
         out["note"] = (f"no Friedman test: it needs at least 3 methods and 2 tasks with every method scored "
                        f"(here {scores.shape[1]} methods on {scores.shape[0]} tasks)")
+        return out
+    if (ranks.nunique(axis=1) == 1).all():  # the statistic would be 0/0: scipy's nan, not a result
+        out["note"] = f"no Friedman test: every method tied on each of the {len(scores)} tasks"
         return out
     import scikit_posthocs as sp
     from scipy import stats

@@ -86,9 +86,12 @@ def num(value: float | None, digits: int = 2) -> str:
 TOO_FEW_NOTE = "`[–]`: no interval, the cell's one run was scored on a single test example. "
 
 
-def capped_note(records: list[dict[str, Any]] = ()) -> list[str]:
+def capped_note(records: list[dict[str, Any]], lb: pd.DataFrame) -> list[str]:
     """The † footnote: the row's searches that stopped at their step cap before their method's end,
-    each with how far it got (BIPEFT: "after N of Z triggers"), whether or not the plan was short."""
+    each by its row's label (a method may have a row per budget) and with how far it got (BIPEFT:
+    "after N of Z triggers"), whether or not the plan was short."""
+    several = several_backbones(lb)
+    labels = {r["run_id"]: method_label(row_key(r), several) for r in lb.to_dict("records")}
     lines = ["†: some of the row's searches stopped at their step cap before their method's end:"]
     for r in records:
         search = r.get("search") or {}
@@ -97,7 +100,7 @@ def capped_note(records: list[dict[str, Any]] = ()) -> list[str]:
         how = (f" after {search['triggers']} of {search['max_triggers']} triggers"
                if "triggers" in search and "max_triggers" in search else "")
         steps = f" ({search['steps']} of {search['planned_steps']} planned steps)" if "planned_steps" in search else ""
-        lines.append(f"- {method_name_label(r['method'])}, {task_label(r['task'])}, seed {r['seed']}: "
+        lines.append(f"- {labels[r['run_id']]}, {task_label(r['task'])}, seed {r['seed']}: "
                      f"stopped at the step cap{how}{steps}.")
     return lines if len(lines) > 1 else [lines[0][:-1] + "."]
 
@@ -202,7 +205,7 @@ def accuracy(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]] =
         "`comparison.md` says which differences are larger than their noise.",
         f"Ratio: trainable PEFT parameters / backbone parameters in ‱ (×1e4), mean over the row's tasks; "
         f"task heads are not counted. Backbone: {backbones}. `≤b` is a searched method's budget{_budgets(lb)}.",
-        *(capped_note(records) if capped else []),
+        *(capped_note(records, lb) if capped else []),
         *lr_note(records),
         precision_note(lb),
         "",
@@ -254,7 +257,7 @@ def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]]
         f"Hardware: {hardware_text}.")))
     doc.tables.append(throughput(lb, averages, keys))
     doc.tables += delivered(records)
-    doc.notes += ([*capped_note(records), ""] if capped else []) + [precision_note(lb), ""] + failed_lines(lb)
+    doc.notes += ([*capped_note(records, lb), ""] if capped else []) + [precision_note(lb), ""] + failed_lines(lb)
     return doc
 
 
