@@ -310,7 +310,8 @@ def build_parser() -> argparse.ArgumentParser:
     table.add_argument("--out", required=True, action="append", help="a run's folder (holding records/); several: --to")
     table.add_argument("--to", help="merge the --out runs into this new folder and write one report there")
     table.add_argument("--reference", help="the method every other is compared with in comparison.md "
-                                           "(default: the first searched method of the run)")
+                                           "(default: the first searched method of the run's plan, or of a merged "
+                                           "report's source runs' plans)")
     table.add_argument("--paired-interval", default="seeds", choices=("seeds", "examples"),
                        help="comparison.md's interval: 'seeds' (t over the per-seed differences; the example "
                             "bootstrap with one seed) or 'examples' (the example bootstrap, seeds held fixed)")

@@ -6,10 +6,10 @@ like one run's, and ``suite.report`` builds every table from it; ``table --out D
 later. The source runs are only read.
 
 * **Settings.** Records whose settings differ are refused, with one line naming the setting, its two
-  values and a record of each: the backbone, the retrain recipe, a method's learning-rate protocol (its
-  retrain's one rate, or the grid that picked it: ``suite.learning_rate.protocol``), a method's
-  options, and, among the records of one task, the harness (epochs or steps, sample counts, batch,
-  lengths, learning rate, precision, scoring: every ``HarnessConfig`` setting but the device).
+  values and a record of each: the backbone, the retrain recipe, a method's options, and, among the
+  records of one task, the harness (epochs or steps, sample counts, batch, lengths, learning rate,
+  precision, scoring: every ``HarnessConfig`` setting but the device) and a method's learning-rate
+  protocol (its retrain's one rate, or the grid that picked it: ``suite.learning_rate.protocol``).
   Refusing, rather than keeping them apart as separate rows: the tables compare every row with every
   other (paired differences, ranks), so within a task every row must have been trained and scored
   alike; and a record is known by its run id (method, space, task, seed, budget), which names none of
@@ -110,21 +110,22 @@ def merge_runs(sources: Sequence[Path | str], to: Path | str) -> Merged:
 
 
 def compared_settings(record: dict[str, Any]) -> dict[str, Any]:
-    """What two records in one merged report must agree on, by a name that says it (the harness: two
-    records of the same task)."""
+    """What two records in one merged report must agree on, by a name that says it (the harness and a
+    method's learning-rate protocol: among the records of one task)."""
     from suite.harness import HarnessConfig
     from suite.learning_rate import protocol
 
     harness = {f.name: f.default for f in dataclasses.fields(HarnessConfig)} | (record.get("harness") or {})
     recipe = ((record.get("retrain") or {}).get("recipe") or {}).get("name", "suite")
     out = {"backbone": record["backbone"], "retrain recipe": recipe,
-           f"{record['method']} learning-rate protocol": protocol(record)}
+           f"{record['method']} learning-rate protocol on {record['task']}": protocol(record)}
     out |= {f"harness {k} on {record['task']}": v for k, v in harness.items() if k not in NOT_COMPARED}
     return out | {f"{record['method']} option {k}": v for k, v in (record.get("method_config") or {}).items()}
 
 
 def check_settings(entries: Sequence[tuple[Path, dict[str, Any]]]) -> None:
-    """Stop at the first setting two ``ok`` records disagree on (a method's options: among its records)."""
+    """Stop at the first setting two ``ok`` records disagree on (a method's options: among its records;
+    the harness and a learning-rate protocol: among a task's)."""
     first: dict[str, tuple[Any, Path, str]] = {}
     for source, record in entries:
         if record["status"] != "ok":

@@ -136,9 +136,9 @@ def _full_lr(record):  # full fine-tuning at its own default (2e-5) beside a run
 @pytest.mark.parametrize("change, named", [
     (_harness, "harness epochs on glue/mrpc is None"), (_backbone, "backbone"), (_recipe, "retrain recipe"),
     (_option, "bipeft option z is 100"),
-    (_lr_grid, "learning-rate protocol is 'lr 3e-4' in"),  # a record from before retrain.lr: its harness's
+    (_lr_grid, "learning-rate protocol on glue/mrpc is 'lr 3e-4' in"),  # a record from before retrain.lr: its harness's
     (_lr_grid, "and 'lr grid {1e-4, 1e-3} by validation' in"),
-    (_full_lr, "full learning-rate protocol is 'lr 3e-4' in")])
+    (_full_lr, "full learning-rate protocol on glue/mrpc is 'lr 3e-4' in")])
 def test_runs_of_different_settings_are_refused_in_one_line(tmp_path, capsys, change, named):
     a, b = piece(tmp_path / "a", (0,)), piece(tmp_path / "b", (1,), change)
     sources = {a: snapshot(a), b: snapshot(b)}
@@ -169,6 +169,13 @@ def test_tasks_may_differ_in_their_harness_and_the_merged_tables_are_the_whole_r
         assert (merged / name).read_text() == (whole / name).read_text(), name
     assert "Friedman test over 2 tasks" in (merged / "comparison.md").read_text()
 
+    def faster(record):  # every STS-B search and retrain at lr 1e-3, MRPC's at 3e-4
+        retrain = record["retrain"] and {**record["retrain"], "lr": 1e-3}
+        return {**record, "harness": {**record["harness"], "lr": 1e-3}, "retrain": retrain}
+
+    c = pick(tmp_path / "stsb-lr", "glue/stsb", faster)
+    assert main(["table", "--out", str(a), "--out", str(c), "--to", str(tmp_path / "lr")]) == 0
+
 
 def test_a_merged_report_compares_with_the_first_searched_method_of_its_runs_plans(tmp_path):
     """Not with the first by run id (adalora before bipeft): a merged folder has no plan of its own."""
@@ -177,6 +184,9 @@ def test_a_merged_report_compares_with_the_first_searched_method_of_its_runs_pla
     merged = tmp_path / "merged"
     assert main(["table", "--out", str(a), "--out", str(b), "--to", str(merged)]) == 0
     assert "minus reference (s3delta)" in (merged / "comparison.md").read_text()
+    again = tmp_path / "again"  # a merged report merged again: through its sources' plans
+    assert main(["table", "--out", str(merged), "--out", str(a), "--to", str(again)]) == 0
+    assert "minus reference (s3delta)" in (again / "comparison.md").read_text()
     assert main(["table", "--out", str(a)]) == 0  # a run without a plan: the first searched by run id
     assert "minus reference (autopeft)" in (a / "comparison.md").read_text()
 

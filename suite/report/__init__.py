@@ -54,8 +54,8 @@ OPTIONAL_DOCUMENTS = {"architectures", "reported"}
 
 
 def default_reference(out: Path, records: list[dict]) -> str:
-    """The first searched method of the run's plan (``run.json``; of a merged report, the plan of its
-    first source run that has one), else of the records (by run id: not the plan's first method)."""
+    """The first searched method of the run's plan (``run.json``; of a merged report, the first such
+    method in its source runs' plans, in their order), else of the records (by run id)."""
     searched = [r["method"] for r in records if r["method_kind"] != "manual"]
     for methods in _planned_methods(Path(out)):
         searched_in_plan = [m for m in methods if m in searched]
@@ -64,16 +64,17 @@ def default_reference(out: Path, records: list[dict]) -> str:
     return searched[0] if searched else records[0]["method"]
 
 
-def _planned_methods(out: Path):
-    """The method lists of ``out``'s plan, or of a merged report's source runs' plans, in order."""
+def _planned_methods(out: Path, seen: frozenset = frozenset()):
+    """The method lists of ``out``'s plan, or of a merged report's source runs' plans (a source that is
+    itself a merged report: its sources'), in order."""
     from suite.rundir import MERGED_FILE, RunDir, read_json
 
-    runs = [out]
-    if not RunDir(out).plan.is_file() and (out / MERGED_FILE).is_file():
-        runs = [out / source for source in read_json(out / MERGED_FILE, "a merged report")["sources"]]
-    for run in runs:
-        if RunDir(run).plan.is_file():
-            yield read_json(RunDir(run).plan, "a run plan").get("methods", [])
+    out = out.resolve()
+    if RunDir(out).plan.is_file():
+        yield read_json(RunDir(out).plan, "a run plan").get("methods", [])
+    elif (out / MERGED_FILE).is_file() and out not in seen:
+        for source in read_json(out / MERGED_FILE, "a merged report")["sources"]:
+            yield from _planned_methods(out / source, seen | {out})
 
 
 @dataclass

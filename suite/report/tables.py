@@ -86,12 +86,13 @@ def num(value: float | None, digits: int = 2) -> str:
 TOO_FEW_NOTE = "`[–]`: no interval, the cell's one run was scored on a single test example. "
 
 
-def capped_note(records: list[dict[str, Any]], lb: pd.DataFrame) -> list[str]:
+def capped_note(records: list[dict[str, Any]], lb: pd.DataFrame, space: bool = True) -> list[str]:
     """The † footnote: the row's searches that stopped at their step cap before their method's end,
-    each by its row's label (a method may have a row per budget) and with how far it got (BIPEFT:
-    "after N of Z triggers"), whether or not the plan was short."""
+    each by its row's label as the table prints it (``space``: with the space; a method may have a row
+    per budget) and with how far it got (BIPEFT: "after N of Z triggers"), whether or not the plan was
+    short."""
     several = several_backbones(lb)
-    labels = {r["run_id"]: method_label(row_key(r), several) for r in lb.to_dict("records")}
+    labels = {r["run_id"]: method_label(row_key(r), several, space=space) for r in lb.to_dict("records")}
     lines = ["†: some of the row's searches stopped at their step cap before their method's end:"]
     for r in records:
         search = r.get("search") or {}
@@ -257,7 +258,7 @@ def efficiency(lb: pd.DataFrame, sm: pd.DataFrame, records: list[dict[str, Any]]
         f"Hardware: {hardware_text}.")))
     doc.tables.append(throughput(lb, averages, keys))
     doc.tables += delivered(records)
-    doc.notes += ([*capped_note(records, lb), ""] if capped else []) + [precision_note(lb), ""] + failed_lines(lb)
+    doc.notes += ([*capped_note(records, lb, space=False), ""] if capped else []) + [precision_note(lb), ""] + failed_lines(lb)
     return doc
 
 
