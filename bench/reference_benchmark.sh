@@ -3,6 +3,8 @@
 #
 #   bench/reference_benchmark.sh OUT RUN        RUN: main, cb, ablations, budgets (again: resumes it)
 #   bench/reference_benchmark.sh OUT report     one leaderboard and report of the four, into OUT/report
+#   bench/reference_benchmark.sh OUT publish DEST   the four runs copied to DEST without Ray's state and
+#                                                  log, their tables rebuilt by this checkout, DEST/report
 #   bench/reference_benchmark.sh OUT main --dry-run    what a run would cost (further options go to `run`)
 #
 # main: every searched method and the manual baselines on the three local tasks that learn on MiniLM
@@ -14,8 +16,9 @@
 # Interrupt with Ctrl+C; run the same command again to continue. DATA_DIR: the GLUE/SuperGLUE files.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:?usage: bench/reference_benchmark.sh OUT main|cb|ablations|budgets|report}
-RUN=${2:?usage: bench/reference_benchmark.sh OUT main|cb|ablations|budgets|report}
+USAGE="usage: bench/reference_benchmark.sh OUT main|cb|ablations|budgets|report|publish DEST"
+OUT=${1:?$USAGE}
+RUN=${2:?$USAGE}
 PY=${PYTHON:-python}
 MAIN=(--space s2 --data-dir "${DATA_DIR:-../shared/data}" --budget 1e-3 --max-train-samples 4000 --max-eval-samples 1000
       --epochs 2 --batch-size 8 --max-source-length 128)
@@ -34,7 +37,20 @@ case "$RUN" in
   ablations) ARGS=("${MAIN[@]}" --methods bipeft-entangled,bipeft-b2d,bipeft-d2b,bipeft-noselect --tasks glue/sst2 --seeds 0,1,2);;
   budgets) ARGS=("${MAIN[@]}" --methods bipeft,s3delta,prunepeft,adalora --tasks glue/sst2 --seeds 0,1,2 --budget 5e-4,2e-3);;
   report) exec "$PY" -m suite table --out "$OUT/main" --out "$OUT/ablations" --out "$OUT/budgets" --out "$OUT/cb" --to "$OUT/report";;
-  *) echo "bench/reference_benchmark.sh: unknown run '$RUN' (choose from main, cb, ablations, budgets, report)" >&2; exit 2;;
+  publish)
+    DEST=${3:?$USAGE}
+    for run in main cb ablations budgets; do
+      [ -f "$OUT/$run/run.json" ] || { echo "bench/reference_benchmark.sh: no run in $OUT/$run" >&2; exit 2; }
+    done
+    for run in main cb ablations budgets; do
+      # Ray's state and the run log hold this machine's paths; the tables are rebuilt so that they are
+      # what this checkout's `table` writes (tests/test_committed_results.py checks that)
+      mkdir -p "$DEST/$run"
+      tar -C "$OUT/$run" --exclude=./ray --exclude=./run.lock --exclude=./run.log -cf - . | tar -C "$DEST/$run" -xf -
+      "$PY" -m suite table --out "$DEST/$run" > /dev/null
+    done
+    exec "$PY" -m suite table --out "$DEST/main" --out "$DEST/ablations" --out "$DEST/budgets" --out "$DEST/cb" --to "$DEST/report";;
+  *) echo "bench/reference_benchmark.sh: unknown run '$RUN' (choose from main, cb, ablations, budgets, report, publish)" >&2; exit 2;;
 esac
 if [ -f "$OUT/$RUN/run.json" ] && [ $# -eq 2 ]; then
   exec "$PY" -m suite run --resume --out "$OUT/$RUN"

@@ -5,6 +5,7 @@ it was made on, and the committed tables are exactly what ``table`` rebuilds fro
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from pathlib import Path
@@ -49,10 +50,23 @@ def test_no_machine_paths(run):
 def test_tables_rebuild_from_records(run, tmp_path):
     from suite.report import write_reports
 
-    copy = tmp_path / run.name
-    shutil.copytree(run, copy, ignore=shutil.ignore_patterns(*TABLES, "*.png", "report.html"))
+    copy = _copy_without_tables(run, tmp_path)
     write_reports(copy)  # the default reference, as the committed tables were built
     for name in TABLES:
         assert (copy / name).is_file() == (run / name).is_file(), f"{run}/{name}: committed or not as table writes it"
         if (run / name).is_file():
             assert (copy / name).read_text() == (run / name).read_text(), f"{run}/{name} is stale"
+
+
+def _copy_without_tables(run: Path, tmp_path: Path) -> Path:
+    """``run`` copied under ``tmp_path`` without its tables; a merged report's source runs (whose plans
+    name its reference method) copied beside it, where its ``merged.json`` points."""
+    from suite.rundir import MERGED_FILE
+
+    ignore = shutil.ignore_patterns(*TABLES, "*.png", "report.html")
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy, ignore=ignore)
+    merged = run / MERGED_FILE
+    for source in json.loads(merged.read_text())["sources"] if merged.is_file() else ():
+        shutil.copytree(run / source, copy / source, ignore=ignore)
+    return copy
