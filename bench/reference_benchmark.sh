@@ -20,6 +20,11 @@ USAGE="usage: bench/reference_benchmark.sh OUT main|cb|ablations|budgets|report|
 OUT=${1:?$USAGE}
 RUN=${2:?$USAGE}
 PY=${PYTHON:-python}
+RUNS=(main cb ablations budgets)
+# The four runs under $1 merged into $1/report: one leaderboard, report and statistics over them
+merged_report() {
+  exec "$PY" -m suite table --out "$1/main" --out "$1/ablations" --out "$1/budgets" --out "$1/cb" --to "$1/report"
+}
 MAIN=(--space s2 --data-dir "${DATA_DIR:-../shared/data}" --budget 1e-3 --max-train-samples 4000 --max-eval-samples 1000
       --epochs 2 --batch-size 8 --max-source-length 128)
 METHODS=bipeft,s3delta,prunepeft,autopeft,apet,adalora,lora,bitfit,ia3,dora
@@ -36,20 +41,20 @@ case "$RUN" in
             --seeds 0,1,2,3,4 "${AUTOPEFT[@]}");;
   ablations) ARGS=("${MAIN[@]}" --methods bipeft-entangled,bipeft-b2d,bipeft-d2b,bipeft-noselect --tasks glue/sst2 --seeds 0,1,2);;
   budgets) ARGS=("${MAIN[@]}" --methods bipeft,s3delta,prunepeft,adalora --tasks glue/sst2 --seeds 0,1,2 --budget 5e-4,2e-3);;
-  report) exec "$PY" -m suite table --out "$OUT/main" --out "$OUT/ablations" --out "$OUT/budgets" --out "$OUT/cb" --to "$OUT/report";;
+  report) merged_report "$OUT";;
   publish)
     DEST=${3:?$USAGE}
-    for run in main cb ablations budgets; do
+    for run in "${RUNS[@]}"; do
       [ -f "$OUT/$run/run.json" ] || { echo "bench/reference_benchmark.sh: no run in $OUT/$run" >&2; exit 2; }
     done
-    for run in main cb ablations budgets; do
+    for run in "${RUNS[@]}"; do
       # Ray's state and the run log hold this machine's paths; the tables are rebuilt so that they are
       # what this checkout's `table` writes (tests/test_committed_results.py checks that)
       mkdir -p "$DEST/$run"
       tar -C "$OUT/$run" --exclude=./ray --exclude=./run.lock --exclude=./run.log -cf - . | tar -C "$DEST/$run" -xf -
       "$PY" -m suite table --out "$DEST/$run" > /dev/null
     done
-    exec "$PY" -m suite table --out "$DEST/main" --out "$DEST/ablations" --out "$DEST/budgets" --out "$DEST/cb" --to "$DEST/report";;
+    merged_report "$DEST";;
   *) echo "bench/reference_benchmark.sh: unknown run '$RUN' (choose from main, cb, ablations, budgets, report, publish)" >&2; exit 2;;
 esac
 if [ -f "$OUT/$RUN/run.json" ] && [ $# -eq 2 ]; then

@@ -5,7 +5,6 @@ it was made on, and the committed tables are exactly what ``table`` rebuilds fro
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 from pathlib import Path
@@ -61,12 +60,12 @@ def test_tables_rebuild_from_records(run, tmp_path):
 def _copy_without_tables(run: Path, tmp_path: Path) -> Path:
     """``run`` copied under ``tmp_path`` without its tables; a merged report's source runs (whose plans
     name its reference method) copied beside it, where its ``merged.json`` points."""
-    from suite.rundir import MERGED_FILE
+    from suite.rundir import MERGED_FILE, read_json
 
     ignore = shutil.ignore_patterns(*TABLES, "*.png", "report.html")
     copy = tmp_path / run.name
     shutil.copytree(run, copy, ignore=ignore)
     merged = run / MERGED_FILE
-    for source in json.loads(merged.read_text())["sources"] if merged.is_file() else ():
+    for source in read_json(merged, "a merged report")["sources"] if merged.is_file() else ():
         shutil.copytree(run / source, copy / source, ignore=ignore)
     return copy
