@@ -14,7 +14,7 @@ with ``--resume`` and skips a finished one):
 * ``allocated``: ``sensitivity="allocated"``, the form before issue 20 (each pass its own size draw,
   ``|M_n|`` the largest size).
 
-The settings are those of the reference benchmark (``results/reference/minilm-cpu/run.json``:
+The settings are those of the reference benchmark (``results/reference/minilm-cpu-v1/run.json``:
 all-MiniLM-L6-v2, S2, budget 1e-3, 250 training and 500 evaluation examples, 8 epochs at batch 8,
 validation every 64 steps, inputs cut at 128 tokens), on ``--tasks`` and ``--seeds``. The 8 epochs
 plan 128 search steps, which may be too short for BIPEFT to settle: ``--epochs 24`` gives search and
@@ -43,7 +43,7 @@ from pathlib import Path
 
 from _common import ROOT, bench_parser
 
-REFERENCE = ROOT / "results" / "reference" / "minilm-cpu" / "run.json"
+REFERENCE = ROOT / "results" / "reference" / "minilm-cpu-v1" / "run.json"
 VARIANTS: dict[str, dict[str, str]] = {
     "default": {},
     "expected": {"budget_count": "expected"},

@@ -56,7 +56,8 @@ def test_the_majority_baseline_scores_every_selection_metric(majority):
 
 def test_the_majority_baseline_script_on_a_run(tmp_path):
     """The script on the fixture run (MRPC by F1, STS-B by Pearson): each task's majority score from its
-    test golds, beside the method means of summary.csv."""
+    test golds in its selection metric and in each other metric summary.csv has for it (MRPC's accuracy),
+    beside the lowest row mean and the count of rows above it."""
     import gzip
     import json
     import shutil
@@ -64,18 +65,23 @@ def test_the_majority_baseline_script_on_a_run(tmp_path):
     fixtures = ROOT / "tests" / "fixtures"
     shutil.copytree(fixtures / "records", tmp_path / "records")
     shutil.copytree(fixtures / "predictions", tmp_path / "predictions")
-    (tmp_path / "summary.csv").write_text("method,task,test_score_mean\nlora,glue/mrpc,90.0\nbitfit,glue/mrpc,85.5\n"
-                                          "lora,glue/stsb,88.0\n")
+    (tmp_path / "summary.csv").write_text(
+        "method,budget_params,task,test_score_mean,test_accuracy_mean\n"
+        "lora,,glue/mrpc,90.0,60.0\nbipeft,22713,glue/mrpc,85.5,80.0\nlora,,glue/stsb,88.0,\n")
     proc = subprocess.run([sys.executable, "bench/majority_baseline.py", "--out", str(tmp_path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    rows = {cells[0]: cells for line in proc.stdout.splitlines()[2:]
+    rows = {(cells[0], cells[1]): cells[2:] for line in proc.stdout.splitlines()[2:]
             for cells in [[c.strip() for c in line.strip("|").split("|")]]}
-    f1 = []
+    f1, accuracy = [], []
     for seed in (0, 1, 2):
         with gzip.open(fixtures / "predictions" / f"lora--manual--glue_mrpc--seed{seed}--bnone.jsonl.gz", "rt") as f:
             gold = [json.loads(line)["gold"] for line in f]
         p = max(gold.count(0), gold.count(1)) / len(gold)
+        accuracy.append(100 * p)
         f1.append(100 * 2 * p / (1 + p) if gold.count(1) > gold.count(0) else 0.0)
-    assert rows["glue/mrpc"][1:5] == ["f1", "3", f"{sum(f1) / 3:.1f}", "85.5 (bitfit)"]
-    assert rows["glue/stsb"][1:4] == ["pearson", "3", "0"]
+    assert rows["glue/mrpc", "f1 (selection)"] == ["3", f"{sum(f1) / 3:.1f}", "2/2", "85.5 (bipeft ≤22,713)", "90"]
+    above = sum(score > sum(accuracy) / 3 for score in (60.0, 80.0))
+    assert rows["glue/mrpc", "accuracy"] == ["3", f"{sum(accuracy) / 3:.1f}", f"{above}/2", "60.0 (lora)", "80"]
+    assert rows["glue/stsb", "pearson (selection)"][:3] == ["3", "0", "1/1"]
+    assert ("glue/stsb", "accuracy") not in rows  # no accuracy score for STS-B in summary.csv

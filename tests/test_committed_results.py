@@ -21,7 +21,7 @@ TABLES = ("accuracy.md", "efficiency.md", "comparison.md", "architectures.md", "
 
 
 def test_there_are_committed_runs():
-    assert {"offline-default/bipeft-s3delta", "offline-default/lora-bitfit", "minilm-cpu", "transfer"} <= set(IDS)
+    assert {"offline-default/bipeft-s3delta", "offline-default/lora-bitfit", "minilm-cpu-v1", "transfer"} <= set(IDS)
 
 
 @pytest.mark.parametrize("run", RUNS, ids=IDS)
