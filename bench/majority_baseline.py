@@ -52,16 +52,16 @@ def main() -> None:
             golds[record["task"], record["seed"]] = [json.loads(line)["gold"] for line in f]
         metrics[record["task"]] = record["metrics"]["selection"]
     summary = pd.read_csv(out / "summary.csv")
+    # Besides each task's selection metric, every metric summary.csv has a mean of (MRPC's accuracy
+    # beside its F1: a constant "paraphrase" scores F1 80 there but accuracy 67)
+    scored = sorted(c[len("test_"):-len("_mean")] for c in summary.columns
+                    if c.startswith("test_") and c.endswith("_mean") and c != "test_score_mean")
     rows = []
     for task, selection in sorted(metrics.items()):
         seeds = sorted(s for t, s in golds if t == task)
         labels = TASKS.get(task).num_labels if task in TASKS else None
         rows_of_task = summary[summary["task"] == task]
-        # The selection metric first, then every other metric the runs scored on this task (MRPC's
-        # accuracy beside its F1: a constant "paraphrase" scores F1 80 there but accuracy 67)
-        others = [c[len("test_"):-len("_mean")] for c in summary.columns
-                  if c.startswith("test_") and c.endswith("_mean") and c != "test_score_mean"]
-        for metric in [selection] + sorted(m for m in others if m != selection and m in LABEL_METRICS):
+        for metric in [selection] + [m for m in scored if m != selection and m in LABEL_METRICS]:
             column = "test_score_mean" if metric == selection else f"test_{metric}_mean"
             scores = rows_of_task[rows_of_task[column].notna()]
             if scores.empty:
