@@ -8,7 +8,7 @@ selection metric (accuracy, F1, macro-F1, Matthews or a correlation, as the suit
 every other metric the runs scored, beside the lowest and highest mean test score of the table's rows
 (a method at a budget, from ``summary.csv``) and how many rows score above it:
 
-    python bench/majority_baseline.py --out results/reference/minilm-cpu-v1
+    python bench/majority_baseline.py --out results/reference/minilm-cpu/report
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
                          "rows above it": f"{(scores[column] > majority).sum()}/{len(scores)}",
                          "lowest row mean": f"{worst[column]:.1f} ({worst['method']}{budget})",
                          "highest row mean": f"{scores[column].max():.1f}"})
-    print(pd.DataFrame(rows).to_markdown(index=False))
+    print(pd.DataFrame(rows).to_markdown(index=False, floatfmt=".1f"))  # 22.0, not 22
 
 
 if __name__ == "__main__":

@@ -80,8 +80,24 @@ def test_the_majority_baseline_script_on_a_run(tmp_path):
         p = max(gold.count(0), gold.count(1)) / len(gold)
         accuracy.append(100 * p)
         f1.append(100 * 2 * p / (1 + p) if gold.count(1) > gold.count(0) else 0.0)
-    assert rows["glue/mrpc", "f1 (selection)"] == ["3", f"{sum(f1) / 3:.1f}", "2/2", "85.5 (bipeft ≤22,713)", "90"]
+    assert rows["glue/mrpc", "f1 (selection)"] == ["3", f"{sum(f1) / 3:.1f}", "2/2", "85.5 (bipeft ≤22,713)", "90.0"]
     above = sum(score > sum(accuracy) / 3 for score in (60.0, 80.0))
-    assert rows["glue/mrpc", "accuracy"] == ["3", f"{sum(accuracy) / 3:.1f}", f"{above}/2", "60.0 (lora)", "80"]
-    assert rows["glue/stsb", "pearson (selection)"][:3] == ["3", "0", "1/1"]
+    assert rows["glue/mrpc", "accuracy"] == ["3", f"{sum(accuracy) / 3:.1f}", f"{above}/2", "60.0 (lora)", "80.0"]
+    assert rows["glue/stsb", "pearson (selection)"][:3] == ["3", "0.0", "1/1"]
     assert ("glue/stsb", "accuracy") not in rows  # no accuracy score for STS-B in summary.csv
+
+
+# ---- bench/rte_lora.py ------------------------------------------------------------------------------
+def test_the_task_probe_runs_on_a_task_scored_by_mcc_only(shared_data, minilm_available):
+    """CoLA records no accuracy: the probe counts the correct test predictions itself, so its majority-class
+    comparison works for every classification task (a two-step smoke run under the benchmark's recipe)."""
+    if not minilm_available:
+        pytest.skip("the packaged MiniLM is not installed")
+    proc = subprocess.run([sys.executable, "bench/rte_lora.py", "--task", "glue/cola", "--data-dir", str(shared_data),
+                           "--max-train-samples", "16", "--max-eval-samples", "24", "--max-steps", "2",
+                           "--suite-recipe", "--threads", "1"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert summary.startswith("glue/cola:") and "matthews_correlation" in summary
+    correct, total = summary.split(") vs majority")[0].rsplit("(", 1)[1].split("/")
+    assert int(total) == 24 and 0 <= int(correct) <= 24

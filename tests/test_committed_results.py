@@ -21,7 +21,8 @@ TABLES = ("accuracy.md", "efficiency.md", "comparison.md", "architectures.md", "
 
 
 def test_there_are_committed_runs():
-    assert {"offline-default/bipeft-s3delta", "offline-default/lora-bitfit", "minilm-cpu-v1", "transfer"} <= set(IDS)
+    assert {"offline-default/bipeft-s3delta", "offline-default/lora-bitfit", "minilm-cpu-v1", "transfer",
+            "minilm-cpu/main", "minilm-cpu/cb", "minilm-cpu/ablations", "minilm-cpu/budgets", "minilm-cpu/report"} <= set(IDS)
 
 
 @pytest.mark.parametrize("run", RUNS, ids=IDS)
