@@ -7,7 +7,7 @@ trigger fires: the cost before early selection shrinks it). Rounds alternate the
 their order), so that a machine that slows down or speeds up during the run moves both alike; each
 figure is the median over rounds of the milliseconds per step of ``--steps`` steps.
 
-    python bench/precision_step.py --rounds 5 --steps 10 --threads 2
+    python bench/precision_step.py --rounds 5 --steps 10 --threads 2 [--retrain-method bitfit] [--frozen-bf16]
 """
 
 from __future__ import annotations
@@ -22,8 +22,12 @@ from _common import bench_parser
 PRECISIONS = ("fp32", "bf16")
 
 
-def retrain_stepper(exp):
-    """One harness training step of LoRA r=8 (and the task head) on ``exp``'s next batch."""
+def retrain_stepper(exp, method: str = "lora", frozen_bf16: bool = False):
+    """One harness training step of ``method``'s architecture (LoRA r=8 by default) and the task head on
+    ``exp``'s next batch. ``frozen_bf16``: the frozen weights and biases of the backbone's ``nn.Linear``
+    s are stored in bf16 once, so that autocast does not cast them again every step (the same bits:
+    autocast's cast of an fp32 weight is that bf16 tensor); a probe, not what the harness does (DoRA
+    and (IA)³ read their host's weight in fp32)."""
     from functools import partial
 
     from core.batches import cycle, to_device
@@ -33,10 +37,17 @@ def retrain_stepper(exp):
     from suite.recipe import SUITE_OP_OPTIONS
 
     task_model = exp.new_model()
-    inject_fixed(task_model.model, get_method("lora").architecture(exp.sites, exp.backbone), exp.sites,
+    inject_fixed(task_model.model, get_method(method).architecture(exp.sites, exp.backbone), exp.sites,
                  op_options=SUITE_OP_OPTIONS)
     for p in task_model.head_parameters():
         p.requires_grad_(True)
+    if frozen_bf16:
+        import torch
+
+        for module in task_model.model.modules():
+            for p in (module.weight, module.bias) if type(module) is torch.nn.Linear else ():
+                if p is not None and not p.requires_grad:
+                    p.data = p.data.to(torch.bfloat16)
     trainer = Trainer(task_model.parameters(), exp.config.lr, 10**6, autocast=exp.autocast)
     batches = cycle(exp.loader(exp.splits.train, train=True))
     task_model.train()
@@ -113,6 +124,9 @@ def main() -> None:
     parser = experiment_arguments(__doc__, threads=2)
     parser.add_argument("--rounds", type=int, default=5, help="rounds, each timing every step kind in both precisions")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round (after one untimed)")
+    parser.add_argument("--retrain-method", default="lora", help="the retrain step's architecture (a manual method)")
+    parser.add_argument("--frozen-bf16", action="store_true",
+                        help="also time the bf16 retrain step with the frozen Linear weights stored in bf16 once")
     args = parser.parse_args()
 
     from core.training import fast_bf16
@@ -121,23 +135,30 @@ def main() -> None:
     for precision in PRECISIONS:
         exp, space, budget = experiment(args, precision, splits)
         splits = exp.splits  # the whole task (no subsampling), loaded once for both
-        steppers[("retrain", precision)] = retrain_stepper(exp)
+        steppers[("retrain", precision)] = retrain_stepper(exp, args.retrain_method)
         steppers[("bipeft", precision)] = bipeft_stepper(exp, space, budget)
         device = exp.device
+    if args.frozen_bf16:
+        steppers[("retrain", "bf16, frozen weights bf16")] = retrain_stepper(exp, args.retrain_method, frozen_bf16=True)
+    precisions = sorted({p for _, p in steppers}, key=lambda p: (p != "fp32", p))
     times: dict[tuple[str, str], list[float]] = {key: [] for key in steppers}
     for r in range(args.rounds):
-        for precision in PRECISIONS if r % 2 == 0 else PRECISIONS[::-1]:
+        for precision in precisions if r % 2 == 0 else precisions[::-1]:
             for kind in ("retrain", "bipeft"):
-                times[kind, precision].append(ms_per_step(steppers[kind, precision], args.steps))
+                if (kind, precision) in steppers:
+                    times[kind, precision].append(ms_per_step(steppers[kind, precision], args.steps))
     median = {key: statistics.median(values) for key, values in times.items()}
     print(f"{args.backbone} on {args.task}, batch {args.batch_size} x {args.max_source_length} tokens, {device}, "
           f"{args.threads} thread(s) (fast bf16 path detected: {fast_bf16(device)}); median of {args.rounds} "
           f"rounds x {args.steps} steps")
-    for kind in ("retrain", "bipeft"):
-        fp32, bf16 = median[kind, "fp32"], median[kind, "bf16"]
-        print(f"  {kind:8s} step  fp32 {fp32:8.1f} ms   bf16 {bf16:8.1f} ms   fp32 / bf16 = {fp32 / bf16:.2f}x"
+    for kind, precision in times:
+        if precision == "fp32":
+            continue
+        fp32, low = median[kind, "fp32"], median[kind, precision]
+        name = f"{kind} ({args.retrain_method})" if kind == "retrain" else kind
+        print(f"  {name:16s} step  fp32 {fp32:8.1f} ms   {precision} {low:8.1f} ms   fp32 / {precision} = {fp32 / low:.2f}x"
               f"   (rounds fp32 {', '.join(f'{t:.0f}' for t in times[kind, 'fp32'])}; "
-              f"bf16 {', '.join(f'{t:.0f}' for t in times[kind, 'bf16'])})")
+              f"{precision} {', '.join(f'{t:.0f}' for t in times[kind, precision])})")
     if args.out:
         Path(args.out).write_text(json.dumps({"args": vars(args), "device": str(device),
                                               "ms_per_step": {f"{k}/{p}": v for (k, p), v in times.items()},
