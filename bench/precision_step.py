@@ -24,8 +24,8 @@ PRECISIONS = ("fp32", "bf16")
 
 def retrain_stepper(exp, method: str = "lora", frozen_bf16: bool = False):
     """One harness training step of ``method``'s architecture (LoRA r=8 by default) and the task head on
-    ``exp``'s next batch. ``frozen_bf16``: the frozen weights and biases of the backbone's ``nn.Linear``
-    s are stored in bf16 once, so that autocast does not cast them again every step (the same bits:
+    ``exp``'s next batch. ``frozen_bf16``: the frozen weights and biases of the backbone's linear layers
+    are stored in bf16 once, so that autocast does not cast them again every step (the same bits:
     autocast's cast of an fp32 weight is that bf16 tensor); a probe, not what the harness does (DoRA
     and (IA)³ read their host's weight in fp32)."""
     from functools import partial
@@ -138,7 +138,7 @@ def main() -> None:
         steppers[("retrain", precision)] = retrain_stepper(exp, args.retrain_method)
         steppers[("bipeft", precision)] = bipeft_stepper(exp, space, budget)
         device = exp.device
-    if args.frozen_bf16:
+    if args.frozen_bf16:  # on the bf16 experiment, the loop's last
         steppers[("retrain", "bf16, frozen weights bf16")] = retrain_stepper(exp, args.retrain_method, frozen_bf16=True)
     precisions = sorted({p for _, p in steppers}, key=lambda p: (p != "fp32", p))
     times: dict[tuple[str, str], list[float]] = {key: [] for key in steppers}
