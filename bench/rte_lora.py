@@ -55,9 +55,10 @@ def main() -> None:
                          op_options=SUITE_OP_OPTIONS if args.suite_recipe else None)
     for row in result.history:
         print(row)
-    labels = [ex["label"] for ex in exp.splits.test]
+    # From the test predictions, not result.test: CoLA scores MCC only, no accuracy
+    labels = [p["gold"] for p in result.predictions]
     majority = max(labels.count(c) for c in set(labels))
-    correct = sum(p["prediction"] == p["gold"] for p in result.predictions)  # CoLA scores MCC only
+    correct = sum(p["prediction"] == p["gold"] for p in result.predictions)
     p_value = binomtest(correct, len(labels), majority / len(labels), alternative="greater").pvalue
     print(f"{args.task}: {time.perf_counter() - start:.0f} s; validation {result.validation}; test {result.test} "
           f"({correct}/{len(labels)}) vs majority {majority}/{len(labels)}; one-sided p = {p_value:.3g}")
