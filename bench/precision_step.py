@@ -5,9 +5,11 @@ step is the harness's (``core.training.Trainer``) on LoRA r=8 and its task head;
 its three passes (ΔW, Θ, Φ) with the sensitivities and the indicator on the full supernet (no
 trigger fires: the cost before early selection shrinks it). Rounds alternate the precisions (and
 their order), so that a machine that slows down or speeds up during the run moves both alike; each
-figure is the median over rounds of the milliseconds per step of ``--steps`` steps.
+figure is the median over rounds of the milliseconds per step of ``--steps`` steps. ``--uncached``
+also times both steps under bf16 as the harness ran them before ``core.training.cache_frozen_casts``
+(autocast casting every frozen weight at every call): the same bits, slower.
 
-    python bench/precision_step.py --rounds 5 --steps 10 --threads 2 [--retrain-method bitfit] [--frozen-bf16]
+    python bench/precision_step.py --rounds 5 --steps 10 --threads 2 [--retrain-method bitfit] [--uncached]
 """
 
 from __future__ import annotations
@@ -22,12 +24,9 @@ from _common import bench_parser
 PRECISIONS = ("fp32", "bf16")
 
 
-def retrain_stepper(exp, method: str = "lora", frozen_bf16: bool = False):
+def retrain_stepper(exp, method: str = "lora"):
     """One harness training step of ``method``'s architecture (LoRA r=8 by default) and the task head on
-    ``exp``'s next batch. ``frozen_bf16``: the frozen weights and biases of the backbone's linear layers
-    are stored in bf16 once, so that autocast does not cast them again every step (the same bits:
-    autocast's cast of an fp32 weight is that bf16 tensor); a probe, not what the harness does (DoRA
-    and (IA)³ read their host's weight in fp32)."""
+    ``exp``'s next batch."""
     from functools import partial
 
     from core.batches import cycle, to_device
@@ -41,13 +40,6 @@ def retrain_stepper(exp, method: str = "lora", frozen_bf16: bool = False):
                  op_options=SUITE_OP_OPTIONS)
     for p in task_model.head_parameters():
         p.requires_grad_(True)
-    if frozen_bf16:
-        import torch
-
-        for module in task_model.model.modules():
-            for p in (module.weight, module.bias) if type(module) is torch.nn.Linear else ():
-                if p is not None and not p.requires_grad:
-                    p.data = p.data.to(torch.bfloat16)
     trainer = Trainer(task_model.parameters(), exp.config.lr, 10**6, autocast=exp.autocast)
     batches = cycle(exp.loader(exp.splits.train, train=True))
     task_model.train()
@@ -112,6 +104,24 @@ def experiment(args, precision: str, splits=None):
     return exp, build_space(args.space, exp.sites, backbone_name=args.backbone), round(args.budget * exp.sites.backbone_params)
 
 
+def without_cast_cache(exp):
+    """``exp`` with its models' linears plain ``nn.Linear`` again: under bf16, autocast casts each frozen
+    weight at every call, as the harness did before ``core.training.cache_frozen_casts``."""
+    from torch import nn
+
+    from suite.harness import Experiment
+
+    def new_model():
+        model = Experiment.new_model(exp)
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                module.__class__ = nn.Linear
+        return model
+
+    exp.new_model = new_model  # what the retrain step and the search context build their models with
+    return exp
+
+
 def ms_per_step(step, steps: int) -> float:
     step()  # not timed: the first step of a round may pay for a cold cache
     start = time.perf_counter()
@@ -125,8 +135,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="rounds, each timing every step kind in both precisions")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round (after one untimed)")
     parser.add_argument("--retrain-method", default="lora", help="the retrain step's architecture (a manual method)")
-    parser.add_argument("--frozen-bf16", action="store_true",
-                        help="also time the bf16 retrain step with the frozen Linear weights stored in bf16 once")
+    parser.add_argument("--uncached", action="store_true",
+                        help="also time both bf16 steps with each frozen weight cast at every call (before the cast cache)")
     args = parser.parse_args()
 
     from core.training import fast_bf16
@@ -138,8 +148,11 @@ def main() -> None:
         steppers[("retrain", precision)] = retrain_stepper(exp, args.retrain_method)
         steppers[("bipeft", precision)] = bipeft_stepper(exp, space, budget)
         device = exp.device
-    if args.frozen_bf16:  # on the bf16 experiment, the loop's last
-        steppers[("retrain", "bf16, frozen weights bf16")] = retrain_stepper(exp, args.retrain_method, frozen_bf16=True)
+    if args.uncached:
+        exp, space, budget = experiment(args, "bf16", splits)
+        without_cast_cache(exp)
+        steppers[("retrain", "bf16 uncached")] = retrain_stepper(exp, args.retrain_method)
+        steppers[("bipeft", "bf16 uncached")] = bipeft_stepper(exp, space, budget)
     precisions = sorted({p for _, p in steppers}, key=lambda p: (p != "fp32", p))
     times: dict[tuple[str, str], list[float]] = {key: [] for key in steppers}
     for r in range(args.rounds):

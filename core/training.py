@@ -7,6 +7,8 @@
   state, the loss and every statistic a search reads stay fp32 (the statistics are fp32 reductions
   of fp32 gradients; ``bench/precision_statistics.py`` measures how far bf16 matmuls move them). The
   harness's evaluation and the searches' passes enter the same context.
+* :func:`cache_frozen_casts`: under bf16, a frozen ``nn.Linear`` keeps the bf16 copy of its weight and
+  bias that autocast would otherwise make again at every call (the same bits, once).
 * :func:`finite_loss`: a loss's value, read once; a non-finite loss is an error, not a silent NaN run.
 * :class:`Trainer`: AdamW with linear decay over the planned steps (paper App. B), gradient-norm
   clipping, the forward pass under autocast and the non-finite-loss guard.
@@ -57,6 +59,39 @@ def autocast_context(device: torch.device, precision: str) -> contextlib.Abstrac
     if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+class FrozenCastLinear(nn.Linear):
+    """An ``nn.Linear`` whose frozen weight and bias, under autocast, are cast to autocast's dtype once
+    and kept (until they change in place), where plain autocast casts them again at every call: it
+    caches only parameters that require a gradient. The product is the one autocast computes (the
+    cached copy is the cast it would make); the fp32 parameters stay what the module holds, so an
+    op that reads its host's weight (DoRA) and full fine-tuning (which trains them: no cache) see
+    them as before."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        device = x.device.type
+        frozen = not self.weight.requires_grad and (self.bias is None or not self.bias.requires_grad)
+        if not frozen or not torch.is_autocast_enabled(device):
+            return super().forward(x)
+        dtype = torch.get_autocast_dtype(device)
+        key = (dtype, self.weight.data_ptr(), self.weight._version,
+               None if self.bias is None else (self.bias.data_ptr(), self.bias._version))
+        cached = getattr(self, "_frozen_cast", None)
+        if cached is None or cached[0] != key:
+            bias = None if self.bias is None else self.bias.detach().to(dtype)
+            cached = self._frozen_cast = (key, self.weight.detach().to(dtype), bias)
+        return torch.nn.functional.linear(x, cached[1], cached[2])
+
+
+def cache_frozen_casts(model: nn.Module) -> nn.Module:
+    """Make every plain ``nn.Linear`` of ``model`` a :class:`FrozenCastLinear` (in place; subclasses of
+    ``nn.Linear`` are left as they are). Worth it under bf16 autocast only: a search's three passes
+    and every retrain step otherwise cast each frozen backbone weight anew."""
+    for module in model.modules():
+        if type(module) is nn.Linear:
+            module.__class__ = FrozenCastLinear
+    return model
 
 
 def finite_loss(loss: torch.Tensor, what: str, step: int | None = None) -> float:

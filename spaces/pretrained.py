@@ -18,6 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from core.artifacts import WEIGHTS_FILE
@@ -108,5 +109,6 @@ def load_pretrained(backbone: str | nn.Module, folder: str | Path) -> nn.Module:
         if params[name].shape != tensor.shape:
             raise ArtifactError(f"{name}: shape {tuple(tensor.shape)} in {folder}, {tuple(params[name].shape)} "
                                 "in the model")
-        params[name].data.copy_(tensor)
+        with torch.no_grad():  # an in-place copy that bumps the version (a cached bf16 cast sees the change)
+            params[name].copy_(tensor)
     return model.eval()

@@ -29,7 +29,7 @@ import torch
 
 from core.batches import to_device
 from core.configs import check, check_positive_ints, option
-from core.training import PRECISIONS, Trainer, autocast_context, resolve_precision
+from core.training import PRECISIONS, Trainer, autocast_context, cache_frozen_casts, resolve_precision
 from methods.base import SearchContext
 from spaces.architecture import Architecture
 from spaces.inject import inject_fixed, peft_parameters
@@ -178,6 +178,8 @@ class Experiment:
             self._sites = describe(model)
         task_model = make_task_model(model, self.task, self.tokenizer, self.config.scoring,
                                      head_prefixes=self._sites.head_prefixes, pooling=self.pooling)
+        if self.precision == "bf16":  # frozen linears cast once, not at every pass (the same bits)
+            cache_frozen_casts(task_model)
         return task_model.to(self.device)
 
     @property

@@ -6,6 +6,7 @@ longer imports or builds its arguments. Each runs without PYTHONPATH, as the REA
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -101,3 +102,29 @@ def test_the_task_probe_runs_on_a_task_scored_by_mcc_only(shared_data, minilm_av
     assert summary.startswith("glue/cola:") and "matthews_correlation" in summary
     correct, total = summary.split(") vs majority")[0].rsplit("(", 1)[1].split("/")
     assert int(total) == 24 and 0 <= int(correct) <= 24
+
+
+# ---- bench/precision_step.py ------------------------------------------------------------------------
+def test_the_step_bench_times_the_uncached_bf16_step_on_plain_linears(tmp_path, monkeypatch):
+    """``--uncached`` times the bf16 steps as the harness ran them before its frozen-cast cache: the models
+    those steps train hold plain ``nn.Linear`` layers, where the harness's bf16 models hold cached ones;
+    a one-round smoke run on tiny-bert prints both bf16 variants against fp32."""
+    from core.training import FrozenCastLinear
+
+    monkeypatch.syspath_prepend(str(ROOT / "bench"))
+    import precision_step
+
+    args = precision_step.experiment_arguments("", 1).parse_args(["--backbone", "tiny-bert", "--threads", "1"])
+    exp, _, _ = precision_step.experiment(args, "bf16")
+    assert any(type(m) is FrozenCastLinear for m in exp.new_model().modules())
+    plain = precision_step.without_cast_cache(exp).new_model()
+    assert not any(type(m) is FrozenCastLinear for m in plain.modules())
+
+    out = tmp_path / "steps.json"
+    proc = subprocess.run([sys.executable, "bench/precision_step.py", "--backbone", "tiny-bert", "--rounds", "1",
+                           "--steps", "1", "--threads", "1", "--uncached", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert set(json.loads(out.read_text())["median_ms"]) == {
+        f"{kind}/{precision}" for kind in ("retrain", "bipeft") for precision in ("fp32", "bf16", "bf16 uncached")}
+    assert proc.stdout.count("fp32 / bf16 uncached =") == 2 and proc.stdout.count("fp32 / bf16 =") == 2

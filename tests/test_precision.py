@@ -137,6 +137,46 @@ def _cycle(exp):
         yield from exp.loader(exp.splits.train, train=True)
 
 
+def test_bf16_retrains_bit_for_bit_with_and_without_its_frozen_cast_cache(monkeypatch):
+    import suite.harness
+
+    cached = _retrain("bf16")
+    monkeypatch.setattr(suite.harness, "cache_frozen_casts", lambda model: model)  # plain autocast, cast per call
+    plain = _retrain("bf16")
+    assert cached.history == plain.history and cached.test == plain.test and cached.predictions == plain.predictions
+    assert all(torch.equal(cached.weights[k], plain.weights[k]) for k in cached.weights)
+
+
+def test_a_frozen_linear_is_cast_once_and_again_only_when_it_changes():
+    from core.training import FrozenCastLinear, cache_frozen_casts
+
+    linear = cache_frozen_casts(torch.nn.Sequential(torch.nn.Linear(8, 4)))[0].requires_grad_(False)
+    assert type(linear) is FrozenCastLinear and linear.weight.dtype == torch.float32  # the fp32 parameter stays
+    x = torch.randn(3, 8)
+    with autocast_context(torch.device("cpu"), "bf16"):
+        first = linear(x)
+        kept = linear._frozen_cast[1]
+        assert torch.equal(first, torch.nn.functional.linear(x, linear.weight, linear.bias))  # autocast's product
+        assert first.dtype == torch.bfloat16 and kept.dtype == torch.bfloat16
+        linear(x)
+        assert linear._frozen_cast[1] is kept  # not cast again
+        with torch.no_grad():
+            linear.weight.mul_(2.0)
+        assert torch.equal(linear(x), torch.nn.functional.linear(x, linear.weight, linear.bias))
+        assert linear._frozen_cast[1] is not kept  # the changed weight is cast anew
+    assert linear(x).dtype == torch.float32  # outside autocast: fp32, as nn.Linear
+
+
+def test_a_trained_linear_takes_no_cached_cast_and_gets_its_gradient():
+    from core.training import cache_frozen_casts
+
+    linear = cache_frozen_casts(torch.nn.Sequential(torch.nn.Linear(8, 4)))[0]  # full fine-tuning: it trains
+    with autocast_context(torch.device("cpu"), "bf16"):
+        linear(torch.randn(3, 8)).float().sum().backward()
+    assert getattr(linear, "_frozen_cast", None) is None
+    assert linear.weight.grad is not None and linear.weight.grad.dtype == torch.float32
+
+
 @pytest.mark.parametrize("method,config", [("s3delta", {}), ("prunepeft", {"schedule": "iterative"}), ("bipeft", {})])
 def test_fp32_searches_as_without_autocast(method, config):
     def search(autocast=None):
